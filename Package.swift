@@ -1,0 +1,98 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "nvme-nbd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "nvme-nbd", targets: ["nvme-nbd"]),
+        .library(name: "NVMe", targets: ["NVMe"]),
+        .library(name: "NVMeController", targets: ["NVMeController"]),
+        .library(name: "NVMeHost", targets: ["NVMeHost"]),
+        .library(name: "NBDProtocol", targets: ["NBDProtocol"]),
+        .library(name: "NBDServer", targets: ["NBDServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // The NVMe specification as Swift values: no I/O.
+        .target(name: "NVMe", swiftSettings: strict),
+        // DMA-able host memory and the atomic accesses the rings and doorbell buffers need.
+        .target(
+            name: "DMA",
+            dependencies: [.product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: strict),
+        // Namespace storage: sparse memory and regular files / block devices.
+        .target(
+            name: "BlockBackends",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict),
+        // The emulated device.
+        .target(
+            name: "NVMeController",
+            dependencies: ["NVMe", "DMA", "BlockBackends",
+                           .product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: strict),
+        // The driver.
+        .target(
+            name: "NVMeHost",
+            dependencies: ["NVMe", "DMA", "NVMeController",
+                           .product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: strict),
+        // NBD wire format and handshake as pure state machines over bytes.
+        .target(
+            name: "NBDProtocol",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        // SwiftNIO server binding NBD connections to NVMe host queue pairs.
+        .target(
+            name: "NBDServer",
+            dependencies: ["NBDProtocol", "NVMe", "NVMeHost", "NVMeController", "BlockBackends",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "nvme-nbd",
+            dependencies: ["NBDServer", "NVMe", "NVMeController", "NVMeHost", "BlockBackends",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: strict),
+        // libnbd, for tests and benchmarks only: the server never links it.
+        .systemLibrary(name: "CNBD", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
+
+        .executableTarget(
+            name: "shadow-doorbell-demo", dependencies: ["NVMeHost", "NVMeController", "BlockBackends", "NVMe"],
+            path: "examples/shadow-doorbell-demo", swiftSettings: strict),
+
+        .testTarget(name: "NVMeTests", dependencies: ["NVMe"], swiftSettings: strict),
+        .testTarget(name: "BlockBackendsTests", dependencies: ["BlockBackends"], swiftSettings: strict),
+        .testTarget(name: "NVMeControllerTests",
+                    dependencies: ["NVMe", "DMA", "NVMeController", "NVMeHost", "BlockBackends"],
+                    swiftSettings: strict),
+        .testTarget(name: "NVMeHostTests",
+                    dependencies: ["NVMe", "DMA", "NVMeController", "NVMeHost", "BlockBackends"],
+                    swiftSettings: strict),
+        .testTarget(name: "NBDProtocolTests",
+                    dependencies: ["NBDProtocol",
+                                   .product(name: "NIOCore", package: "swift-nio"),
+                                   .product(name: "NIOTestUtils", package: "swift-nio")],
+                    swiftSettings: strict),
+        .testTarget(name: "NBDServerTests",
+                    dependencies: ["NBDServer", "CNBD", "NVMeController", "BlockBackends",
+                                   .product(name: "NIOCore", package: "swift-nio"),
+                                   .product(name: "NIOPosix", package: "swift-nio")],
+                    swiftSettings: strict),
+    ]
+)

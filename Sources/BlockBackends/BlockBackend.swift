@@ -1,0 +1,102 @@
+/// The storage behind one NVMe namespace (NVMe Base Specification 2.0, §3.2.1
+/// "Namespaces"): a flat byte range that the emulated controller reads and writes
+/// at LBA-aligned offsets.
+///
+/// Implementations are thread-safe: one controller thread calls them, but tests
+/// and tools may call them from several threads at once. Every offset and length
+/// handed in has already been range-checked by the controller; implementations
+/// still check and throw ``BackendError/Kind/outOfRange`` rather than trap.
+public protocol BlockBackend: AnyObject, Sendable {
+    /// Size of the namespace in bytes (a multiple of 4096).
+    var byteCount: UInt64 { get }
+    /// Whether writes are refused (NVMe "Namespace is Write Protected").
+    var isReadOnly: Bool { get }
+    /// Whether the backend has a volatile write cache that ``flush()`` makes durable
+    /// (reported in Identify Controller VWC).
+    var hasVolatileWriteCache: Bool { get }
+
+    /// Reads `buffer.count` bytes at `offset`. Unallocated ranges read as zeroes
+    /// (DLFEAT = 001b).
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(BackendError)
+    /// Writes `buffer` at `offset`. With `forceUnitAccess` the data is durable when
+    /// this returns (NVMe Write FUA bit).
+    func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, forceUnitAccess: Bool) throws(BackendError)
+    /// Makes every completed write durable (NVMe Flush).
+    func flush() throws(BackendError)
+    /// Deallocates the range; it reads as zeroes afterwards (Dataset Management,
+    /// attribute Deallocate).
+    func deallocate(at offset: UInt64, length: UInt64) throws(BackendError)
+    /// Makes the range read as zeroes (NVMe Write Zeroes). With `deallocate` the
+    /// backend may free the storage (Write Zeroes DEAC bit); without it the range
+    /// stays allocated where the backend can say so.
+    func writeZeroes(at offset: UInt64, length: UInt64, deallocate: Bool) throws(BackendError)
+    /// The allocation state of `[offset, offset+length)`, as consecutive extents
+    /// that cover the range exactly, in order, adjacent extents of equal state merged.
+    func allocationMap(at offset: UInt64, length: UInt64) throws(BackendError) -> [AllocationExtent]
+}
+
+/// One run of bytes with the same allocation state.
+public struct AllocationExtent: Equatable, Hashable, Sendable, CustomStringConvertible {
+    public var offset: UInt64
+    public var length: UInt64
+    /// `false`: a hole; it reads as zeroes.
+    public var isAllocated: Bool
+
+    public init(offset: UInt64, length: UInt64, isAllocated: Bool) {
+        self.offset = offset
+        self.length = length
+        self.isAllocated = isAllocated
+    }
+
+    public var description: String {
+        "\(isAllocated ? "data" : "hole")[\(offset)..<\(offset + length)]"
+    }
+}
+
+/// What went wrong in a backend, and where.
+public struct BackendError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: Equatable, Sendable {
+        /// An `errno` from the operating system (EIO, ENOSPC, ...).
+        case system(errno: Int32)
+        /// The range lies outside the namespace.
+        case outOfRange
+        /// A write to a read-only backend.
+        case readOnly
+        /// The path does not exist, is not a regular file or block device, or
+        /// cannot be opened.
+        case cannotOpen(path: String, errno: Int32)
+        /// A size or LBA format the backend cannot provide.
+        case invalidConfiguration(String)
+    }
+
+    public var kind: Kind
+    /// The operation that failed ("read", "write", "flush", "open", ...).
+    public var operation: String
+    public var offset: UInt64
+    public var length: UInt64
+
+    public init(_ kind: Kind, operation: String, offset: UInt64 = 0, length: UInt64 = 0) {
+        self.kind = kind
+        self.operation = operation
+        self.offset = offset
+        self.length = length
+    }
+
+    public var description: String {
+        let what: String
+        switch kind {
+        case .system(let e): what = "\(String(cString: strerror(e))) (errno \(e))"
+        case .outOfRange: what = "range outside the namespace"
+        case .readOnly: what = "backend is read-only"
+        case .cannotOpen(let path, let e): what = "cannot open \(path): \(String(cString: strerror(e))) (errno \(e))"
+        case .invalidConfiguration(let s): what = s
+        }
+        return "\(operation) at offset \(offset) length \(length): \(what)"
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
