@@ -116,22 +116,22 @@ public struct IdentifyController: Hashable, Sendable {
 }
 
 extension [UInt8] {
-    @usableFromInline mutating func put16(_ v: UInt16, at o: Int) {
+    public mutating func put16(_ v: UInt16, at o: Int) {
         self[o] = UInt8(truncatingIfNeeded: v); self[o + 1] = UInt8(truncatingIfNeeded: v >> 8)
     }
-    @usableFromInline mutating func put32(_ v: UInt32, at o: Int) {
+    public mutating func put32(_ v: UInt32, at o: Int) {
         for i in 0..<4 { self[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
     }
-    @usableFromInline mutating func put64(_ v: UInt64, at o: Int) {
+    public mutating func put64(_ v: UInt64, at o: Int) {
         for i in 0..<8 { self[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
     }
     mutating func putASCII(_ s: String, at o: Int, width: Int, pad: UInt8 = 0x20) {
         let u = Array(s.utf8.prefix(width))
         for i in 0..<width { self[o + i] = i < u.count ? u[i] : pad }
     }
-    func get16(_ o: Int) -> UInt16 { UInt16(self[o]) | UInt16(self[o + 1]) << 8 }
-    func get32(_ o: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(self[o + $1]) << (8 * UInt32($1)) } }
-    func get64(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(self[o + $1]) << (8 * UInt64($1)) } }
+    public func get16(_ o: Int) -> UInt16 { UInt16(self[o]) | UInt16(self[o + 1]) << 8 }
+    public func get32(_ o: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(self[o + $1]) << (8 * UInt32($1)) } }
+    public func get64(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(self[o + $1]) << (8 * UInt64($1)) } }
     func getASCII(_ o: Int, _ width: Int) -> String {
         let bytes = self[o..<(o + width)].prefix { $0 != 0 }
         return String(decoding: bytes, as: UTF8.self).trimmingTrailingSpaces()

@@ -50,6 +50,7 @@ public struct NVMeStatus: Hashable, Sendable, CustomStringConvertible {
     public static let internalError = NVMeStatus(type: .generic, code: 0x06)
     public static let commandAbortRequested = NVMeStatus(type: .generic, code: 0x07)
     public static let commandAbortedSQDeletion = NVMeStatus(type: .generic, code: 0x08)
+    public static let commandSequenceError = NVMeStatus(type: .generic, code: 0x0C, doNotRetry: true)
     public static let invalidNamespaceOrFormat = NVMeStatus(type: .generic, code: 0x0B, doNotRetry: true)
     public static let invalidPRPOffset = NVMeStatus(type: .generic, code: 0x13, doNotRetry: true)
     public static let lbaOutOfRange = NVMeStatus(type: .generic, code: 0x80, doNotRetry: true)
@@ -63,6 +64,7 @@ public struct NVMeStatus: Hashable, Sendable, CustomStringConvertible {
     public static let abortCommandLimitExceeded = NVMeStatus(type: .commandSpecific, code: 0x03, doNotRetry: true)
     public static let asynchronousEventRequestLimitExceeded = NVMeStatus(type: .commandSpecific, code: 0x05, doNotRetry: true)
     public static let invalidInterruptVector = NVMeStatus(type: .commandSpecific, code: 0x08, doNotRetry: true)
+    public static let invalidLogPage = NVMeStatus(type: .commandSpecific, code: 0x09, doNotRetry: true)
     public static let invalidQueueDeletion = NVMeStatus(type: .commandSpecific, code: 0x0C, doNotRetry: true)
     public static let featureIdentifierNotSaveable = NVMeStatus(type: .commandSpecific, code: 0x0D, doNotRetry: true)
     /// Attempted Write to Read Only Range (NVM Command Set, Figure 23).
@@ -87,6 +89,7 @@ public struct NVMeStatus: Hashable, Sendable, CustomStringConvertible {
         case (0, 0x07): "Command Abort Requested"
         case (0, 0x08): "Command Aborted due to SQ Deletion"
         case (0, 0x0B): "Invalid Namespace or Format"
+        case (0, 0x0C): "Command Sequence Error"
         case (0, 0x13): "Invalid PRP Offset"
         case (0, 0x20): "Namespace is Write Protected"
         case (0, 0x80): "LBA Out of Range"
@@ -98,6 +101,7 @@ public struct NVMeStatus: Hashable, Sendable, CustomStringConvertible {
         case (1, 0x03): "Abort Command Limit Exceeded"
         case (1, 0x05): "Asynchronous Event Request Limit Exceeded"
         case (1, 0x08): "Invalid Interrupt Vector"
+        case (1, 0x09): "Invalid Log Page"
         case (1, 0x0C): "Invalid Queue Deletion"
         case (1, 0x0D): "Feature Identifier Not Saveable"
         case (1, 0x82): "Attempted Write to Read Only Range"

@@ -1,0 +1,66 @@
+import NVMe
+
+/// How the emulated controller presents itself: the knobs a QEMU `-device nvme`
+/// line would carry (`mqes`, `max_ioqpairs`, `mdts`, `msix_qsize`, ...).
+public struct ControllerOptions: Sendable, Hashable {
+    /// CAP.MQES + 1: the largest queue, in entries, the controller accepts (2...65536).
+    public var maximumQueueEntries: Int = 4096
+    /// Largest number of I/O submission/completion queue pairs (QEMU `max_ioqpairs`).
+    public var maximumIOQueuePairs: Int = 64
+    /// Identify Controller MDTS: transfers up to `2^MDTS` pages of 4 KiB (QEMU's default 7 = 512 KiB).
+    public var maximumDataTransferSize: UInt8 = 7
+    /// Identify Controller OACS bit 8: whether Doorbell Buffer Config is offered.
+    public var doorbellBufferConfig: Bool = true
+    /// CAP.DSTRD: doorbells are `4 << DSTRD` bytes apart.
+    public var doorbellStride: UInt8 = 0
+    /// MSI-X vectors the device exposes (QEMU `msix_qsize`).
+    public var interruptVectors: Int = 65
+    /// CAP.TO in 500 ms units: how long the host waits for CSTS.RDY.
+    public var readyTimeout500ms: UInt8 = 15
+    /// How long the controller thread keeps polling the queues after its last work
+    /// before it arms EventIdx and parks, in nanoseconds; 0 parks at once. Polling
+    /// is the same in both doorbell modes (it also takes traps without a wake-up).
+    public var pollNanoseconds: UInt64 = 0
+    /// Commands taken from one submission queue before the controller turns to the
+    /// next queue and signals completions (round-robin arbitration burst).
+    public var arbitrationBurst: Int = 16
+    /// Identify Controller serial and model numbers.
+    public var serialNumber: String = "NVMENBD0001"
+    public var modelNumber: String = "nvme-nbd emulated controller"
+    public var controllerID: UInt16 = 0
+
+    public init() {}
+
+    /// Largest transfer in bytes, MDTS applied to the 4 KiB memory page size.
+    public var maximumTransferBytes: Int {
+        maximumDataTransferSize == 0 ? Int.max : 4096 << Int(maximumDataTransferSize)
+    }
+
+    /// Checks the values a user can give; the message says what is accepted.
+    public func validate() throws(ControllerConfigurationError) {
+        guard (2...65536).contains(maximumQueueEntries) else {
+            throw .invalid("maximum queue entries \(maximumQueueEntries): accepted 2...65536")
+        }
+        guard (1...65535).contains(maximumIOQueuePairs) else {
+            throw .invalid("maximum I/O queue pairs \(maximumIOQueuePairs): accepted 1...65535")
+        }
+        guard maximumDataTransferSize <= 12 else {
+            throw .invalid("MDTS \(maximumDataTransferSize): accepted 0...12 (0 means no limit)")
+        }
+        guard doorbellStride <= 15 else { throw .invalid("doorbell stride \(doorbellStride): accepted 0...15") }
+        guard (1...2048).contains(interruptVectors) else {
+            throw .invalid("interrupt vectors \(interruptVectors): accepted 1...2048")
+        }
+        guard arbitrationBurst >= 1 else { throw .invalid("arbitration burst must be at least 1") }
+    }
+}
+
+/// A controller or namespace configuration that cannot be built.
+public enum ControllerConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
+    case invalid(String)
+    public var description: String {
+        switch self {
+        case .invalid(let s): "invalid controller configuration: \(s)"
+        }
+    }
+}

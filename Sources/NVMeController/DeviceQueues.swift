@@ -1,0 +1,84 @@
+import DMA
+import NVMe
+
+/// The controller's view of one submission queue (NVMe Base Specification 2.0,
+/// §3.3.1): where it lives, how far the controller has consumed it (head) and
+/// how far the host says it is filled (tail).
+final class DeviceSubmissionQueue {
+    let id: UInt16
+    let base: UnsafeMutableRawPointer
+    let size: Int
+    let completionQueue: DeviceCompletionQueue
+    var head = 0
+    var tail = 0
+    /// Shadow Doorbell and EventIdx entries, when the doorbell buffer is configured
+    /// (never for the admin queue).
+    var shadowTail: SharedWord?
+    var eventIndex: SharedWord?
+    /// EventIdx currently asks the host to trap on its next submission.
+    var armed = false
+    /// The head value the last "never trap" EventIdx was derived from.
+    var eventIndexBase = 0
+
+    init(id: UInt16, base: UnsafeMutableRawPointer, size: Int, completionQueue: DeviceCompletionQueue) {
+        self.id = id
+        self.base = base
+        self.size = size
+        self.completionQueue = completionQueue
+    }
+
+    var isEmpty: Bool { head == tail }
+}
+
+/// The controller's view of one completion queue (§3.3.1): its tail and phase,
+/// the head the host last reported, and the completions held while it is full.
+final class DeviceCompletionQueue {
+    let id: UInt16
+    let base: UnsafeMutableRawPointer
+    let size: Int
+    let vector: InterruptVector
+    let interruptsEnabled: Bool
+    var head = 0
+    var tail = 0
+    var phase = true
+    var shadowHead: SharedWord?
+    var eventIndex: SharedWord?
+    var armed = false
+    var attachedSubmissionQueues = 0
+    /// Completions waiting for room, oldest first (from `backlogStart`).
+    var backlog: [CompletionQueueEntry] = []
+    var backlogStart = 0
+    /// Completions posted since the last interrupt was raised.
+    var unsignalled = 0
+
+    init(id: UInt16, base: UnsafeMutableRawPointer, size: Int, vector: InterruptVector, interruptsEnabled: Bool) {
+        self.id = id
+        self.base = base
+        self.size = size
+        self.vector = vector
+        self.interruptsEnabled = interruptsEnabled
+    }
+
+    var isFull: Bool { (tail + 1) % size == head }
+    var backlogCount: Int { backlog.count - backlogStart }
+
+    /// Writes `entry` at the tail with the current phase: DW0–DW2 first, then DW3
+    /// (which holds the phase tag) with release ordering, so a host that sees the new
+    /// phase sees the whole entry. The caller checked the queue is not full.
+    func post(_ entry: CompletionQueueEntry) {
+        var e = entry
+        e.phase = phase
+        // `base` covers `size` entries of 16 bytes (checked at creation); tail < size.
+        let slot = base + tail * CompletionQueueEntry.size
+        slot.storeBytes(of: e.dw0.littleEndian, toByteOffset: 0, as: UInt32.self)
+        slot.storeBytes(of: e.dw1.littleEndian, toByteOffset: 4, as: UInt32.self)
+        slot.storeBytes(of: e.dw2.littleEndian, toByteOffset: 8, as: UInt32.self)
+        SharedWord(slot + 12).storeRelease(e.dw3.littleEndian)
+        tail += 1
+        if tail == size {
+            tail = 0
+            phase.toggle()
+        }
+        unsignalled += 1
+    }
+}

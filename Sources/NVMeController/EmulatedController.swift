@@ -1,0 +1,187 @@
+import BlockBackends
+import DMA
+import Foundation
+import NVMe
+
+/// An emulated NVMe controller on PCIe (NVMe Base Specification 2.0; NVMe 1.3
+/// Doorbell Buffer Config, §5.7), with its namespaces, running on its own thread
+/// as QEMU's iothread runs `hw/nvme`.
+///
+/// The host reaches it only through BAR0 — ``mmioWrite32(_:_:)``,
+/// ``mmioWrite64(_:_:)``, ``mmioRead32(_:)``, ``mmioRead64(_:)`` — and the
+/// memory both share (``HostMemory``). An MMIO write is a trap: the writer waits
+/// until the controller thread has taken it. Completions arrive as interrupts on
+/// the ``InterruptVector``s the host connects.
+///
+/// In **stepped** mode there is no thread: traps are only recorded and the caller
+/// drives the device with ``step()`` and ``runUntilIdle()`` — for tests that need
+/// to see exactly when the host traps.
+public final class EmulatedController: @unchecked Sendable {
+    public let memory: HostMemory
+    public let options: ControllerOptions
+    public let namespaces: [Namespace]
+    public let counters = ControllerCounters()
+    public let isStepped: Bool
+
+    private let mailbox: TrapMailbox
+    /// Confined to the controller thread (or the stepping caller): the invariant
+    /// that makes this class's `@unchecked Sendable` sound. Host threads reach it
+    /// only through the mailbox.
+    private let core: ControllerCore
+    private var thread: Thread?
+    private let finished = ConditionMutex()
+    private var running = false
+    private var traps: [RegisterWrite] = []
+
+    /// - Parameters:
+    ///   - namespaces: NSIDs must be 1, 2, ... in order.
+    ///   - stepped: no controller thread; see ``step()``.
+    public init(memory: HostMemory, namespaces: [Namespace], options: ControllerOptions = ControllerOptions(),
+                stepped: Bool = false) throws(ControllerConfigurationError) {
+        try options.validate()
+        for (i, ns) in namespaces.enumerated() where ns.id != UInt32(i + 1) {
+            throw .invalid("namespace ids must be 1...\(namespaces.count) in order; found \(ns.id) at position \(i + 1)")
+        }
+        guard !namespaces.isEmpty else { throw .invalid("a controller needs at least one namespace") }
+        self.memory = memory
+        self.options = options
+        self.namespaces = namespaces
+        isStepped = stepped
+        mailbox = TrapMailbox(handsOff: !stepped)
+        core = ControllerCore(memory: memory, namespaces: namespaces, options: options, counters: counters, mailbox: mailbox)
+        traps.reserveCapacity(64)
+        if !stepped { start() }
+    }
+
+    deinit { stop() }
+
+    private func start() {
+        running = true
+        let t = Thread { [self] in run() }
+        t.name = "nvme-controller"
+        t.stackSize = 1 << 20
+        thread = t
+        t.start()
+    }
+
+    /// Stops the controller thread (the device is unplugged). Pending traps are
+    /// released; later MMIO writes do nothing. Idempotent.
+    public func stop() {
+        guard !isStepped, finished.withLock({ running }) else { return }
+        mailbox.close()
+        finished.withLock {
+            while running { finished.wait() }
+        }
+    }
+
+    // MARK: BAR0
+
+    /// A 32-bit MMIO write: the trap.
+    public func mmioWrite32(_ offset: UInt32, _ value: UInt32) {
+        trap(RegisterWrite(offset: offset, value: UInt64(value), width: 4))
+    }
+
+    /// A 64-bit MMIO write (ASQ, ACQ).
+    public func mmioWrite64(_ offset: UInt32, _ value: UInt64) {
+        trap(RegisterWrite(offset: offset, value: value, width: 8))
+    }
+
+    private func trap(_ w: RegisterWrite) {
+        mailbox.trap(w) {
+            core.registers.record(w)
+        }
+    }
+
+    public func mmioRead32(_ offset: UInt32) -> UInt32 {
+        counters.bump(counters.mmioReads)
+        return UInt32(truncatingIfNeeded: mailbox.withLock { core.registers.read(offset: offset, width: 4) })
+    }
+
+    public func mmioRead64(_ offset: UInt32) -> UInt64 {
+        counters.bump(counters.mmioReads)
+        return mailbox.withLock { core.registers.read(offset: offset, width: 8) }
+    }
+
+    /// The MSI-X vector `number`, for the host to connect a handler to.
+    public func interruptVector(_ number: Int) -> InterruptVector { core.vectors[number] }
+
+    /// Test hook for fault handling: the controller sets CSTS.CFS and stops
+    /// processing commands until the host resets it (CC.EN 1 → 0 → 1).
+    public func injectFatalError() {
+        trap(RegisterWrite(offset: Self.fatalErrorPseudoRegister, value: 1, width: 4))
+    }
+
+    /// Not a register: an offset no host uses, carrying ``injectFatalError()``
+    /// through the mailbox so the controller thread applies it in order.
+    static let fatalErrorPseudoRegister: UInt32 = 0xF00
+
+    // MARK: Stepped mode
+
+    /// Stepped mode: takes recorded traps and runs one round. Returns whether
+    /// anything happened.
+    @discardableResult
+    public func step() -> Bool {
+        precondition(isStepped, "step() is for stepped controllers")
+        return turn()
+    }
+
+    /// Stepped mode: steps until nothing is left to do, then prepares to park as
+    /// the thread would (EventIdx armed, full fence, shadow re-read). Returns
+    /// `true` if it would park now, `false` if the re-read found new work (call
+    /// again). Bounded by `maximumSteps`.
+    @discardableResult
+    public func runUntilIdle(maximumSteps: Int = 1_000_000) -> Bool {
+        precondition(isStepped, "runUntilIdle() is for stepped controllers")
+        var steps = 0
+        while steps < maximumSteps {
+            while turn() && steps < maximumSteps { steps += 1 }
+            if mailbox.hasPending { continue }
+            if core.armForPark() { steps += 1; continue }
+            return true
+        }
+        return false
+    }
+
+    // MARK: The controller thread
+
+    private func turn() -> Bool {
+        mailbox.take(into: &traps)
+        let hadTraps = !traps.isEmpty
+        if hadTraps {
+            for w in traps {
+                if w.offset == Self.fatalErrorPseudoRegister { core.declareFatal() } else { core.handle(w) }
+            }
+            traps.removeAll(keepingCapacity: true)
+        }
+        return core.runRound() || hadTraps
+    }
+
+    private func run() {
+        var lastWork = MonotonicClock.nanoseconds()
+        var polling = false
+        while mailbox.isOpenFast {
+            if turn() {
+                if polling { counters.bump(counters.pollHits) }
+                polling = false
+                lastWork = MonotonicClock.nanoseconds()
+                continue
+            }
+            if options.pollNanoseconds > 0 && MonotonicClock.nanoseconds() &- lastWork < options.pollNanoseconds {
+                polling = true
+                continue
+            }
+            polling = false
+            if core.armForPark() { continue }
+            counters.bump(counters.parks)
+            guard mailbox.park() else { break }
+            counters.bump(counters.wakeups)
+            lastWork = MonotonicClock.nanoseconds()
+        }
+        // Release anything still recorded, then report the thread gone.
+        mailbox.take(into: &traps)
+        finished.withLock {
+            running = false
+            finished.broadcast()
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import Synchronization
+
+/// One MSI-X vector of the emulated device (NVMe over PCIe Transport Specification
+/// §3.5: interrupts). The controller raises it after posting completions; the host
+/// connects a handler that must not block (it typically schedules the completion
+/// reaping on the host's own thread — an event loop, or an interrupt thread).
+///
+/// A vector stays pending from the moment it is raised until the host
+/// ``acknowledge()``s it, and raising a pending vector delivers nothing new: the
+/// host's handler reaps every completion it finds, as Linux's `nvme_irq` does.
+/// Acknowledge before reaping, so a completion posted after the reap raises again.
+public final class InterruptVector: Sendable {
+    public let number: UInt16
+    private let pending = Atomic<Bool>(false)
+    private let handler = Mutex<(@Sendable () -> Void)?>(nil)
+
+    init(number: UInt16) { self.number = number }
+
+    /// Programs the vector (the MSI-X table entry): `handler` runs on the
+    /// controller's thread, so it must only hand the work over.
+    public func connect(_ handler: @escaping @Sendable () -> Void) {
+        self.handler.withLock { $0 = handler }
+        pending.store(false, ordering: .sequentiallyConsistent)
+    }
+
+    public func disconnect() {
+        handler.withLock { $0 = nil }
+    }
+
+    /// Host side: marks the interrupt handled. The exchange pairs with the one in
+    /// ``raise()``, so every completion posted before a raise that found the vector
+    /// pending is visible to the reap that follows this call.
+    public func acknowledge() {
+        _ = pending.exchange(false, ordering: .acquiringAndReleasing)
+    }
+
+    /// Device side: `true` if an interrupt was delivered, `false` if the vector was
+    /// still pending (coalesced) or nothing is connected.
+    func raise() -> Bool {
+        if pending.exchange(true, ordering: .acquiringAndReleasing) { return false }
+        guard let h = handler.withLock({ $0 }) else {
+            pending.store(false, ordering: .releasing)
+            return false
+        }
+        h()
+        return true
+    }
+}

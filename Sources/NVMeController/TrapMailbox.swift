@@ -1,0 +1,112 @@
+import DMA
+import Synchronization
+
+/// One register write the host made: a trap into the device.
+struct RegisterWrite: Sendable {
+    var offset: UInt32
+    var value: UInt64
+    /// 4 or 8 bytes.
+    var width: Int
+}
+
+/// The hand-off between a host thread writing BAR0 and the controller thread —
+/// the emulation's VM exit. A writer records its value, wakes the controller if it
+/// is parked, and does not continue until the controller has taken the write
+/// (DESIGN.md "A trap behaves like a VM exit"). The controller only records and
+/// acknowledges when taking a trap; it never waits for the host, so a controller
+/// holding completions for a full queue cannot deadlock a host stuck in a trap.
+///
+/// The same lock guards the register file (``RegisterFile``) that MMIO reads see.
+final class TrapMailbox: @unchecked Sendable {
+    /// Condition 0: the controller parks on it. Condition 1: writers wait on it.
+    let lock = ConditionMutex(conditions: 2)
+    private static let controllerCondition = 0
+    private static let writerCondition = 1
+
+    // Guarded by `lock`.
+    private var queue: [RegisterWrite] = []
+    private var posted: UInt64 = 0
+    private var taken: UInt64 = 0
+    private var parked = false
+    private var open = true
+    /// Whether writers wait for the controller (threaded mode) or only record (stepped mode).
+    private let handsOff: Bool
+
+    /// Lets the controller thread see pending traps without taking the lock.
+    private let pendingCount = Atomic<Int>(0)
+    private let openFlag = Atomic<Bool>(true)
+
+    init(handsOff: Bool) {
+        self.handsOff = handsOff
+        queue.reserveCapacity(64)
+    }
+
+    /// Host side. `record` runs under the lock (it updates the register file).
+    func trap(_ write: RegisterWrite, record: () -> Void) {
+        lock.lock()
+        defer { lock.unlock() }
+        record()
+        guard open else { return }
+        queue.append(write)
+        posted &+= 1
+        let ticket = posted
+        pendingCount.add(1, ordering: .releasing)
+        if parked { lock.signal(Self.controllerCondition) }
+        guard handsOff else { return }
+        while taken < ticket && open {
+            lock.wait(Self.writerCondition)
+        }
+    }
+
+    /// Controller side: true when traps are waiting (a cheap check for the hot loop).
+    @inline(__always)
+    var hasPending: Bool { pendingCount.load(ordering: .acquiring) > 0 }
+
+    /// Controller side: takes every pending trap, in order, and releases their writers.
+    func take(into out: inout [RegisterWrite]) {
+        guard hasPending else { return }
+        lock.lock()
+        out.append(contentsOf: queue)
+        queue.removeAll(keepingCapacity: true)
+        taken = posted
+        pendingCount.store(0, ordering: .relaxed)
+        lock.broadcast(Self.writerCondition)
+        lock.unlock()
+    }
+
+    /// Controller side: sleeps until a trap arrives or the mailbox closes. Returns
+    /// `false` when closed.
+    func park() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        while queue.isEmpty && open {
+            parked = true
+            lock.wait(Self.controllerCondition)
+            parked = false
+        }
+        return open
+    }
+
+    /// Stops the hand-off: releases waiting writers and a parked controller; later
+    /// traps only record their register value.
+    func close() {
+        openFlag.store(false, ordering: .releasing)
+        lock.withLock {
+            open = false
+            lock.broadcast(Self.writerCondition)
+            lock.signal(Self.controllerCondition)
+        }
+    }
+
+    /// Under the lock (for register reads).
+    func withLock<T>(_ body: () -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body()
+    }
+
+    var isOpen: Bool { withLock { open } }
+
+    /// Without the lock, for the controller loop.
+    var isOpenFast: Bool { openFlag.load(ordering: .acquiring) }
+}
