@@ -1,0 +1,39 @@
+import DMA
+import NVMe
+import NVMeController
+
+/// One doorbell of a host queue: the MMIO register and, once the Doorbell Buffer
+/// Config command succeeded, its Shadow Doorbell and EventIdx entries.
+///
+/// ``ring(_:)`` is Linux's `nvme_dbbuf_update_and_check_event` followed by the
+/// `writel` it guards: a release store of the new value into the shadow entry (the
+/// queue entries written before it become visible first: `wmb()`), a full fence
+/// (the store must be ordered before the EventIdx load: `mb()`), the EventIdx
+/// load, and the MMIO write only when EventIdx lies in `[old, new)`.
+struct Doorbell {
+    let controller: EmulatedController
+    let register: UInt32
+    var shadow: SharedWord?
+    var eventIndex: SharedWord?
+
+    init(controller: EmulatedController, register: UInt32) {
+        self.controller = controller
+        self.register = register
+    }
+
+    /// Returns whether the host trapped (wrote the MMIO register).
+    @inline(__always)
+    func ring(_ value: UInt16) -> Bool {
+        if let shadow, let eventIndex {
+            let old = UInt16(truncatingIfNeeded: shadow.loadRelaxed())
+            shadow.storeRelease(UInt32(value))
+            MemoryFence.full()
+            let ei = UInt16(truncatingIfNeeded: eventIndex.loadRelaxed())
+            guard EventIndex.needsEvent(eventIndex: ei, new: value, old: old) else { return false }
+        }
+        controller.mmioWrite32(register, UInt32(value))
+        return true
+    }
+
+    var isShadowed: Bool { shadow != nil }
+}

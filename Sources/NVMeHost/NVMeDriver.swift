@@ -1,0 +1,337 @@
+import DMA
+import Foundation
+import NVMe
+import NVMeController
+
+/// The host driver: brings an ``EmulatedController`` up as Linux's nvme-pci does
+/// (`nvme_reset_work`), owns the admin queue and the I/O ``QueuePair``s, and resets
+/// the controller when asked to or when it reports a fatal status.
+///
+/// Bring-up (DESIGN.md): read CAP; CC.EN = 0 and wait for CSTS.RDY = 0; program
+/// AQA/ASQ/ACQ; CC.EN = 1 and wait for RDY; Identify Controller; Identify Active
+/// Namespace List and each Namespace; Set Features Number of Queues; Create I/O CQ
+/// and SQ per pair; then Doorbell Buffer Config when OACS bit 8 is set.
+public final class NVMeDriver: @unchecked Sendable {
+    public let controller: EmulatedController
+    public let memory: HostMemory
+    public let options: DriverOptions
+
+    /// Set once by ``start()`` (and re-read by ``reset()``), then read-only.
+    public private(set) var identify = IdentifyController()
+    public private(set) var namespaces: [NamespaceInfo] = []
+    public private(set) var queuePairs: [QueuePair] = []
+    public private(set) var limits = TransferLimits(mdts: 0)
+    /// Whether the doorbell buffer is configured.
+    public private(set) var shadowDoorbellsEnabled = false
+
+    private var admin: QueuePair?
+    private let adminLock = ConditionMutex()
+    private let adminEvent = ConditionMutex()
+    private var adminInterrupts = 0
+    private var interruptThreads: [InterruptThread] = []
+    private var doorbellPages: (shadow: UInt64, eventIndex: UInt64)?
+    private let lifecycle = ConditionMutex()
+    private var started = false
+    private var stride: UInt8 = 0
+
+    public init(controller: EmulatedController, options: DriverOptions = DriverOptions()) {
+        self.controller = controller
+        memory = controller.memory
+        self.options = options
+    }
+
+    deinit {
+        for t in interruptThreads { t.stop() }
+        if let pages = doorbellPages {
+            memory.freeContiguous(pages.shadow, bytes: HostMemory.pageSize)
+            memory.freeContiguous(pages.eventIndex, bytes: HostMemory.pageSize)
+        }
+    }
+
+    // MARK: Bring-up
+
+    /// Brings the controller up and creates the I/O queue pairs.
+    public func start() throws(NVMeError) {
+        try lifecycle.withLock { () throws(NVMeError) in
+            precondition(!started, "start() called twice")
+            try bringUp(firstTime: true)
+            started = true
+        }
+    }
+
+    private func bringUp(firstTime: Bool) throws(NVMeError) {
+        let cap = ControllerCapabilities(raw: controller.mmioRead64(RegisterOffset.cap))
+        stride = cap.doorbellStride
+        let timeout = max(Int(cap.timeout500ms) * 500, 500)
+        guard cap.nvmCommandSet, cap.memoryPageSizeMinimum == 0 else {
+            throw NVMeError(.invalidRequest("controller lacks the NVM command set or 4 KiB pages (CAP 0x\(String(cap.raw, radix: 16)))"),
+                            operation: "read CAP")
+        }
+        if ControllerConfiguration(raw: controller.mmioRead32(RegisterOffset.cc)).enable {
+            controller.mmioWrite32(RegisterOffset.cc, 0)
+        }
+        try waitReady(false, timeoutMilliseconds: timeout)
+
+        // Admin queue.
+        let adminDepth = min(options.adminQueueDepth, 4096, Int(cap.maximumQueueEntries0) + 1)
+        let adminQueue: QueuePair
+        if let a = admin {
+            adminQueue = a
+        } else {
+            adminQueue = try QueuePair(id: 0, depth: adminDepth, controller: controller, memory: memory,
+                                       vector: controller.interruptVector(0), namespaces: [], limits: TransferLimits(mdts: 0))
+            admin = adminQueue
+            controller.interruptVector(0).connect { [weak self] in self?.adminInterrupt() }
+        }
+        adminQueue.activate(shadow: nil)
+        controller.mmioWrite32(RegisterOffset.aqa, AdminQueueAttributes(
+            submissionQueueSize0: UInt16(adminDepth - 1), completionQueueSize0: UInt16(adminDepth - 1)).raw)
+        controller.mmioWrite64(RegisterOffset.asq, adminQueue.sqAddress)
+        controller.mmioWrite64(RegisterOffset.acq, adminQueue.cqAddress)
+        controller.mmioWrite32(RegisterOffset.cc, ControllerConfiguration(
+            enable: true, memoryPageSize: 0, ioSubmissionQueueEntrySize: 6, ioCompletionQueueEntrySize: 4).raw)
+        try waitReady(true, timeoutMilliseconds: timeout)
+
+        // Identify.
+        let idBuffer = try dmaBuffer(IdentifyController.size, "Identify")
+        _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, cdw10: UInt32(IdentifyCNS.controller.rawValue)),
+                             data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Controller")
+        identify = IdentifyController(decoding: idBuffer.bytes())
+        limits = TransferLimits(mdts: identify.maximumDataTransferSize)
+        _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: 0,
+                                                  cdw10: UInt32(IdentifyCNS.activeNamespaceList.rawValue)),
+                             data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Active Namespace List")
+        let list = idBuffer.bytes()
+        var nsids: [UInt32] = []
+        for i in Swift.stride(from: 0, to: list.count, by: 4) {
+            let id = list.get32(i)
+            if id == 0 { break }
+            nsids.append(id)
+        }
+        var infos: [NamespaceInfo] = []
+        for nsid in nsids {
+            _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: nsid,
+                                                      cdw10: UInt32(IdentifyCNS.namespace.rawValue)),
+                                 data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Namespace \(nsid)")
+            infos.append(NamespaceInfo(id: nsid, identify: IdentifyNamespace(decoding: idBuffer.bytes())))
+        }
+        namespaces = infos
+
+        // Number of Queues: 0-based counts in, granted 0-based counts in DW0.
+        let wanted = firstTime ? max(1, options.ioQueuePairs) : queuePairs.count
+        let nq = try adminCommand(SubmissionQueueEntry(
+            opcode: AdminOpcode.setFeatures.rawValue, cdw10: UInt32(FeatureIdentifier.numberOfQueues.rawValue),
+            cdw11: UInt32(wanted - 1) << 16 | UInt32(wanted - 1)), operation: "Set Features Number of Queues")
+        let granted = min(wanted, Int(nq.dw0 & 0xFFFF) + 1, Int(nq.dw0 >> 16) + 1)
+
+        // I/O queue pairs.
+        let depth = min(max(2, options.queueDepth), Int(cap.maximumQueueEntries0) + 1)
+        if firstTime {
+            for i in 1...granted {
+                let qp = try QueuePair(id: UInt16(i), depth: depth, controller: controller, memory: memory,
+                                       vector: controller.interruptVector(i), namespaces: namespaces, limits: limits)
+                switch options.interrupts(i - 1) {
+                case .dedicatedThread:
+                    let thread = InterruptThread(name: "nvme-irq-\(i)") { [unowned qp] in qp.processCompletions() }
+                    interruptThreads.append(thread)
+                    qp.vector.connect { thread.fire() }
+                case .custom(let deliver):
+                    qp.vector.connect { [unowned qp] in deliver(qp) }
+                case .polled:
+                    break
+                }
+                queuePairs.append(qp)
+            }
+        } else if granted < queuePairs.count {
+            throw NVMeError(.invalidRequest("controller granted \(granted) queue pairs after reset, \(queuePairs.count) needed"),
+                            operation: "Set Features Number of Queues")
+        }
+        for qp in queuePairs {
+            _ = try adminCommand(SubmissionQueueEntry(
+                opcode: AdminOpcode.createIOCompletionQueue.rawValue, prp1: qp.cqAddress,
+                cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
+                cdw11: UInt32(qp.vector.number) << 16 | 0b11), operation: "Create I/O CQ \(qp.id)")
+            _ = try adminCommand(SubmissionQueueEntry(
+                opcode: AdminOpcode.createIOSubmissionQueue.rawValue, prp1: qp.sqAddress,
+                cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
+                cdw11: UInt32(qp.id) << 16 | 0b1), operation: "Create I/O SQ \(qp.id)")
+            qp.activate(shadow: nil)
+        }
+
+        // Doorbell Buffer Config, after the queues exist (the controller copies their
+        // current tail and head into the shadow page).
+        shadowDoorbellsEnabled = false
+        if options.useShadowDoorbells && identify.supportsDoorbellBufferConfig {
+            if doorbellPages == nil {
+                guard let s = memory.allocateContiguous(bytes: HostMemory.pageSize),
+                      let e = memory.allocateContiguous(bytes: HostMemory.pageSize) else {
+                    throw NVMeError(.outOfDMAMemory(bytes: 2 * HostMemory.pageSize), operation: "Doorbell Buffer Config")
+                }
+                doorbellPages = (s, e)
+            }
+            let pages = doorbellPages!
+            memory.pointer(at: pages.shadow, length: HostMemory.pageSize)!.initializeMemory(as: UInt8.self, repeating: 0, count: HostMemory.pageSize)
+            memory.pointer(at: pages.eventIndex, length: HostMemory.pageSize)!.initializeMemory(as: UInt8.self, repeating: 0, count: HostMemory.pageSize)
+            _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.doorbellBufferConfig.rawValue,
+                                                      prp1: pages.shadow, prp2: pages.eventIndex),
+                                 operation: "Doorbell Buffer Config")
+            for qp in queuePairs {
+                qp.enableShadowDoorbells(sq: try shadowEntry(qp.id, completion: false), cq: try shadowEntry(qp.id, completion: true))
+            }
+            shadowDoorbellsEnabled = true
+        }
+    }
+
+    private func shadowEntry(_ qid: UInt16, completion: Bool) throws(NVMeError) -> (SharedWord, SharedWord) {
+        let pages = doorbellPages!
+        let offset = UInt64((2 * Int(qid) + (completion ? 1 : 0)) * (4 << Int(stride)))
+        guard offset + 4 <= UInt64(HostMemory.pageSize), let s = memory.word(at: pages.shadow + offset),
+              let e = memory.word(at: pages.eventIndex + offset) else {
+            throw NVMeError(.invalidRequest("queue \(qid) has no entry in a one-page doorbell buffer"), operation: "Doorbell Buffer Config")
+        }
+        return (s, e)
+    }
+
+    private func dmaBuffer(_ bytes: Int, _ operation: String) throws(NVMeError) -> DMABuffer {
+        guard let b = DMABuffer(memory: memory, byteCount: bytes) else {
+            throw NVMeError(.outOfDMAMemory(bytes: bytes), operation: operation)
+        }
+        return b
+    }
+
+    /// Waits for CSTS.RDY to equal `ready` (CAP.TO bounds it), failing early on CSTS.CFS.
+    private func waitReady(_ ready: Bool, timeoutMilliseconds: Int) throws(NVMeError) {
+        let deadline = MonotonicClock.deadline(afterMilliseconds: timeoutMilliseconds)
+        while true {
+            if controller.isStepped { controller.step() }
+            let csts = ControllerStatus(raw: controller.mmioRead32(RegisterOffset.csts))
+            if csts.ready == ready { return }
+            if ready && csts.fatal { throw NVMeError(.controllerFatal, operation: "enable") }
+            if MonotonicClock.nanoseconds() > deadline {
+                throw NVMeError(.timeout("CSTS.RDY did not become \(ready ? 1 : 0) within \(timeoutMilliseconds) ms (CAP.TO)"),
+                                operation: ready ? "enable" : "disable")
+            }
+            // Linux polls CSTS with msleep(); a short sleep keeps this bounded wait cheap.
+            usleep(20)
+        }
+    }
+
+    // MARK: Admin commands
+
+    private func adminInterrupt() {
+        adminEvent.withLock {
+            adminInterrupts &+= 1
+            adminEvent.broadcast()
+        }
+    }
+
+    /// Runs one admin command and waits for its completion. A non-success status
+    /// throws ``NVMeError/Kind/status(_:)``.
+    @discardableResult
+    public func adminCommand(_ entry: SubmissionQueueEntry, data: QueuePair.DataPages? = nil,
+                             operation: String? = nil) throws(NVMeError) -> CompletionQueueEntry {
+        let name = operation ?? (AdminOpcode(rawValue: entry.opcode)?.description ?? "admin opcode 0x\(String(entry.opcode, radix: 16))")
+        guard let admin else { throw NVMeError(.aborted(reason: "driver not started"), operation: name) }
+        adminLock.lock()
+        defer { adminLock.unlock() }
+        let box = CompletionBox()
+        var seen = adminEvent.withLock { adminInterrupts }
+        admin.submit(entry, data: data) { box.set($0) }
+        let deadline = MonotonicClock.deadline(afterMilliseconds: options.adminTimeoutMilliseconds)
+        var steps = 0
+        while box.get() == nil {
+            if controller.isStepped {
+                controller.step()
+                admin.processCompletions()
+                steps += 1
+                if steps > 1000 { break }
+                continue
+            }
+            let fired: Bool = adminEvent.withLock {
+                while adminInterrupts == seen {
+                    if !adminEvent.wait(until: deadline) { return false }
+                }
+                seen = adminInterrupts
+                return true
+            }
+            admin.processCompletions()
+            if !fired { break }
+        }
+        guard let cqe = box.get() else {
+            let csts = ControllerStatus(raw: controller.mmioRead32(RegisterOffset.csts))
+            if csts.fatal { throw NVMeError(.controllerFatal, operation: name) }
+            throw NVMeError(.timeout("no completion within \(options.adminTimeoutMilliseconds) ms"), operation: name)
+        }
+        guard cqe.status.isSuccess else { throw NVMeError(.status(cqe.status), operation: name) }
+        return cqe
+    }
+
+    // MARK: Reset and shutdown
+
+    /// Controller-level reset as Linux's `nvme_reset_ctrl` does it: disable the
+    /// controller (CC.EN = 0, wait RDY = 0), reap what it had posted, put commands
+    /// that were still outstanding back in their queues (or fail them after
+    /// ``DriverOptions/maximumRetries``), bring the controller up again and
+    /// resubmit. Returns how many commands were requeued.
+    @discardableResult
+    public func reset() throws(NVMeError) -> Int {
+        try lifecycle.withLock { () throws(NVMeError) -> Int in
+            guard started else { throw NVMeError(.aborted(reason: "driver not started"), operation: "reset") }
+            controller.mmioWrite32(RegisterOffset.cc, 0)
+            let cap = ControllerCapabilities(raw: controller.mmioRead64(RegisterOffset.cap))
+            try waitReady(false, timeoutMilliseconds: max(Int(cap.timeout500ms) * 500, 500))
+            var requeued = 0
+            for qp in queuePairs {
+                qp.processCompletions()
+                requeued += qp.deactivate(maxRetries: options.maximumRetries, failure: .commandAbortedSQDeletion)
+            }
+            admin?.processCompletions()
+            _ = admin?.deactivate(maxRetries: 0, failure: .commandAbortedSQDeletion)
+            try bringUp(firstTime: false)
+            return requeued
+        }
+    }
+
+    /// Whether the controller reports a fatal status (CSTS.CFS) — what Linux's
+    /// timeout handler checks before resetting.
+    public var controllerFatal: Bool {
+        ControllerStatus(raw: controller.mmioRead32(RegisterOffset.csts)).fatal
+    }
+
+    /// Orderly shutdown: fails what is still waiting, sends the normal shutdown
+    /// notification (CC.SHN = 01b) and waits for CSTS.SHST = 10b, then stops the
+    /// interrupt threads. The controller itself keeps running until stopped.
+    public func shutdown() {
+        lifecycle.withLock {
+            guard started else { return }
+            started = false
+            var cc = ControllerConfiguration(raw: controller.mmioRead32(RegisterOffset.cc))
+            cc.raw = (cc.raw & ~(0x3 << 14)) | (1 << 14)
+            controller.mmioWrite32(RegisterOffset.cc, cc.raw)
+            let deadline = MonotonicClock.deadline(afterMilliseconds: options.adminTimeoutMilliseconds)
+            while ControllerStatus(raw: controller.mmioRead32(RegisterOffset.csts)).shutdownStatus != 0b10
+                    && MonotonicClock.nanoseconds() < deadline {
+                if controller.isStepped { controller.step() } else { usleep(20) }
+            }
+            for qp in queuePairs { qp.failAll(.commandAbortedSQDeletion) }
+            admin?.failAll(.commandAbortedSQDeletion)
+            for t in interruptThreads { t.stop() }
+            interruptThreads = []
+            for qp in queuePairs { qp.vector.disconnect() }
+            controller.interruptVector(0).disconnect()
+        }
+    }
+
+    /// The sum of every I/O queue pair's counters.
+    public var statistics: HostStatistics {
+        queuePairs.reduce(HostStatistics()) { $0 + $1.counters.snapshot() }
+    }
+}
+
+/// One completion, handed from the reaping thread to a waiter.
+final class CompletionBox: @unchecked Sendable {
+    private let lock = ConditionMutex()
+    private var value: CompletionQueueEntry?
+    func set(_ v: CompletionQueueEntry) { lock.withLock { value = v } }
+    func get() -> CompletionQueueEntry? { lock.withLock { value } }
+}
