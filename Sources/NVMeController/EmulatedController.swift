@@ -142,6 +142,21 @@ public final class EmulatedController: @unchecked Sendable {
         return false
     }
 
+    /// Stepped mode: the controller's consumed head and known tail of submission
+    /// queue `qid`, or `nil` when it does not exist (tests of the EventIdx protocol).
+    public func submissionQueueState(_ qid: UInt16) -> (head: Int, tail: Int)? {
+        precondition(isStepped, "queue state is only stable in stepped mode")
+        guard Int(qid) < core.submissionQueues.count, let sq = core.submissionQueues[Int(qid)] else { return nil }
+        return (sq.head, sq.tail)
+    }
+
+    /// Stepped mode: completions held for room in completion queue `qid`.
+    public func heldCompletions(_ qid: UInt16) -> Int? {
+        precondition(isStepped, "queue state is only stable in stepped mode")
+        guard Int(qid) < core.completionQueues.count, let cq = core.completionQueues[Int(qid)] else { return nil }
+        return cq.backlogCount
+    }
+
     // MARK: The controller thread
 
     private func turn() -> Bool {

@@ -266,6 +266,30 @@ public final class NVMeDriver: @unchecked Sendable {
         return cqe
     }
 
+    /// Submits an admin command without waiting (commands that stay outstanding,
+    /// such as Asynchronous Event Requests). `completion` runs when a later admin
+    /// command's wait, or ``pollAdminCompletions()``, reaps it.
+    public func submitAdmin(_ entry: SubmissionQueueEntry, data: QueuePair.DataPages? = nil,
+                            completion: @escaping QueuePair.Completion) {
+        guard let admin else {
+            return completion(CompletionQueueEntry(submissionQueueHead: 0, submissionQueueIdentifier: 0, commandIdentifier: 0xFFFF,
+                                                   phase: false, status: .commandAbortedSQDeletion))
+        }
+        admin.submit(entry, data: data, completion: completion)
+    }
+
+    /// Reaps the admin completion queue now; returns how many entries it found.
+    @discardableResult
+    public func pollAdminCompletions() -> Int {
+        if controller.isStepped { controller.step() }
+        return admin?.processCompletions() ?? 0
+    }
+
+    /// Bus addresses of the Shadow Doorbell and EventIdx pages while configured.
+    public var doorbellBufferAddresses: (shadow: UInt64, eventIndex: UInt64)? {
+        shadowDoorbellsEnabled ? doorbellPages : nil
+    }
+
     // MARK: Reset and shutdown
 
     /// Controller-level reset as Linux's `nvme_reset_ctrl` does it: disable the

@@ -1,0 +1,92 @@
+import BlockBackends
+import DMA
+import NVMe
+import NVMeController
+import NVMeHost
+
+/// A controller, its memory and a started driver, torn down by `close()`.
+final class Rig: @unchecked Sendable {
+    let memory: HostMemory
+    let controller: EmulatedController
+    let driver: NVMeDriver
+    let backends: [any BlockBackend]
+
+    struct Config {
+        var shadow = true
+        var stepped = false
+        var queuePairs = 1
+        var depth = 64
+        var blockSize = 512
+        var namespaceBytes: UInt64 = 64 << 20
+        var namespaces = 1
+        var controller = ControllerOptions()
+        var interrupts: InterruptDelivery = .dedicatedThread
+        var backend: (@Sendable (UInt64) throws -> any BlockBackend)? = nil
+    }
+
+    init(_ c: Config = Config()) throws {
+        memory = try HostMemory(byteCount: 1 << 30)
+        var backends: [any BlockBackend] = []
+        var namespaces: [Namespace] = []
+        for i in 0..<c.namespaces {
+            let b = try c.backend?(c.namespaceBytes) ?? MemoryBackend(byteCount: c.namespaceBytes)
+            backends.append(b)
+            namespaces.append(try Namespace(id: UInt32(i + 1), backend: b, blockSize: c.blockSize))
+        }
+        self.backends = backends
+        controller = try EmulatedController(memory: memory, namespaces: namespaces, options: c.controller, stepped: c.stepped)
+        var o = DriverOptions()
+        o.useShadowDoorbells = c.shadow
+        o.queueDepth = c.depth
+        o.ioQueuePairs = c.queuePairs
+        o.adminTimeoutMilliseconds = 5000
+        let delivery = c.interrupts
+        o.interrupts = { _ in delivery }
+        driver = NVMeDriver(controller: controller, options: o)
+        try driver.start()
+    }
+
+    func close() {
+        driver.shutdown()
+        controller.stop()
+    }
+
+    var qp: QueuePair { driver.queuePairs[0] }
+}
+
+/// A reproducible byte pattern for block `lba` of version `v`.
+func pattern(lba: UInt64, count: Int, version: UInt64 = 0) -> [UInt8] {
+    var x = (lba &+ 1) &* 0x9E37_79B9_7F4A_7C15 ^ version &* 0xD6E8_FEB8_6659_FD93
+    var out = [UInt8](repeating: 0, count: count)
+    var i = 0
+    while i < count {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17
+        withUnsafeBytes(of: x) { b in
+            for j in 0..<min(8, count - i) { out[i + j] = b[j] }
+        }
+        i += 8
+    }
+    return out
+}
+
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Runs an admin command expected to fail and returns its status.
+func adminStatus(_ rig: Rig, _ e: SubmissionQueueEntry, data: QueuePair.DataPages? = nil) -> NVMeStatus? {
+    do {
+        try rig.driver.adminCommand(e, data: data)
+        return .success
+    } catch {
+        return error.status
+    }
+}

@@ -1,0 +1,123 @@
+import DMA
+import NVMe
+import NVMeController
+import NVMeHost
+import Testing
+
+/// The controller driven by the test, no thread: the host must trap exactly when
+/// EventIdx says so, and whenever the controller has parked the next doorbell
+/// write must trap (no lost wake-up).
+@Suite struct SteppedEventIndexTests {
+    @Test(arguments: [2, 4, 8, 64])
+    func hostTrapsExactlyWhenEventIdxSaysSo(depth: Int) throws {
+        var c = Rig.Config()
+        c.stepped = true
+        c.depth = depth
+        c.interrupts = .polled
+        let rig = try Rig(c)
+        defer { rig.close() }
+        #expect(rig.driver.shadowDoorbellsEnabled)
+        let qp = rig.qp
+        let (shadowPage, eiPage) = try #require(rig.driver.doorbellBufferAddresses)
+        let sqShadow = try #require(rig.memory.word(at: shadowPage + 8))   // SQ 1 tail: 2*1*4
+        let sqEI = try #require(rig.memory.word(at: eiPage + 8))
+        let cqShadow = try #require(rig.memory.word(at: shadowPage + 12))  // CQ 1 head: (2*1+1)*4
+        let cqEI = try #require(rig.memory.word(at: eiPage + 12))
+
+        var rng = SplitMix64(seed: UInt64(depth))
+        var parked = false
+        var submitted = 0, completed = 0, traps = 0, parkedSubmissions = 0, cqTraps = 0
+        let box = Counter()
+        for _ in 0..<20_000 {
+            switch rng.next() % 8 {
+            case 0...3:
+                guard qp.outstandingCount < depth - 1 else { continue }
+                let old = UInt16(sqShadow.loadRelaxed())
+                let ei = UInt16(sqEI.loadRelaxed())
+                let before = qp.counters.snapshot().sqMMIODoorbellWrites
+                qp.submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1)) { e in
+                    #expect(e.status.isSuccess)
+                    box.bump()
+                }
+                submitted += 1
+                let new = UInt16(sqShadow.loadRelaxed())
+                #expect(Int(new) == (Int(old) + 1) % depth)
+                let trapped = qp.counters.snapshot().sqMMIODoorbellWrites - before
+                let expected = EventIndex.needsEvent(eventIndex: ei, new: new, old: old)
+                #expect(trapped == (expected ? 1 : 0), "old \(old) new \(new) ei \(ei)")
+                if trapped == 1 { traps += 1 }
+                if parked {
+                    // The controller is asleep: this submission must have woken it.
+                    #expect(trapped == 1, "lost wake-up: parked controller, no trap (old \(old) ei \(ei))")
+                    parkedSubmissions += 1
+                    parked = false
+                }
+            case 4, 5:
+                rig.controller.step()
+                parked = false
+            case 6:
+                if rig.controller.runUntilIdle() {
+                    // Parking is only allowed with every submission consumed.
+                    let state = try #require(rig.controller.submissionQueueState(1))
+                    #expect(state.head == Int(sqShadow.loadRelaxed()), "parked with work pending")
+                    #expect(state.head == state.tail)
+                    parked = true
+                }
+            default:
+                let old = UInt16(cqShadow.loadRelaxed())
+                let ei = UInt16(cqEI.loadRelaxed())
+                let before = qp.counters.snapshot().cqMMIODoorbellWrites
+                let n = qp.processCompletions()
+                completed += n
+                let new = UInt16(cqShadow.loadRelaxed())
+                let trapped = qp.counters.snapshot().cqMMIODoorbellWrites - before
+                if n > 0 {
+                    let expected = EventIndex.needsEvent(eventIndex: ei, new: new, old: old)
+                    #expect(trapped == (expected ? 1 : 0), "CQ old \(old) new \(new) ei \(ei)")
+                    cqTraps += Int(trapped)
+                } else {
+                    #expect(trapped == 0)
+                }
+            }
+        }
+        // Drain.
+        while qp.outstandingCount > 0 {
+            rig.controller.runUntilIdle()
+            completed += qp.processCompletions()
+        }
+        #expect(box.value == submitted)
+        #expect(traps > 0 && traps < submitted, "traps \(traps) of \(submitted)")
+        #expect(parkedSubmissions > 0)
+        let stats = rig.controller.counters.snapshot()
+        #expect(stats.flushes == UInt64(submitted))
+        #expect(stats.mmioSQTailDoorbellWrites == UInt64(traps))
+    }
+
+    /// With MMIO doorbells only, every submission traps.
+    @Test func mmioModeTrapsEveryTime() throws {
+        var c = Rig.Config()
+        c.stepped = true
+        c.shadow = false
+        c.depth = 8
+        c.interrupts = .polled
+        let rig = try Rig(c)
+        defer { rig.close() }
+        #expect(!rig.driver.shadowDoorbellsEnabled)
+        for _ in 0..<100 {
+            rig.qp.submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1)) { _ in }
+            rig.controller.runUntilIdle()
+            rig.qp.processCompletions()
+        }
+        let h = rig.qp.counters.snapshot()
+        #expect(h.sqMMIODoorbellWrites == 100)
+        #expect(h.cqMMIODoorbellWrites == 100)
+        #expect(h.sqShadowDoorbellWrites == 0)
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = ConditionMutex()
+    private var n = 0
+    func bump() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
+}
