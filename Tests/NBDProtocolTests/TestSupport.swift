@@ -1,0 +1,15 @@
+import NIOCore
+
+/// Builds a buffer from hex text; whitespace and `_` are ignored.
+func hex(_ text: String) -> ByteBuffer {
+    let digits = text.filter { !$0.isWhitespace && $0 != "_" }
+    precondition(digits.count % 2 == 0, "odd number of hex digits")
+    var bytes: [UInt8] = []
+    var index = digits.startIndex
+    while index < digits.endIndex {
+        let next = digits.index(index, offsetBy: 2)
+        bytes.append(UInt8(digits[index..<next], radix: 16)!)
+        index = next
+    }
+    return ByteBuffer(bytes: bytes)
+}
