@@ -14,11 +14,11 @@ public struct NBDOptionReplyDecoder: NIOSingleStepByteToMessageDecoder, Sendable
         self.maximumLength = maximumLength
     }
 
-    public mutating func decode(buffer: inout ByteBuffer) throws -> NBDOptionReply? {
+    public mutating func decode(buffer: inout ByteBuffer) throws(NBDProtocolError) -> NBDOptionReply? {
         try buffer.readNBDOptionReply(maximumLength: self.maximumLength)
     }
 
-    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> NBDOptionReply? {
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws(NBDProtocolError) -> NBDOptionReply? {
         try self.decode(buffer: &buffer)
     }
 }

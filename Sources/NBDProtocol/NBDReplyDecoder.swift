@@ -38,7 +38,7 @@ public struct NBDReplyDecoder: NIOSingleStepByteToMessageDecoder {
         self.init(simpleReplyDataLength: { readLengths[$0] ?? 0 })
     }
 
-    public mutating func decode(buffer: inout ByteBuffer) throws -> NBDReply? {
+    public mutating func decode(buffer: inout ByteBuffer) throws(NBDProtocolError) -> NBDReply? {
         if let pending = self.pendingSimpleReply {
             return self.finishSimpleReply(pending, buffer: &buffer)
         }
@@ -55,11 +55,11 @@ public struct NBDReplyDecoder: NIOSingleStepByteToMessageDecoder {
                 .structured($0)
             }
         default:
-            throw NBDProtocolError.badReplyMagic(magic)
+            throw .badReplyMagic(magic)
         }
     }
 
-    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> NBDReply? {
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws(NBDProtocolError) -> NBDReply? {
         try self.decode(buffer: &buffer)
     }
 

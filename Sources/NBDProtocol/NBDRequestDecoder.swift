@@ -71,7 +71,7 @@ public struct NBDRequestDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
         return 0
     }
 
-    public mutating func decode(buffer: inout ByteBuffer) throws -> Message? {
+    public mutating func decode(buffer: inout ByteBuffer) throws(NBDProtocolError) -> Message? {
         while true {
             switch self.state {
             case .discarding(let remaining):
@@ -105,7 +105,7 @@ public struct NBDRequestDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
         }
     }
 
-    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> Message? {
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws(NBDProtocolError) -> Message? {
         try self.decode(buffer: &buffer)
     }
 }

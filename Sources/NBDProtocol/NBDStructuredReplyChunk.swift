@@ -103,8 +103,10 @@ extension ByteBuffer {
 
     /// Writes a complete structured reply chunk.
     ///
-    /// - Precondition: error messages are at most 4096 bytes (proto.md string
-    ///   rule) and the payload fits the 32-bit length field.
+    /// - Precondition: the payload obeys its type's rules: `OFFSET_DATA` carries
+    ///   at least one byte, `BLOCK_STATUS` at least one descriptor, error chunks a
+    ///   nonzero error and a message of at most 4096 bytes (proto.md string rule),
+    ///   `NONE` comes with `NBD_REPLY_FLAG_DONE`; the payload fits the 32-bit length.
     @discardableResult
     public mutating func writeNBDStructuredReplyChunk(_ chunk: NBDStructuredReplyChunk) -> Int {
         let length = chunk.payload.length
@@ -114,13 +116,15 @@ extension ByteBuffer {
             flags: chunk.flags, type: chunk.payload.type, cookie: chunk.cookie, length: UInt32(length))
         switch chunk.payload {
         case .none:
-            break
+            precondition(chunk.isDone, "NBD_REPLY_TYPE_NONE MUST have NBD_REPLY_FLAG_DONE set")
         case .offsetData(let offset, let data):
+            precondition(data.readableBytes > 0, "NBD_REPLY_TYPE_OFFSET_DATA MUST carry at least one byte")
             written += self.writeInteger(offset)
             written += self.writeImmutableBuffer(data)
         case .offsetHole(let offset, let holeLength):
             written += self.writeMultipleIntegers(offset, holeLength)
         case .blockStatus(let contextID, let descriptors):
+            precondition(!descriptors.isEmpty, "NBD_REPLY_TYPE_BLOCK_STATUS MUST carry at least one descriptor")
             written += self.writeInteger(contextID)
             for descriptor in descriptors {
                 written += self.writeMultipleIntegers(descriptor.length, descriptor.flags)
@@ -138,6 +142,7 @@ extension ByteBuffer {
 
     private mutating func writeNBDErrorPrefix(_ error: NBDErrno, message: String) -> Int {
         let count = message.utf8.count
+        precondition(error != .success, "an error chunk MUST carry a nonzero error")
         precondition(count <= NBDLimits.maximumStringLength, "error message longer than 4096 bytes")
         return self.writeMultipleIntegers(error.rawValue, UInt16(count)) + self.writeString(message)
     }
