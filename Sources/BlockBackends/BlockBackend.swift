@@ -103,7 +103,7 @@ public struct BackendError: Error, Equatable, Sendable, CustomStringConvertible 
     private static func openHint(_ e: Int32) -> String {
         switch e {
         case ENOENT:
-            "; the path does not exist (give a size to create a sparse file there)"
+            "; the path does not exist (a size creates a missing file, but only in an existing directory)"
         case EISDIR:
             "; it is a directory, but a namespace needs a regular file or a block device"
         case ENOTDIR:
