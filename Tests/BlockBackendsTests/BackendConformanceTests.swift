@@ -35,11 +35,11 @@ struct BackendConformanceTests {
                 try backend.flush()
             default:
                 let got = try backend.bytes(at: UInt64(offset), count: length)
-                #expect(got == Array(model[offset ..< offset + length]),
+                expectBytes(got, Array(model[offset ..< offset + length]),
                         "seed \(seed) step \(step): read \(offset)+\(length) differs")
             }
         }
-        #expect(try backend.bytes(at: 0, count: Int(Self.size)) == model, "seed \(seed): final image differs")
+        expectBytes(try backend.bytes(at: 0, count: Int(Self.size)), model, "seed \(seed): final image differs")
         // Holes the backend reports must read as zeroes (DLFEAT = 001b).
         for extent in try backend.allocationMap(at: 0, length: Self.size) where !extent.isAllocated {
             let hole = try backend.bytes(at: extent.offset, count: Int(extent.length))
@@ -186,14 +186,14 @@ struct BackendConformanceTests {
         ]))
         #expect(try backend.bytes(at: 3 * block, count: Int(block)).allSatisfy { $0 == 0 })
         #expect(try backend.bytes(at: 8 * block, count: Int(block)).allSatisfy { $0 == 0 })
-        #expect(try backend.bytes(at: 2 * block, count: Int(block)) == Array(pattern(Int(3 * block), seed: 1)[..<4096]))
+        expectBytes(try backend.bytes(at: 2 * block, count: Int(block)), Array(pattern(Int(3 * block), seed: 1)[..<4096]))
 
         // writeZeroes without deallocate: zeroes; the memory backend keeps no zero
         // pages (a hole), file systems differ (ext4 reports ZERO_RANGE as data, tmpfs
         // reports its re-allocated pages as holes), so only the contract is checked.
         try backend.writeZeroes(at: 16 * block, length: 2 * block, deallocate: false)
         #expect(try backend.bytes(at: 16 * block, count: Int(2 * block)).allSatisfy { $0 == 0 })
-        #expect(try backend.bytes(at: 18 * block, count: Int(2 * block)) == Array(pattern(Int(4 * block), seed: 3)[8192...]))
+        expectBytes(try backend.bytes(at: 18 * block, count: Int(2 * block)), Array(pattern(Int(4 * block), seed: 3)[8192...]))
         let afterZeroes = try backend.allocationMap(at: 0, length: Self.size)
         expectExactCover(afterZeroes, offset: 0, length: Self.size)
         if !kind.isFile {
@@ -270,6 +270,6 @@ struct BackendConformanceTests {
         #expect(failures.value == [])
         let whole = try backend.bytes(at: 0, count: Int(Self.size))
         let expected = images.withLock { images in (0 ..< writers).flatMap { images[$0] ?? [] } }
-        #expect(whole == expected)
+        expectBytes(whole, expected)
     }
 }

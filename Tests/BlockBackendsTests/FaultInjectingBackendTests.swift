@@ -130,7 +130,7 @@ struct FaultInjectingBackendTests {
         #expect(throws: BackendError.self) { try backend.write([UInt8](repeating: 9, count: 16384), at: 0) }
         #expect(throws: BackendError.self) { try backend.deallocate(at: 0, length: 16384) }
         #expect(throws: BackendError.self) { try backend.writeZeroes(at: 4096, length: 1, deallocate: true) }
-        #expect(try harness.backend.bytes(at: 0, count: 16384) == pattern(16384, seed: 1))
+        expectBytes(try harness.backend.bytes(at: 0, count: 16384), pattern(16384, seed: 1))
         #expect(backend.injectedFaultCount == 3)
     }
 

@@ -35,15 +35,15 @@ struct FileBackendTests {
         // The same size again: opens the existing file.
         let again = try FileBackend(path: path, createSize: Self.size)
         #expect(!again.wasCreated)
-        #expect(try again.bytes(at: 70_001, count: 10_000) == pattern(10_000, seed: 9))
+        expectBytes(try again.bytes(at: 70_001, count: 10_000), pattern(10_000, seed: 9))
         // No size: takes the file's size.
         let plain = try FileBackend(path: path)
         #expect(plain.byteCount == Self.size)
-        #expect(try plain.bytes(at: 70_000, count: 10_002) == [0] + pattern(10_000, seed: 9) + [0])
+        expectBytes(try plain.bytes(at: 70_000, count: 10_002), [0] + pattern(10_000, seed: 9) + [0])
         // Read-only.
         let readOnly = try FileBackend(path: path, readOnly: true)
         #expect(readOnly.isReadOnly)
-        #expect(try readOnly.bytes(at: 70_001, count: 10_000) == pattern(10_000, seed: 9))
+        expectBytes(try readOnly.bytes(at: 70_001, count: 10_000), pattern(10_000, seed: 9))
     }
 
     @Test("written and flushed data is in the file", arguments: BackendKind.files)
@@ -59,8 +59,8 @@ struct FileBackendTests {
         // Read through a separate descriptor, bypassing the backend.
         let contents = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         #expect(contents.count == Int(Self.size))
-        #expect(Array(contents[123_457 ..< 123_457 + 50_000]) == first)
-        #expect(Array(contents[8192 ..< 8192 + 4096]) == second)
+        expectBytes(Array(contents[123_457 ..< 123_457 + 50_000]), first)
+        expectBytes(Array(contents[8192 ..< 8192 + 4096]), second)
         #expect(contents[0 ..< 8192].allSatisfy { $0 == 0 })
         // And the other way round: a change made outside is seen by the backend.
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
@@ -105,12 +105,12 @@ struct FileBackendTests {
                 try backend.deallocate(at: offset, length: length)
             }
             model.replaceSubrange(Int(offset) ..< Int(offset + length), with: repeatElement(0, count: Int(length)))
-            #expect(try backend.bytes(at: 0, count: Int(size)) == model,
+            expectBytes(try backend.bytes(at: 0, count: Int(size)), model,
                     "after \(offset)+\(length) \(String(describing: deallocate))")
         }
         try backend.flush()
         let contents = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        #expect(contents == model)
+        expectBytes(contents, model)
         let map = try backend.allocationMap(at: 0, length: size)
         expectExactCover(map, offset: 0, length: size)
         if all {
@@ -168,7 +168,7 @@ struct FileBackendTests {
         try backend.write(pattern(Int(Self.size), seed: 1), at: 0)
         #expect(truncate(path, 10_000) == 0)
         let got = try backend.bytes(at: 8000, count: 8192)
-        #expect(Array(got[..<2000]) == Array(pattern(10_000, seed: 1)[8000...]))
+        expectBytes(Array(got[..<2000]), Array(pattern(10_000, seed: 1)[8000...]))
         #expect(got[2000...].allSatisfy { $0 == 0 })
         let map = try backend.allocationMap(at: 0, length: Self.size)
         expectExactCover(map, offset: 0, length: Self.size)
@@ -340,21 +340,21 @@ struct FileBackendTests {
 
         try backend.write(pattern(100_000, seed: 4), at: 4096 * 3 + 17, fua: true)
         try backend.flush()
-        #expect(try backend.bytes(at: 4096 * 3 + 17, count: 100_000) == pattern(100_000, seed: 4))
+        expectBytes(try backend.bytes(at: 4096 * 3 + 17, count: 100_000), pattern(100_000, seed: 4))
         try backend.deallocate(at: 4096 * 4, length: 4096 * 8)
         try backend.writeZeroes(at: 4096 * 20, length: 4096 * 2, deallocate: false)
         var expected = [UInt8](repeating: 0, count: Int(size))
         expected.replaceSubrange(4096 * 3 + 17 ..< 4096 * 3 + 17 + 100_000, with: pattern(100_000, seed: 4))
         expected.replaceSubrange(4096 * 4 ..< 4096 * 12, with: repeatElement(0, count: 4096 * 8))
         expected.replaceSubrange(4096 * 20 ..< 4096 * 22, with: repeatElement(0, count: 4096 * 2))
-        #expect(try backend.bytes(at: 0, count: Int(size)) == expected)
+        expectBytes(try backend.bytes(at: 0, count: Int(size)), expected)
         // Block devices cannot report holes.
         #expect(try backend.allocationMap(at: 0, length: size)
                 == [AllocationExtent(offset: 0, length: size, isAllocated: true)])
         try backend.flush()
         // The data went through to the backing file.
         let contents = [UInt8](try Data(contentsOf: URL(fileURLWithPath: image)))
-        #expect(contents == expected)
+        expectBytes(contents, expected)
     }
 }
 #endif

@@ -215,3 +215,26 @@ final class Locked<Value: Sendable>: Sendable {
     func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
 }
+
+/// Byte-for-byte comparison that reports the first difference. (`#expect(a == b)` on
+/// large arrays makes Swift Testing diff them, which takes minutes for megabytes.)
+func expectBytes(
+    _ actual: [UInt8], _ expected: [UInt8], _ comment: Comment? = nil,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    guard actual != expected else { return }
+    let note = comment.map { " (\($0.rawValue))" } ?? ""
+    guard actual.count == expected.count else {
+        Issue.record("got \(actual.count) bytes, expected \(expected.count)\(note)", sourceLocation: sourceLocation)
+        return
+    }
+    var differing = 0
+    var firstIndex = -1
+    for i in actual.indices where actual[i] != expected[i] {
+        differing += 1
+        if firstIndex < 0 { firstIndex = i }
+    }
+    Issue.record(
+        "\(differing) of \(actual.count) bytes differ, first at index \(firstIndex): got \(actual[firstIndex]), expected \(expected[firstIndex])\(note)",
+        sourceLocation: sourceLocation)
+}
