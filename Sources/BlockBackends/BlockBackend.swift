@@ -82,16 +82,40 @@ public struct BackendError: Error, Equatable, Sendable, CustomStringConvertible 
         self.length = length
     }
 
+    /// "operation at offset O length L: what went wrong". Errors from opening a
+    /// backend (``Kind/cannotOpen(path:errno:)``, ``Kind/invalidConfiguration(_:)``)
+    /// have no meaningful offset and say instead what the path was and what a
+    /// namespace accepts.
     public var description: String {
         let what: String
         switch kind {
         case .system(let e): what = "\(String(cString: strerror(e))) (errno \(e))"
         case .outOfRange: what = "range outside the namespace"
         case .readOnly: what = "backend is read-only"
-        case .cannotOpen(let path, let e): what = "cannot open \(path): \(String(cString: strerror(e))) (errno \(e))"
-        case .invalidConfiguration(let s): what = s
+        case .cannotOpen(let path, let e):
+            return "cannot \(operation) \(path): \(String(cString: strerror(e))) (errno \(e))\(Self.openHint(e))"
+        case .invalidConfiguration(let s): return "\(operation): \(s)"
         }
         return "\(operation) at offset \(offset) length \(length): \(what)"
+    }
+
+    /// What an `open` errno means for a namespace path, and what is accepted instead.
+    private static func openHint(_ e: Int32) -> String {
+        switch e {
+        case ENOENT:
+            "; the path does not exist (a size creates a missing file, but only in an existing directory)"
+        case EISDIR:
+            "; it is a directory, but a namespace needs a regular file or a block device"
+        case ENOTDIR:
+            "; a component of the path is not a directory"
+        case EACCES, EPERM:
+            "; permission denied (a writable namespace needs read and write access; "
+                + "a read-only one needs read access)"
+        case EROFS:
+            "; the file system is read-only (export the namespace read-only)"
+        default:
+            "; a namespace needs an accessible regular file or block device"
+        }
     }
 }
 

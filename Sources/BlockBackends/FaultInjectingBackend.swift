@@ -1,0 +1,202 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// Wraps a backend and makes chosen operations fail with a chosen `errno`, for tests
+/// of the error paths (an EIO on a range must come back as the NVMe status the
+/// controller maps it to — e.g. Unrecovered Read Error, Write Fault — and as the NBD
+/// errno the server maps that to).
+///
+/// A ``Rule`` names the operations it applies to, an optional byte range, the errno,
+/// and optionally how many times it fires before it stops. An operation is failed by
+/// the first rule (in the order they were added) that
+/// - lists its kind,
+/// - has no range, or a range overlapping the operation's `[offset, offset+length)`
+///   (``Operations/flush`` covers the whole namespace; a zero-length operation
+///   overlaps no range, only rules without one),
+/// - has failures left.
+///
+/// Faults are injected only into requests the wrapped backend would otherwise
+/// execute: out-of-range requests still throw ``BackendError/Kind/outOfRange`` and
+/// writes to a read-only backend ``BackendError/Kind/readOnly``. A failed operation
+/// does not reach the wrapped backend at all, so its data is unchanged.
+///
+/// Rules may be added and removed from any thread while I/O runs; one `Mutex` guards
+/// them and the counters.
+public final class FaultInjectingBackend: BlockBackend {
+    /// Kinds of backend operation a rule applies to.
+    public struct Operations: OptionSet, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+        public static let read = Operations(rawValue: 1 << 0)
+        public static let write = Operations(rawValue: 1 << 1)
+        public static let flush = Operations(rawValue: 1 << 2)
+        public static let deallocate = Operations(rawValue: 1 << 3)
+        public static let writeZeroes = Operations(rawValue: 1 << 4)
+        public static let allocationMap = Operations(rawValue: 1 << 5)
+        /// Every operation that changes data: write, deallocate, writeZeroes.
+        public static let mutating: Operations = [.write, .deallocate, .writeZeroes]
+        public static let all: Operations = [.read, .write, .flush, .deallocate, .writeZeroes, .allocationMap]
+
+        public var description: String {
+            let names: [(Operations, String)] = [
+                (.read, "read"), (.write, "write"), (.flush, "flush"), (.deallocate, "deallocate"),
+                (.writeZeroes, "writeZeroes"), (.allocationMap, "allocationMap"),
+            ]
+            return "[" + names.filter { contains($0.0) }.map(\.1).joined(separator: ", ") + "]"
+        }
+    }
+
+    /// When and how to fail.
+    public struct Rule: Hashable, Sendable {
+        public var operations: Operations
+        /// The bytes whose access triggers the fault; `nil`: any offset.
+        public var range: Range<UInt64>?
+        /// The errno thrown, as ``BackendError/Kind/system(errno:)``.
+        public var errno: Int32
+        /// Fail this many times, then let operations through; `nil`: forever.
+        public var failureLimit: Int?
+
+        public init(operations: Operations, range: Range<UInt64>? = nil, errno: Int32 = EIO, failureLimit: Int? = nil) {
+            self.operations = operations
+            self.range = range
+            self.errno = errno
+            self.failureLimit = failureLimit
+        }
+    }
+
+    /// Identifies an added rule, for ``removeRule(_:)`` and ``faultCount(for:)``.
+    public struct RuleID: Hashable, Sendable {
+        fileprivate let value: UInt64
+    }
+
+    /// The wrapped backend.
+    public let base: any BlockBackend
+
+    public var byteCount: UInt64 { base.byteCount }
+    public var isReadOnly: Bool { base.isReadOnly }
+    public var hasVolatileWriteCache: Bool { base.hasVolatileWriteCache }
+
+    private struct Entry {
+        let id: RuleID
+        let rule: Rule
+        var injected: Int
+    }
+
+    private struct State {
+        var entries: [Entry] = []
+        var nextID: UInt64 = 0
+        var injectedTotal = 0
+    }
+
+    private let state = Mutex(State())
+
+    public init(wrapping base: any BlockBackend) {
+        self.base = base
+    }
+
+    /// Adds a rule after the existing ones; it applies to operations that start from
+    /// now on.
+    @discardableResult
+    public func addRule(_ rule: Rule) -> RuleID {
+        state.withLock { state in
+            let id = RuleID(value: state.nextID)
+            state.nextID += 1
+            state.entries.append(Entry(id: id, rule: rule, injected: 0))
+            return id
+        }
+    }
+
+    /// Removes a rule; returns `false` if it was not there. The total in
+    /// ``injectedFaultCount`` keeps the faults it injected.
+    @discardableResult
+    public func removeRule(_ id: RuleID) -> Bool {
+        state.withLock { state in
+            guard let index = state.entries.firstIndex(where: { $0.id == id }) else { return false }
+            state.entries.remove(at: index)
+            return true
+        }
+    }
+
+    /// Removes every rule.
+    public func removeAllRules() {
+        state.withLock { $0.entries.removeAll() }
+    }
+
+    /// The rules in the order they apply (exhausted ones included).
+    public var rules: [Rule] {
+        state.withLock { $0.entries.map(\.rule) }
+    }
+
+    /// Faults injected since creation, by every rule, removed ones included.
+    public var injectedFaultCount: Int {
+        state.withLock { $0.injectedTotal }
+    }
+
+    /// Faults injected by one rule, or `nil` if it has been removed.
+    public func faultCount(for id: RuleID) -> Int? {
+        state.withLock { state in state.entries.first(where: { $0.id == id })?.injected }
+    }
+
+    // MARK: BlockBackend
+
+    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(BackendError) {
+        try checkRange(offset, UInt64(buffer.count), "read")
+        try injectFault(.read, "read", offset: offset, length: UInt64(buffer.count))
+        try base.read(at: offset, into: buffer)
+    }
+
+    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, forceUnitAccess: Bool) throws(BackendError) {
+        try checkWritable(offset, UInt64(buffer.count), "write")
+        try injectFault(.write, "write", offset: offset, length: UInt64(buffer.count))
+        try base.write(at: offset, from: buffer, forceUnitAccess: forceUnitAccess)
+    }
+
+    public func flush() throws(BackendError) {
+        try injectFault(.flush, "flush", offset: 0, length: byteCount)
+        try base.flush()
+    }
+
+    public func deallocate(at offset: UInt64, length: UInt64) throws(BackendError) {
+        try checkWritable(offset, length, "deallocate")
+        try injectFault(.deallocate, "deallocate", offset: offset, length: length)
+        try base.deallocate(at: offset, length: length)
+    }
+
+    public func writeZeroes(at offset: UInt64, length: UInt64, deallocate: Bool) throws(BackendError) {
+        try checkWritable(offset, length, "writeZeroes")
+        try injectFault(.writeZeroes, "writeZeroes", offset: offset, length: length)
+        try base.writeZeroes(at: offset, length: length, deallocate: deallocate)
+    }
+
+    public func allocationMap(at offset: UInt64, length: UInt64) throws(BackendError) -> [AllocationExtent] {
+        try checkRange(offset, length, "allocationMap")
+        try injectFault(.allocationMap, "allocationMap", offset: offset, length: length)
+        return try base.allocationMap(at: offset, length: length)
+    }
+
+    /// Throws the first matching rule's errno, counting it. The range was checked, so
+    /// `offset + length` does not overflow.
+    private func injectFault(_ operation: Operations, _ name: String, offset: UInt64, length: UInt64) throws(BackendError) {
+        let end = offset + length
+        let errno: Int32? = state.withLock { state in
+            for index in state.entries.indices {
+                let rule = state.entries[index].rule
+                guard rule.operations.contains(operation) else { continue }
+                if let range = rule.range, !(offset < range.upperBound && range.lowerBound < end) { continue }
+                if let limit = rule.failureLimit, state.entries[index].injected >= limit { continue }
+                state.entries[index].injected += 1
+                state.injectedTotal += 1
+                return rule.errno
+            }
+            return nil
+        }
+        if let errno {
+            throw BackendError(.system(errno: errno), operation: name, offset: offset, length: length)
+        }
+    }
+}

@@ -1,0 +1,240 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import BlockBackends
+
+/// Where a backend under test lives.
+enum BackendKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case memory
+    /// A sparse file in a fresh directory under /tmp (ext4 here; whatever /tmp is elsewhere).
+    case fileInTmp
+    /// A sparse file under /dev/shm (tmpfs), when present.
+    case fileInShm
+    /// A memory backend behind a FaultInjectingBackend with no rules: must be transparent.
+    case faultWrappedMemory
+
+    var testDescription: String { rawValue }
+
+    /// The kinds usable on this machine.
+    static var available: [BackendKind] {
+        allCases.filter { $0 != .fileInShm || FileManager.default.fileExists(atPath: "/dev/shm") }
+    }
+
+    static var files: [BackendKind] { available.filter(\.isFile) }
+
+    var isFile: Bool { self == .fileInTmp || self == .fileInShm }
+
+    var parentDirectory: String? {
+        switch self {
+        case .fileInTmp: NSTemporaryDirectory()
+        case .fileInShm: "/dev/shm"
+        case .memory, .faultWrappedMemory: nil
+        }
+    }
+
+    /// A fresh, zero-filled backend of `byteCount` bytes.
+    func make(byteCount: UInt64, readOnly: Bool = false) throws -> Harness {
+        switch self {
+        case .memory:
+            return Harness(backend: try MemoryBackend(byteCount: byteCount, readOnly: readOnly), directory: nil)
+        case .faultWrappedMemory:
+            let inner = try MemoryBackend(byteCount: byteCount, readOnly: readOnly)
+            return Harness(backend: FaultInjectingBackend(wrapping: inner), directory: nil)
+        case .fileInTmp, .fileInShm:
+            let directory = try TemporaryDirectory(under: parentDirectory!)
+            let path = directory.path + "/namespace.img"
+            if readOnly {
+                // A read-only namespace needs an existing file.
+                _ = try FileBackend(path: path, createSize: byteCount)
+            }
+            let backend = try FileBackend(path: path, readOnly: readOnly, createSize: byteCount)
+            return Harness(backend: backend, directory: directory)
+        }
+    }
+}
+
+/// A backend and the temporary directory (if any) that must outlive it.
+struct Harness {
+    let backend: any BlockBackend
+    let directory: TemporaryDirectory?
+
+    var file: FileBackend? { backend as? FileBackend }
+}
+
+/// A directory made with mkdtemp(3), removed with its contents when the last
+/// reference goes away.
+final class TemporaryDirectory: Sendable {
+    let path: String
+
+    init(under parent: String) throws {
+        var template = Array((parent.hasSuffix("/") ? parent : parent + "/").utf8CString.dropLast())
+        template += Array("nvme-nbd-backend-test.XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        guard made != nil else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// SplitMix64: a seeded generator, so that a failing random test can be replayed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension BlockBackend {
+    /// Reads into a buffer pre-filled with 0xA5, so that "reads as zero" is really checked.
+    func bytes(at offset: UInt64, count: Int) throws(BackendError) -> [UInt8] {
+        var out = [UInt8](repeating: 0xA5, count: count)
+        // Array's withUnsafe...Bytes rethrow untyped errors: carry the typed one out.
+        var result: Result<Void, BackendError> = .success(())
+        out.withUnsafeMutableBytes { buffer in
+            do throws(BackendError) { try read(at: offset, into: buffer) } catch { result = .failure(error) }
+        }
+        try result.get()
+        return out
+    }
+
+    func write(_ bytes: [UInt8], at offset: UInt64, fua: Bool = false) throws(BackendError) {
+        var result: Result<Void, BackendError> = .success(())
+        bytes.withUnsafeBytes { buffer in
+            do throws(BackendError) {
+                try write(at: offset, from: buffer, forceUnitAccess: fua)
+            } catch {
+                result = .failure(error)
+            }
+        }
+        try result.get()
+    }
+}
+
+func randomBytes(_ count: Int, using rng: inout SplitMix64) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: count)
+    var i = 0
+    while i < count {
+        var word = rng.next()
+        for _ in 0 ..< min(8, count - i) {
+            out[i] = UInt8(truncatingIfNeeded: word)
+            word >>= 8
+            i += 1
+        }
+    }
+    return out
+}
+
+/// A recognisable pattern: byte i of block b is (b * 31 + i) & 0xff, offset by `seed`.
+func pattern(_ count: Int, seed: UInt8) -> [UInt8] {
+    (0 ..< count).map { UInt8(truncatingIfNeeded: $0 / 4096 * 31 + $0) &+ seed }
+}
+
+/// Expects `body` to throw a BackendError of exactly `kind`; returns it.
+@discardableResult
+func expectBackendError(
+    _ kind: BackendError.Kind, _ comment: Comment? = nil,
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws(BackendError) -> Void
+) -> BackendError? {
+    do {
+        try body()
+        Issue.record("expected \(kind), but nothing was thrown. \(comment?.rawValue ?? "")",
+                     sourceLocation: sourceLocation)
+        return nil
+    } catch {
+        #expect(error.kind == kind, comment, sourceLocation: sourceLocation)
+        return error
+    }
+}
+
+/// Checks the allocation-map contract: extents cover `[offset, offset+length)` exactly,
+/// in order, none empty, adjacent ones of different state.
+func expectExactCover(
+    _ extents: [AllocationExtent], offset: UInt64, length: UInt64,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    if length == 0 {
+        #expect(extents.isEmpty, sourceLocation: sourceLocation)
+        return
+    }
+    #expect(extents.first?.offset == offset, "\(extents)", sourceLocation: sourceLocation)
+    var position = offset
+    for (i, extent) in extents.enumerated() {
+        #expect(extent.offset == position, "gap or overlap at \(i): \(extents)", sourceLocation: sourceLocation)
+        #expect(extent.length > 0, "empty extent at \(i): \(extents)", sourceLocation: sourceLocation)
+        if i > 0 {
+            #expect(extents[i - 1].isAllocated != extent.isAllocated, "unmerged at \(i): \(extents)",
+                    sourceLocation: sourceLocation)
+        }
+        position = extent.offset + extent.length
+    }
+    #expect(position == offset + length, "cover ends at \(position): \(extents)", sourceLocation: sourceLocation)
+}
+
+/// Expected extents from a list of (start, end, allocated) with merging applied.
+func extents(_ runs: [(UInt64, UInt64, Bool)]) -> [AllocationExtent] {
+    var out: [AllocationExtent] = []
+    for (start, end, allocated) in runs { out.appendMerged(start: start, end: end, isAllocated: allocated) }
+    return out
+}
+
+/// `stat(2)` of a path: (size, 512-byte blocks).
+func fileStat(_ path: String) -> (size: Int64, blocks: Int64)? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return nil }
+    return (Int64(st.st_size), Int64(st.st_blocks))
+}
+
+/// Runs a program, returning (exit status, standard output).
+func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    do { try process.run() } catch { return (-1, "") }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// A mutex-guarded value shared with escaping closures (threads).
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+    var value: Value { mutex.withLock { $0 } }
+}
+
+/// Byte-for-byte comparison that reports the first difference. (`#expect(a == b)` on
+/// large arrays makes Swift Testing diff them, which takes minutes for megabytes.)
+func expectBytes(
+    _ actual: [UInt8], _ expected: [UInt8], _ comment: Comment? = nil,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    guard actual != expected else { return }
+    let note = comment.map { " (\($0.rawValue))" } ?? ""
+    guard actual.count == expected.count else {
+        Issue.record("got \(actual.count) bytes, expected \(expected.count)\(note)", sourceLocation: sourceLocation)
+        return
+    }
+    var differing = 0
+    var firstIndex = -1
+    for i in actual.indices where actual[i] != expected[i] {
+        differing += 1
+        if firstIndex < 0 { firstIndex = i }
+    }
+    Issue.record(
+        "\(differing) of \(actual.count) bytes differ, first at index \(firstIndex): got \(actual[firstIndex]), expected \(expected[firstIndex])\(note)",
+        sourceLocation: sourceLocation)
+}
