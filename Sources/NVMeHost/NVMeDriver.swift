@@ -235,18 +235,23 @@ public final class NVMeDriver: @unchecked Sendable {
         adminLock.lock()
         defer { adminLock.unlock() }
         let box = CompletionBox()
-        var seen = adminEvent.withLock { adminInterrupts }
         admin.submit(entry, data: data) { box.set($0) }
         let deadline = MonotonicClock.deadline(afterMilliseconds: options.adminTimeoutMilliseconds)
         var steps = 0
-        while box.get() == nil {
+        while true {
             if controller.isStepped {
                 controller.step()
                 admin.processCompletions()
                 steps += 1
-                if steps > 1000 { break }
+                if box.get() != nil || steps > 1000 { break }
                 continue
             }
+            // Read the interrupt count, then reap (which acknowledges the vector): an
+            // entry posted after the acknowledgement raises a new interrupt, so the
+            // wait below cannot miss it.
+            var seen = adminEvent.withLock { adminInterrupts }
+            admin.processCompletions()
+            if box.get() != nil { break }
             let fired: Bool = adminEvent.withLock {
                 while adminInterrupts == seen {
                     if !adminEvent.wait(until: deadline) { return false }
@@ -254,8 +259,10 @@ public final class NVMeDriver: @unchecked Sendable {
                 seen = adminInterrupts
                 return true
             }
-            admin.processCompletions()
-            if !fired { break }
+            if !fired {
+                admin.processCompletions()
+                break
+            }
         }
         guard let cqe = box.get() else {
             let csts = ControllerStatus(raw: controller.mmioRead32(RegisterOffset.csts))
