@@ -52,7 +52,7 @@ public final class NBDServer: Sendable {
         var exports: [Export] = []
         do {
             for spec in configuration.exports {
-                exports.append(try Export(spec: spec, loops: loops, options: configuration.exportOptions))
+                exports.append(try Export(spec: spec, loops: loops, options: configuration.exportOptions, logger: logger))
                 logger.info("\(spec.summary), NVMe LBA \(exports.last!.namespace.blockSize), shadow doorbells \(exports.last!.driver.shadowDoorbellsEnabled ? "on" : "off")")
             }
         } catch {
