@@ -12,7 +12,13 @@ extension NBDConnectionHandler {
     func handle(_ message: NBDRequestDecoder.Message) {
         switch message {
         case .request(let request, let payload):
-            dispatch(request, payload)
+            // Over the limits (or behind earlier deferred requests): keep the
+            // decoded request, without DMA memory or a reply, until replies drain.
+            if !deferred.isEmpty || overLimits {
+                deferred.append((request, payload))
+            } else {
+                dispatch(request, payload)
+            }
         case .oversizedPayload(let request):
             // The payload is being skipped; the connection lives on.
             begin(0)
@@ -25,21 +31,34 @@ extension NBDConnectionHandler {
         }
     }
 
+    /// Memory a request holds while in flight: its payload or its read data.
+    private func cost(_ r: NBDRequest) -> Int {
+        r.type == .write || r.type == .read ? Int(r.length) : 0
+    }
+
+    /// Dispatches deferred requests while the limits allow.
+    func drainDeferred() {
+        while !deferred.isEmpty && !overLimits && phase == .transmission {
+            let (r, payload) = deferred.removeFirst()
+            dispatch(r, payload)
+        }
+    }
+
     private func dispatch(_ r: NBDRequest, _ payload: ByteBuffer?) {
         if r.type == .disconnect {
             disconnectRequested = true
             closeIfIdle()
             return
         }
-        let payloadBytes = payload?.readableBytes ?? 0
-        begin(payloadBytes)
+        let requestCost = cost(r)
+        begin(requestCost)
         if shuttingDown {
             replyStatus(r.cookie, .eshutdown, message: "server shutting down")
-            return end(payloadBytes)
+            return end(requestCost)
         }
         if let problem = validate(r) {
             replyStatus(r.cookie, problem.0, message: problem.1)
-            return end(payloadBytes)
+            return end(requestCost)
         }
         let stats = export.statistics
         switch r.type {
@@ -171,7 +190,7 @@ extension NBDConnectionHandler {
         }
         let s = span(r.offset, UInt64(r.length))
         if !s.aligned { export.statistics.bump(export.statistics.unalignedRequests) }
-        guard let buffer = dmaBuffer(s.bytes, r.cookie, 0) else { return }
+        guard let buffer = dmaBuffer(s.bytes, r.cookie, length) else { return }
         let fua = r.flags.contains(.fua)
         let wantHoles = structuredReplies && !r.flags.contains(.dontFragment) && length >= server.limits.holeDetectionThreshold
         if !wantHoles {
@@ -202,7 +221,7 @@ extension NBDConnectionHandler {
                             map: Result<(descriptors: [AllocationMapDescriptor], nextLBA: UInt64), NVMeError>?) {
         defer { buffer.release() }
         guard case .success = result else {
-            if case .failure(let e) = result { finish(r.cookie, .failure(e), write: false, bytes: 0) }
+            if case .failure(let e) = result { finish(r.cookie, .failure(e), write: false, bytes: Int(r.length)) }
             return
         }
         let length = Int(r.length)
@@ -212,7 +231,7 @@ extension NBDConnectionHandler {
             b.writeNBDSimpleReplyHeader(error: .success, cookie: r.cookie)
             appendData(&b, buffer, from: s.head, count: length)
             send(b)
-            return end(0)
+            return end(length)
         }
         if case .success(let m)? = map {
             sendSparseRead(r, s, buffer, m.descriptors, nextLBA: m.nextLBA)
@@ -222,7 +241,7 @@ extension NBDConnectionHandler {
             appendData(&b, buffer, from: s.head, count: length)
             send(b)
         }
-        end(0)
+        end(length)
     }
 
     /// OFFSET_DATA / OFFSET_HOLE chunks following the allocation map; the last

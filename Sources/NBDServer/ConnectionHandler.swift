@@ -45,6 +45,8 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     var inChannelRead = false
     var submittedInRead = false
     var disconnectRequested = false
+    /// Requests decoded while over the limits, oldest first.
+    var deferred = CircularBuffer<(NBDRequest, ByteBuffer?)>()
     var shuttingDown = false
 
     init(server: ServerContext, logger: Logger) {
@@ -159,16 +161,41 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
+    /// Too much in flight, or replies are not leaving (the client does not read).
+    var overLimits: Bool {
+        inFlight >= server.limits.maximumInFlightRequests || inFlightBytes >= server.limits.maximumInFlightBytes
+            || !context.channel.isWritable
+    }
+
     private var shouldHoldReads: Bool {
-        phase == .transmission && (inFlight >= server.limits.maximumInFlightRequests
-                                   || inFlightBytes >= server.limits.maximumInFlightBytes
-                                   || disconnectRequested || shuttingDown)
+        phase == .transmission && (overLimits || !deferred.isEmpty || disconnectRequested || shuttingDown)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, phase == .transmission {
+            drainDeferred()
+            resumeReadingIfPossible()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func resumeReadingIfPossible() {
+        if readHeld && !shouldHoldReads {
+            readHeld = false
+            context.read()
+        }
     }
 
     private func runHandshake() {
         guard var buffer = handshakeBuffer else { return }
         let actions = handshake.process(&buffer)
-        handshakeBuffer = buffer
+        // Drop what was consumed, so skipped option data is never kept.
+        if buffer.readableBytes == 0 {
+            handshakeBuffer = nil
+        } else {
+            buffer.discardReadBytes()
+            handshakeBuffer = buffer
+        }
         for action in actions {
             switch action {
             case .send(let b):
@@ -206,11 +233,9 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         export.statistics.activeConnections.add(1, ordering: .relaxed)
         logger[metadataKey: "export"] = "\(export.spec.name)"
         logger.info("transmission: structured replies \(structuredReplies), base:allocation \(baseAllocationContext != nil)")
-        if let rest = handshakeBuffer, rest.readableBytes > 0 {
-            handshakeBuffer = nil
-            decode(rest)
-        }
+        let rest = handshakeBuffer
         handshakeBuffer = nil
+        if let rest, rest.readableBytes > 0 { decode(rest) }
         if shuttingDown { closeIfIdle() }
     }
 
@@ -274,15 +299,24 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     func end(_ bytes: Int) {
         inFlight -= 1
         inFlightBytes -= bytes
-        if readHeld && !shouldHoldReads {
-            readHeld = false
-            context.read()
-        }
+        if !deferred.isEmpty { drainDeferred() }
+        resumeReadingIfPossible()
         if disconnectRequested || shuttingDown { closeIfIdle() }
     }
 
     func closeIfIdle() {
-        guard inFlight == 0, phase == .transmission else { return }
+        guard phase == .transmission else { return }
+        if shuttingDown {
+            // Decoded but not started: answer ESHUTDOWN.
+            while !deferred.isEmpty {
+                let (r, _) = deferred.removeFirst()
+                if r.type == .disconnect { continue }
+                begin(0)
+                replyStatus(r.cookie, .eshutdown, message: "server shutting down")
+                inFlight -= 1
+            }
+        }
+        guard inFlight == 0, deferred.isEmpty else { return }
         context.flush()
         close()
     }
