@@ -15,6 +15,9 @@ let package = Package(
         .library(name: "NVMeHost", targets: ["NVMeHost"]),
         .library(name: "NBDProtocol", targets: ["NBDProtocol"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
+        .library(name: "DMA", targets: ["DMA"]),
+        .library(name: "BlockBackends", targets: ["BlockBackends"]),
+        .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -69,6 +72,12 @@ let package = Package(
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strict),
+        // Fuzz entry points: libFuzzer executables in Fuzz/ and the corpus replay tests call them.
+        .target(
+            name: "FuzzTargets",
+            dependencies: ["NBDProtocol", "NVMe", "NVMeController", "DMA", "BlockBackends",
+                           .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
         // libnbd, for tests and benchmarks only: the server never links it.
         .systemLibrary(name: "CNBD", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
 
@@ -84,6 +93,7 @@ let package = Package(
         .testTarget(name: "NVMeHostTests",
                     dependencies: ["NVMe", "DMA", "NVMeController", "NVMeHost", "BlockBackends"],
                     swiftSettings: strict),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets"], swiftSettings: strict),
         .testTarget(name: "NBDProtocolTests",
                     dependencies: ["NBDProtocol",
                                    .product(name: "NIOCore", package: "swift-nio"),

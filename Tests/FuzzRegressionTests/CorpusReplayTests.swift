@@ -1,0 +1,61 @@
+import Foundation
+import FuzzTargets
+import Testing
+
+/// Replays every input of the checked-in fuzz corpus (`Fuzz/Corpus/<target>/`,
+/// seeds plus every crash the fuzzers ever found) through the fuzz entry points,
+/// and a few thousand deterministic pseudo-random inputs on top.
+@Suite(.timeLimit(.minutes(3))) struct CorpusReplayTests {
+    static let corpusRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fuzz/Corpus")
+
+    static func inputs(_ target: String) -> [URL] {
+        let dir = corpusRoot.appendingPathComponent(target)
+        let files = (try? FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)) ?? []
+        return files.filter { !$0.lastPathComponent.hasPrefix(".") }.sorted { $0.path < $1.path }
+    }
+
+    static func replay(_ target: String, _ body: (UnsafeRawBufferPointer) -> Void) throws -> Int {
+        let files = inputs(target)
+        for f in files {
+            let data = try Data(contentsOf: f)
+            data.withUnsafeBytes { body($0) }
+        }
+        return files.count
+    }
+
+    static func random(count: Int, seed: UInt64, maxLength: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
+        var state = seed
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        for _ in 0..<count {
+            let n = Int(next() % UInt64(maxLength))
+            let bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: next()) }
+            bytes.withUnsafeBytes { body($0) }
+        }
+    }
+
+    @Test func handshakeCorpus() throws {
+        let n = try Self.replay("handshake", NBDFuzzers.handshake)
+        #expect(n > 0, "the handshake corpus is missing")
+        Self.random(count: 3000, seed: 1, maxLength: 600, NBDFuzzers.handshake)
+    }
+
+    @Test func requestCorpus() throws {
+        let n = try Self.replay("requests", NBDFuzzers.requests)
+        #expect(n > 0, "the request corpus is missing")
+        Self.random(count: 3000, seed: 2, maxLength: 600, NBDFuzzers.requests)
+    }
+
+    @Test func controllerCorpus() throws {
+        let n = try Self.replay("controller", ControllerFuzzer.run)
+        #expect(n > 0, "the controller corpus is missing")
+        Self.random(count: 300, seed: 3, maxLength: 2000, ControllerFuzzer.run)
+    }
+}
