@@ -20,6 +20,8 @@
 #   VM_SMP           guest CPUs (2)            VM_QUIET=1  don't echo console
 #   VM_SHARE_PARENT  where run dirs are made (default $VM_DIR/share)
 #   VM_RUN_DIR_FILE  if set, the run dir path is written to this file
+#   VM_RUN_DIR       use this existing directory as the run dir (the caller
+#                    may have put files there for the guest)
 #
 # Exit status: the guest script's status; 124 on timeout (QEMU killed);
 # 125 if the guest never reported an exit status (crash, panic, boot failure).
@@ -39,9 +41,15 @@ TIMEOUT="${2:-300}"
 [[ -f "$GUEST/vmlinuz" && -f "$GUEST/initrd.gz" ]] || "$HERE/build-guest.sh" || exit 2
 command -v qemu-system-x86_64 >/dev/null || { echo "run-guest: qemu-system-x86_64 not found" >&2; exit 2; }
 
-SHARE_PARENT="${VM_SHARE_PARENT:-$VM_DIR/share}"
-mkdir -p "$SHARE_PARENT"
-RUN="$(mktemp -d "$SHARE_PARENT/run.XXXXXX")"
+if [[ -n "${VM_RUN_DIR:-}" ]]; then
+    # caller-prepared run dir (e.g. with a disk image the guest will use)
+    [[ -d "$VM_RUN_DIR" ]] || { echo "run-guest: VM_RUN_DIR $VM_RUN_DIR is not a directory" >&2; exit 2; }
+    RUN="$(cd "$VM_RUN_DIR" && pwd -P)"
+else
+    SHARE_PARENT="${VM_SHARE_PARENT:-$VM_DIR/share}"
+    mkdir -p "$SHARE_PARENT"
+    RUN="$(mktemp -d "$SHARE_PARENT/run.XXXXXX")"
+fi
 chmod 777 "$RUN"
 [[ "$RUN" != *[[:space:]]* ]] || { echo "run-guest: run dir path has whitespace" >&2; exit 2; }
 [[ -n "${VM_RUN_DIR_FILE:-}" ]] && echo "$RUN" > "$VM_RUN_DIR_FILE"
