@@ -56,7 +56,7 @@ let package = Package(
         // SwiftNIO server binding NBD connections to NVMe host queue pairs.
         .target(
             name: "NBDServer",
-            dependencies: ["NBDProtocol", "NVMe", "NVMeHost", "NVMeController", "BlockBackends",
+            dependencies: ["NBDProtocol", "NVMe", "NVMeHost", "NVMeController", "BlockBackends", "DMA",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")],

@@ -1,0 +1,302 @@
+import DMA
+import Logging
+import NBDProtocol
+import NIOCore
+import NVMeHost
+
+/// One NBD connection: the handshake (``NBDServerHandshake``), then the
+/// transmission phase, where each request becomes NVMe commands on the queue pair
+/// of the connection's event loop and is answered when they complete (in any
+/// order). Everything here runs on the channel's event loop; completions are
+/// delivered there by the queue pair's interrupt.
+///
+/// Back-pressure: when too many requests or payload bytes are in flight, the
+/// handler stops asking the channel to read until replies drain.
+final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum Phase {
+        case handshake
+        case transmission
+        case closed
+    }
+
+    let server: ServerContext
+    var logger: Logger
+    var context: ChannelHandlerContext!
+    var phase = Phase.handshake
+    var handshake: NBDServerHandshake
+    var handshakeBuffer: ByteBuffer?
+    var handshakeTimer: Scheduled<Void>?
+    var registration: Int?
+
+    // Transmission.
+    var export: Export!
+    var queuePair: QueuePair!
+    var structuredReplies = false
+    var baseAllocationContext: UInt32?
+    var decoder: NIOSingleStepByteToMessageProcessor<NBDRequestDecoder>!
+    var inFlight = 0
+    var inFlightBytes = 0
+    var readHeld = false
+    var flushScheduled = false
+    var inChannelRead = false
+    var submittedInRead = false
+    var disconnectRequested = false
+    var shuttingDown = false
+
+    init(server: ServerContext, logger: Logger) {
+        self.server = server
+        self.logger = logger
+        handshake = NBDServerHandshake(configuration: server.handshake)
+    }
+
+    var bound: NIOLoopBound<NBDConnectionHandler> { NIOLoopBound(self, eventLoop: context.eventLoop) }
+
+    // MARK: Life cycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        logger[metadataKey: "peer"] = "\(context.remoteAddress.map { "\($0)" } ?? "unix")"
+        let count = server.connectionCount.add(1, ordering: .relaxed).newValue
+        let b = bound
+        registration = server.registry.add { b.eventLoop.execute { b.value.beginShutdown() } }
+        if count > server.limits.maximumConnections || server.shuttingDown.load(ordering: .relaxed) {
+            // Refuse clearly: the greeting, then every option gets ERR_SHUTDOWN/
+            // ERR_POLICY-style replies from a machine that is shutting down.
+            logger.warning("refusing connection: \(count) connections exceed --max-connections \(server.limits.maximumConnections)")
+            handshake.beginShutdown()
+            shuttingDown = true
+        }
+        context.writeAndFlush(wrapOutboundOut(handshake.greeting), promise: nil)
+        let timeout = TimeAmount.seconds(server.limits.handshakeTimeoutSeconds)
+        handshakeTimer = context.eventLoop.scheduleTask(in: timeout) {
+            let h = b.value
+            guard h.phase == .handshake else { return }
+            h.logger.info("handshake timed out after \(h.server.limits.handshakeTimeoutSeconds) s; closing")
+            h.close()
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if phase == .transmission {
+            export.statistics.activeConnections.add(-1, ordering: .relaxed)
+        }
+        phase = .closed
+        handshakeTimer?.cancel()
+        server.connectionCount.subtract(1, ordering: .relaxed)
+        if let r = registration { server.registry.remove(r) }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        logger.debug("connection error: \(error)")
+        close()
+    }
+
+    func close() {
+        guard phase != .closed else { return }
+        phase = .closed
+        context.close(promise: nil)
+    }
+
+    /// Server shutdown: stop taking requests, let those in flight finish, then close.
+    func beginShutdown() {
+        shuttingDown = true
+        switch phase {
+        case .handshake:
+            handshake.beginShutdown()
+            close()
+        case .transmission:
+            closeIfIdle()
+        case .closed:
+            break
+        }
+    }
+
+    // MARK: Reading
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        switch phase {
+        case .handshake:
+            if handshakeBuffer == nil {
+                handshakeBuffer = bytes
+            } else {
+                handshakeBuffer!.writeBuffer(&bytes)
+            }
+            runHandshake()
+        case .transmission:
+            decode(bytes)
+        case .closed:
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if submittedInRead {
+            submittedInRead = false
+            queuePair?.commitSubmissions()
+        }
+        if flushScheduled {
+            flushScheduled = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if shouldHoldReads {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+
+    private var shouldHoldReads: Bool {
+        phase == .transmission && (inFlight >= server.limits.maximumInFlightRequests
+                                   || inFlightBytes >= server.limits.maximumInFlightBytes
+                                   || disconnectRequested || shuttingDown)
+    }
+
+    private func runHandshake() {
+        guard var buffer = handshakeBuffer else { return }
+        let actions = handshake.process(&buffer)
+        handshakeBuffer = buffer
+        for action in actions {
+            switch action {
+            case .send(let b):
+                context.write(wrapOutboundOut(b), promise: nil)
+            case .close(let reason):
+                logger.info("closing during handshake: \(reason)")
+                context.flush()
+                close()
+                return
+            case .enterTransmission(let selection):
+                context.flush()
+                guard let export = server.export(named: selection.export.name) else {
+                    logger.error("handshake chose unknown export '\(selection.export.name)'")
+                    close()
+                    return
+                }
+                enterTransmission(export, selection)
+                return
+            }
+        }
+        context.flush()
+    }
+
+    private func enterTransmission(_ export: Export, _ selection: NBDExportSelection) {
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+        self.export = export
+        queuePair = export.queuePair(for: context.eventLoop)
+        structuredReplies = selection.structuredReplies
+        baseAllocationContext = selection.metaContexts.first { $0.name == NBDAllocationState.contextName }?.id
+        decoder = NIOSingleStepByteToMessageProcessor(NBDRequestDecoder(maximumPayload: export.maximumPayload),
+                                                      maximumBufferSize: nil)
+        phase = .transmission
+        export.statistics.bump(export.statistics.connections)
+        export.statistics.activeConnections.add(1, ordering: .relaxed)
+        logger[metadataKey: "export"] = "\(export.spec.name)"
+        logger.info("transmission: structured replies \(structuredReplies), base:allocation \(baseAllocationContext != nil)")
+        if let rest = handshakeBuffer, rest.readableBytes > 0 {
+            handshakeBuffer = nil
+            decode(rest)
+        }
+        handshakeBuffer = nil
+        if shuttingDown { closeIfIdle() }
+    }
+
+    private func decode(_ bytes: ByteBuffer) {
+        inChannelRead = true
+        defer { inChannelRead = false }
+        do {
+            try decoder.process(buffer: bytes) { message in
+                self.handle(message)
+            }
+        } catch {
+            logger.info("closing: \(error)")
+            close()
+        }
+    }
+
+    // MARK: Replies
+
+    /// Queues `buffer` and arranges one flush for everything queued in this tick.
+    func send(_ buffer: ByteBuffer) {
+        guard phase != .closed else { return }
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        if !inChannelRead {
+            let b = bound
+            context.eventLoop.execute {
+                let h = b.value
+                guard h.flushScheduled else { return }
+                h.flushScheduled = false
+                h.context.flush()
+            }
+        }
+    }
+
+    /// A reply with no data, success or error, in the negotiated reply style.
+    func replyStatus(_ cookie: UInt64, _ error: NBDErrno, message: String = "") {
+        var b = context.channel.allocator.buffer(capacity: 64)
+        if error != .success { export.statistics.bump(export.statistics.errors) }
+        if structuredReplies {
+            if error == .success {
+                b.writeNBDStructuredReplyChunk(NBDStructuredReplyChunk(flags: .done, cookie: cookie, payload: .none))
+            } else {
+                let text = String(message.utf8.prefix(4096)) ?? ""
+                b.writeNBDStructuredReplyChunk(NBDStructuredReplyChunk(flags: .done, cookie: cookie,
+                                                                       payload: .error(error, message: text)))
+            }
+        } else {
+            b.writeNBDSimpleReplyHeader(error: error, cookie: cookie)
+        }
+        send(b)
+    }
+
+    /// Marks a request as started (for back-pressure and shutdown).
+    func begin(_ bytes: Int) {
+        inFlight += 1
+        inFlightBytes += bytes
+    }
+
+    /// Marks a request as answered; resumes reading when below the limits.
+    func end(_ bytes: Int) {
+        inFlight -= 1
+        inFlightBytes -= bytes
+        if readHeld && !shouldHoldReads {
+            readHeld = false
+            context.read()
+        }
+        if disconnectRequested || shuttingDown { closeIfIdle() }
+    }
+
+    func closeIfIdle() {
+        guard inFlight == 0, phase == .transmission else { return }
+        context.flush()
+        close()
+    }
+
+    /// A completion callback that runs `body` on this connection's event loop
+    /// (completions after a controller reset may arrive on another thread).
+    func onLoop<T: Sendable>(_ body: @escaping @Sendable (NBDConnectionHandler, T) -> Void) -> @Sendable (T) -> Void {
+        let b = bound
+        return { value in
+            if b.eventLoop.inEventLoop {
+                body(b.value, value)
+            } else {
+                b.eventLoop.execute { body(b.value, value) }
+            }
+        }
+    }
+}

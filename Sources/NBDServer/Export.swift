@@ -1,0 +1,212 @@
+import BlockBackends
+import DMA
+import NBDProtocol
+import NIOCore
+import NVMe
+import NVMeController
+import NVMeHost
+
+/// How every export's emulated controller and driver are set up.
+public struct ExportOptions: Sendable {
+    /// Use Doorbell Buffer Config (shadow doorbells + EventIdx) when offered.
+    public var shadowDoorbells = true
+    /// Entries per I/O queue.
+    public var queueDepth = 1024
+    /// The controller thread's polling window before it parks, in nanoseconds.
+    public var pollNanoseconds: UInt64 = 0
+    /// Identify Controller MDTS.
+    public var maximumDataTransferSize: UInt8 = 7
+    /// DMA arena per export (virtual; pages cost memory only once used).
+    public var hostMemoryBytes = 2 << 30
+    /// Largest NBD payload (read or write) accepted.
+    public var maximumPayload = 32 << 20
+
+    public init() {}
+}
+
+/// A running export: its own emulated NVMe controller with one namespace, the
+/// host driver with one I/O queue pair per event loop (as blk-mq gives each CPU
+/// a hardware queue), and what the NBD handshake advertises about it.
+public final class Export: Sendable {
+    public let spec: ExportSpec
+    public let memory: HostMemory
+    public let controller: EmulatedController
+    public let driver: NVMeDriver
+    public let namespace: NamespaceInfo
+    public let nbd: NBDExport
+    public let statistics = NBDStatisticsCounters()
+    public let maximumPayload: Int
+    let fileBacked: Bool
+    let rmwGate = RMWGate()
+    private let queueByLoop: [ObjectIdentifier: Int]
+
+    /// Builds the backend, the controller and the driver, and brings the
+    /// controller up. Errors name the export and what was wrong.
+    public init(spec: ExportSpec, loops: [any EventLoop], options: ExportOptions) throws(ExportError) {
+        self.spec = spec
+        maximumPayload = options.maximumPayload
+        let backend: any BlockBackend
+        do {
+            switch spec.backing {
+            case .memory:
+                backend = try MemoryBackend(byteCount: spec.size ?? (1 << 30), readOnly: spec.readOnly)
+                fileBacked = false
+            case .file(let path):
+                #if os(Linux)
+                backend = try FileBackend(path: path, readOnly: spec.readOnly, createSize: spec.size)
+                fileBacked = true
+                #else
+                throw ExportError(export: spec.name, problem: "file backing needs Linux")
+                #endif
+            }
+        } catch {
+            throw ExportError(export: spec.name, problem: error.description)
+        }
+        do {
+            memory = try HostMemory(byteCount: options.hostMemoryBytes)
+        } catch {
+            throw ExportError(export: spec.name, problem: "cannot map DMA memory: \(error)")
+        }
+        do {
+            let ns = try Namespace(backend: backend, blockSize: spec.blockSize)
+            var co = ControllerOptions()
+            co.maximumIOQueuePairs = max(loops.count, 1)
+            co.maximumDataTransferSize = options.maximumDataTransferSize
+            co.pollNanoseconds = options.pollNanoseconds
+            co.maximumQueueEntries = max(options.queueDepth, 2)
+            co.serialNumber = "NVMENBD-\(Self.serialSuffix(spec.name))"
+            controller = try EmulatedController(memory: memory, namespaces: [ns], options: co)
+        } catch {
+            throw ExportError(export: spec.name, problem: error.description)
+        }
+        var dopts = DriverOptions()
+        dopts.ioQueuePairs = max(loops.count, 1)
+        dopts.queueDepth = options.queueDepth
+        dopts.useShadowDoorbells = options.shadowDoorbells
+        let loopList = loops
+        dopts.interrupts = { index in
+            guard index < loopList.count else { return .dedicatedThread }
+            let loop = loopList[index]
+            // The interrupt is delivered to the queue's event loop, as an MSI-X
+            // vector is steered to one CPU: completions and replies happen there.
+            return .custom { qp in loop.execute { qp.processCompletions() } }
+        }
+        driver = NVMeDriver(controller: controller, options: dopts)
+        do {
+            try driver.start()
+        } catch {
+            controller.stop()
+            throw ExportError(export: spec.name, problem: "controller bring-up failed: \(error)")
+        }
+        guard let info = driver.namespaces.first else {
+            throw ExportError(export: spec.name, problem: "the controller reports no namespace")
+        }
+        namespace = info
+        var map: [ObjectIdentifier: Int] = [:]
+        for (i, l) in loops.enumerated() { map[ObjectIdentifier(l)] = i }
+        queueByLoop = map
+
+        var flags: NBDTransmissionFlags = [.hasFlags, .sendFlush, .sendFUA, .sendTrim, .sendWriteZeroes,
+                                           .sendFastZero, .sendDF, .canMultiConn, .sendCache]
+        if spec.readOnly { flags.insert(.readOnly) }
+        let preferred = UInt32(max(4096, spec.blockSize))
+        // Minimum 1: unaligned requests are served with read-modify-write, so clients
+        // that did not negotiate sizes get the spec's defaults.
+        let constraints = (try? NBDBlockSizeConstraints(minimum: 1, preferred: preferred,
+                                                        maximum: UInt32(options.maximumPayload))) ?? .default
+        nbd = NBDExport(name: spec.name, description: spec.exportDescription, size: info.byteCount, flags: flags,
+                        blockSize: constraints)
+    }
+
+    private static func serialSuffix(_ name: String) -> String {
+        var h: UInt32 = 2166136261
+        for b in name.utf8 { h = (h ^ UInt32(b)) &* 16777619 }
+        return String(h, radix: 16, uppercase: true)
+    }
+
+    /// The queue pair of the event loop `loop` runs on.
+    public func queuePair(for loop: any EventLoop) -> QueuePair {
+        let i = queueByLoop[ObjectIdentifier(loop)] ?? 0
+        return driver.queuePairs[i % driver.queuePairs.count]
+    }
+
+    public var blockShift: Int { Int(namespace.blockSizeShift) }
+    public var size: UInt64 { namespace.byteCount }
+
+    /// Flushes the namespace, shuts the controller down (CC.SHN) and stops its thread.
+    public func close() {
+        if let qp = driver.queuePairs.first, !spec.readOnly {
+            let done = CompletionFlag()
+            qp.flush { _ in done.set() }
+            done.wait(milliseconds: 30_000)
+        }
+        driver.shutdown()
+        controller.stop()
+    }
+
+    /// Everything counted for this export.
+    public func snapshot() -> ExportStatistics {
+        ExportStatistics(name: spec.name, shadowDoorbells: driver.shadowDoorbellsEnabled,
+                         controller: controller.counters.snapshot(), host: driver.statistics,
+                         nbd: statistics.snapshot())
+    }
+}
+
+/// An export that could not be opened.
+public struct ExportError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var export: String
+    public var problem: String
+    public var description: String { "export '\(export)': \(problem)" }
+}
+
+/// Serialises read-modify-write of partial blocks across the connections of an
+/// export, so two unaligned writes into the same block cannot lose each other's
+/// bytes.
+final class RMWGate: @unchecked Sendable {
+    private let lock = ConditionMutex()
+    private var busy = false
+    private var waiters: [@Sendable () -> Void] = []
+
+    /// Runs `body` now or once the gate is free; `body` must call ``release()``.
+    func acquire(_ body: @escaping @Sendable () -> Void) {
+        let now: Bool = lock.withLock {
+            if busy { waiters.append(body); return false }
+            busy = true
+            return true
+        }
+        if now { body() }
+    }
+
+    func release() {
+        let next: (@Sendable () -> Void)? = lock.withLock {
+            if waiters.isEmpty { busy = false; return nil }
+            return waiters.removeFirst()
+        }
+        next?()
+    }
+}
+
+/// A one-shot flag a thread can wait on with a deadline.
+final class CompletionFlag: @unchecked Sendable {
+    private let lock = ConditionMutex()
+    private var done = false
+
+    func set() {
+        lock.withLock {
+            done = true
+            lock.broadcast()
+        }
+    }
+
+    /// Returns whether the flag was set before the deadline.
+    @discardableResult
+    func wait(milliseconds: Int) -> Bool {
+        let deadline = MonotonicClock.deadline(afterMilliseconds: milliseconds)
+        return lock.withLock {
+            while !done {
+                if !lock.wait(until: deadline) { return done }
+            }
+            return true
+        }
+    }
+}

@@ -1,0 +1,178 @@
+import DMA
+import Foundation
+import Logging
+import NBDProtocol
+import NIOCore
+import NIOPosix
+
+/// The NBD server: listeners (TCP and Unix sockets), one SwiftNIO event loop per
+/// I/O queue pair, and the exports, each with its own emulated NVMe controller.
+public final class NBDServer: Sendable {
+    public struct Configuration: Sendable {
+        /// TCP listen addresses, "HOST:PORT" ("[::1]:10809" for IPv6).
+        public var tcp: [String] = ["127.0.0.1:10809"]
+        /// Unix socket paths.
+        public var unix: [String] = []
+        public var exports: [ExportSpec] = [.default]
+        public var exportOptions = ExportOptions()
+        public var limits = ConnectionLimits()
+        /// Event loop threads = I/O queue pairs per export.
+        public var queues = 1
+
+        public init() {}
+    }
+
+    public let configuration: Configuration
+    public let exports: [Export]
+    private let group: MultiThreadedEventLoopGroup
+    private let context: ServerContext
+    private let channels: [any Channel]
+    private let logger: Logger
+    /// The addresses actually bound (ports resolved), for logs and tests.
+    public let boundAddresses: [String]
+
+    /// Opens every export and binds every listener; throws a ``ServerError``
+    /// naming what failed.
+    public init(configuration: Configuration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        guard configuration.queues >= 1 && configuration.queues <= 256 else {
+            throw ServerError("--queues \(configuration.queues): accepted 1...256")
+        }
+        guard !configuration.tcp.isEmpty || !configuration.unix.isEmpty else {
+            throw ServerError("nothing to listen on: give --listen HOST:PORT or --unix PATH")
+        }
+        var names = Set<String>()
+        for e in configuration.exports where !names.insert(e.name).inserted {
+            throw ServerError("export name '\(e.name)' is given twice")
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.queues)
+        self.group = group
+        let loops = Array(group.makeIterator())
+        var exports: [Export] = []
+        do {
+            for spec in configuration.exports {
+                exports.append(try Export(spec: spec, loops: loops, options: configuration.exportOptions))
+                logger.info("\(spec.summary), NVMe LBA \(exports.last!.namespace.blockSize), shadow doorbells \(exports.last!.driver.shadowDoorbellsEnabled ? "on" : "off")")
+            }
+        } catch {
+            for e in exports { e.close() }
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+        self.exports = exports
+        let context = ServerContext(exports: exports, limits: configuration.limits, logger: logger)
+        self.context = context
+
+        var channels: [any Channel] = []
+        var bound: [String] = []
+        do {
+            for address in configuration.tcp {
+                let (host, port) = try Self.parseHostPort(address)
+                let ch = try Self.bootstrap(group: group, context: context, logger: logger, tcp: true)
+                    .bind(host: host, port: port).wait()
+                channels.append(ch)
+                bound.append(ch.localAddress.map { "\($0)" } ?? address)
+            }
+            for path in configuration.unix {
+                let ch = try Self.bootstrap(group: group, context: context, logger: logger, tcp: false)
+                    .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
+                channels.append(ch)
+                bound.append("unix:\(path)")
+            }
+        } catch {
+            for c in channels { try? c.close().wait() }
+            for e in exports { e.close() }
+            try? group.syncShutdownGracefully()
+            throw ServerError("cannot listen: \(error)")
+        }
+        self.channels = channels
+        boundAddresses = bound
+    }
+
+    private static func bootstrap(group: MultiThreadedEventLoopGroup, context: ServerContext, logger: Logger,
+                                  tcp: Bool) -> ServerBootstrap {
+        var b = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65536, maximum: 1 << 20))
+        if tcp {
+            b = b.childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        }
+        return b.childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(NBDConnectionHandler(server: context, logger: logger))
+            }
+        }
+    }
+
+    /// Parses a `--listen` value: "HOST:PORT", "[V6ADDR]:PORT", ":PORT" or "HOST".
+    public static func parseListenAddress(_ s: String) throws -> (String, Int) { try parseHostPort(s) }
+
+    static func parseHostPort(_ s: String) throws -> (String, Int) {
+        var host: Substring
+        var portText: Substring
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]") else { throw ServerError("--listen '\(s)': missing ']'") }
+            host = s[s.index(after: s.startIndex)..<close]
+            let after = s[s.index(after: close)...]
+            guard after.hasPrefix(":") else { throw ServerError("--listen '\(s)': expected [HOST]:PORT") }
+            portText = after.dropFirst()
+        } else if let colon = s.lastIndex(of: ":") {
+            host = s[..<colon]
+            portText = s[s.index(after: colon)...]
+        } else {
+            host = Substring(s)
+            portText = "10809"
+        }
+        if host.isEmpty { host = "127.0.0.1" }
+        guard let port = Int(portText), (0...65535).contains(port) else {
+            throw ServerError("--listen '\(s)': port '\(portText)' is not 0...65535 (expected HOST:PORT)")
+        }
+        return (String(host), port)
+    }
+
+    /// Stops accepting, lets requests in flight finish (new ones get ESHUTDOWN),
+    /// waits up to `graceSeconds` for connections to drain, then flushes and shuts
+    /// every export down.
+    public func shutdown(graceSeconds: Int = 10) {
+        context.shuttingDown.store(true, ordering: .relaxed)
+        for c in channels { try? c.close().wait() }
+        for notify in context.registry.all() { notify() }
+        let deadline = MonotonicClock.deadline(afterMilliseconds: graceSeconds * 1000)
+        while context.registry.count > 0 && MonotonicClock.nanoseconds() < deadline {
+            usleep(10_000)
+        }
+        if context.registry.count > 0 {
+            logger.warning("\(context.registry.count) connections still open after \(graceSeconds) s; closing them")
+        }
+        try? group.syncShutdownGracefully()
+        for e in exports { e.close() }
+        for path in configuration.unix { unlink(path) }
+    }
+
+    /// Every export's counters.
+    public func statistics() -> [ExportStatistics] { exports.map { $0.snapshot() } }
+
+    /// Writes ``statistics()`` as JSON to `path` (atomically).
+    public func writeStatistics(to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(StatisticsFile(exports: statistics()))
+        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+
+    public var connectionCount: Int { context.registry.count }
+}
+
+/// The `--stats-json` document.
+public struct StatisticsFile: Codable, Sendable {
+    public var exports: [ExportStatistics]
+}
+
+/// A server that cannot start, with what was wrong.
+public struct ServerError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ d: String) { description = d }
+}

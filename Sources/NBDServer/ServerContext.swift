@@ -1,0 +1,68 @@
+import DMA
+import Logging
+import NBDProtocol
+import NIOCore
+import Synchronization
+
+/// What every connection shares: the exports, the limits, and whether the
+/// server is shutting down.
+final class ServerContext: Sendable {
+    let exports: [Export]
+    let handshake: NBDServerHandshake.Configuration
+    let logger: Logger
+    let limits: ConnectionLimits
+    let shuttingDown = Atomic<Bool>(false)
+    let connectionCount = Atomic<Int>(0)
+    let registry = ConnectionRegistry()
+
+    init(exports: [Export], limits: ConnectionLimits, logger: Logger) {
+        self.exports = exports
+        self.limits = limits
+        self.logger = logger
+        handshake = NBDServerHandshake.Configuration(exports: exports.map(\.nbd), offersBaseAllocation: true)
+    }
+
+    func export(named name: String) -> Export? {
+        exports.first { $0.nbd.name == name }
+    }
+}
+
+/// Per-connection limits.
+public struct ConnectionLimits: Sendable {
+    /// Requests a connection may have in flight before the server stops reading
+    /// from it (back-pressure).
+    public var maximumInFlightRequests = 256
+    /// Payload bytes a connection may have in flight before reading stops.
+    public var maximumInFlightBytes = 128 << 20
+    /// A handshake that has not reached transmission after this long is closed.
+    public var handshakeTimeoutSeconds: Int64 = 30
+    /// Connections accepted at once across all listeners; more are refused.
+    public var maximumConnections = 1024
+    /// Reads at least this long are answered with OFFSET_HOLE chunks where the
+    /// namespace is deallocated (structured replies only).
+    public var holeDetectionThreshold = 64 << 10
+
+    public init() {}
+}
+
+/// The live connections, so shutdown can reach them.
+final class ConnectionRegistry: @unchecked Sendable {
+    private let lock = ConditionMutex()
+    private var next = 0
+    private var entries: [Int: @Sendable () -> Void] = [:]
+
+    func add(_ onShutdown: @escaping @Sendable () -> Void) -> Int {
+        lock.withLock {
+            next += 1
+            entries[next] = onShutdown
+            return next
+        }
+    }
+
+    func remove(_ id: Int) {
+        _ = lock.withLock { entries.removeValue(forKey: id) }
+    }
+
+    func all() -> [@Sendable () -> Void] { lock.withLock { Array(entries.values) } }
+    var count: Int { lock.withLock { entries.count } }
+}

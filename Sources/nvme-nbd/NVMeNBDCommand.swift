@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NBDServer
+
+@main
+struct NVMeNBDCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nvme-nbd",
+        abstract: "An NBD server whose every request goes through an emulated NVMe controller with shadow doorbells.",
+        subcommands: [Serve.self, Identify.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Options shared by `serve` and `identify`: what the exports are and how their
+/// controllers are set up.
+struct ExportOptionsGroup: ParsableArguments {
+    @Option(name: .customLong("export"),
+            help: ArgumentHelp("Add an export: \(ExportSpec.syntax). Memory-backed without file=. Repeatable. Default: one 1 GiB memory export named \"\".",
+                               valueName: "spec"))
+    var exports: [String] = []
+
+    @Option(name: .customLong("shadow-doorbells"), help: ArgumentHelp("Doorbell Buffer Config (shadow doorbells + EventIdx): on or off.", valueName: "on|off"))
+    var shadowDoorbells: OnOff = .on
+
+    @Option(name: .customLong("queue-depth"), help: "Entries per NVMe I/O queue (2...4096).")
+    var queueDepth = 1024
+
+    @Option(name: .customLong("poll-us"), help: "Microseconds the controller thread polls for work before it parks (0 parks at once).")
+    var pollMicroseconds = 0
+
+    @Option(name: .customLong("mdts"), help: "Identify Controller MDTS: transfers up to 4 KiB << MDTS per command (1...10).")
+    var mdts = 7
+
+    func specs() throws -> [ExportSpec] {
+        if exports.isEmpty { return [.default] }
+        return try exports.map { text in
+            do { return try ExportSpec.parse(text) } catch let e as ExportSpecError { throw ValidationError(e.description) }
+        }
+    }
+
+    func validate() throws {
+        guard (2...4096).contains(queueDepth) else { throw ValidationError("--queue-depth \(queueDepth): accepted 2...4096") }
+        guard (0...10_000_000).contains(pollMicroseconds) else { throw ValidationError("--poll-us \(pollMicroseconds): accepted 0...10000000") }
+        guard (1...10).contains(mdts) else { throw ValidationError("--mdts \(mdts): accepted 1...10") }
+        _ = try specs()
+    }
+
+    func exportOptions() -> ExportOptions {
+        var o = ExportOptions()
+        o.shadowDoorbells = shadowDoorbells == .on
+        o.queueDepth = queueDepth
+        o.pollNanoseconds = UInt64(pollMicroseconds) * 1000
+        o.maximumDataTransferSize = UInt8(mdts)
+        return o
+    }
+}
+
+enum OnOff: String, ExpressibleByArgument, CaseIterable {
+    case on, off
+    init?(argument: String) {
+        switch argument.lowercased() {
+        case "on", "true", "yes", "1": self = .on
+        case "off", "false", "no", "0": self = .off
+        default: return nil
+        }
+    }
+}
+
+enum LogLevelArgument: String, ExpressibleByArgument, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
+    var level: Logger.Level { Logger.Level(rawValue: rawValue)! }
+}
