@@ -48,7 +48,7 @@ SUMS="$S/tree.sha256"
 # Bounds (seconds). TCG is slow; these are generous per step, the host's
 # VM_TIMEOUT bounds the whole run.
 T_READY=60 T_CONNECT=30 T_FIO=150 T_MKFS=120 T_COPY=120 T_FSCK=90
-T_VERIFY=120 T_DISC=30 T_STOP=30 T_NBD_IO=30
+T_VERIFY=120 T_DISC=30 T_STOP=20 T_NBD_IO=30
 
 if [ -n "${VMT_LD_LIBRARY_PATH:-}" ]; then
     LD_LIBRARY_PATH="$VMT_LD_LIBRARY_PATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
