@@ -1,5 +1,7 @@
 import BlockBackends
 import DMA
+import Dispatch
+import Logging
 import NBDProtocol
 import NIOCore
 import NVMe
@@ -20,6 +22,15 @@ public struct ExportOptions: Sendable {
     public var hostMemoryBytes = 2 << 30
     /// Largest NBD payload (read or write) accepted.
     public var maximumPayload = 32 << 20
+    /// Wraps each export's backend (tests use it to inject faults with
+    /// `FaultInjectingBackend`).
+    public var wrapBackend: (@Sendable (any BlockBackend) -> any BlockBackend)?
+    /// How often the watchdog checks the controller for a fatal status (CSTS.CFS)
+    /// and for commands outstanding too long; 0 disables it.
+    public var watchdogMilliseconds = 500
+    /// A command outstanding this long makes the watchdog reset the controller
+    /// (Linux's `nvme_timeout` after `io_timeout`, 30 s by default).
+    public var commandTimeoutSeconds = 30
 
     public init() {}
 }
@@ -39,13 +50,15 @@ public final class Export: Sendable {
     let fileBacked: Bool
     let rmwGate = RMWGate()
     private let queueByLoop: [ObjectIdentifier: Int]
+    private let watchdog: Watchdog?
 
     /// Builds the backend, the controller and the driver, and brings the
     /// controller up. Errors name the export and what was wrong.
-    public init(spec: ExportSpec, loops: [any EventLoop], options: ExportOptions) throws(ExportError) {
+    public init(spec: ExportSpec, loops: [any EventLoop], options: ExportOptions,
+                logger: Logger = Logger(label: "nvme-nbd")) throws(ExportError) {
         self.spec = spec
         maximumPayload = options.maximumPayload
-        let backend: any BlockBackend
+        var backend: any BlockBackend
         do {
             switch spec.backing {
             case .memory:
@@ -62,6 +75,7 @@ public final class Export: Sendable {
         } catch {
             throw ExportError(export: spec.name, problem: error.description)
         }
+        if let wrap = options.wrapBackend { backend = wrap(backend) }
         do {
             memory = try HostMemory(byteCount: options.hostMemoryBytes)
         } catch {
@@ -116,6 +130,10 @@ public final class Export: Sendable {
                                                         maximum: UInt32(options.maximumPayload))) ?? .default
         nbd = NBDExport(name: spec.name, description: spec.exportDescription, size: info.byteCount, flags: flags,
                         blockSize: constraints)
+        watchdog = options.watchdogMilliseconds > 0
+            ? Watchdog(driver: driver, export: spec.name, intervalMilliseconds: options.watchdogMilliseconds,
+                       commandTimeoutSeconds: options.commandTimeoutSeconds, logger: logger)
+            : nil
     }
 
     private static func serialSuffix(_ name: String) -> String {
@@ -135,6 +153,7 @@ public final class Export: Sendable {
 
     /// Flushes the namespace, shuts the controller down (CC.SHN) and stops its thread.
     public func close() {
+        watchdog?.stop()
         if let qp = driver.queuePairs.first, !spec.readOnly {
             let done = CompletionFlag()
             qp.flush { _ in done.set() }
@@ -208,5 +227,50 @@ final class CompletionFlag: @unchecked Sendable {
             }
             return true
         }
+    }
+}
+
+/// Linux's controller health checks, per export: a controller that reports a
+/// fatal status (CSTS.CFS) or holds a command longer than the command timeout is
+/// reset (`nvme_timeout` → `nvme_reset_ctrl`); the driver requeues what was in
+/// flight, so requests are retried, or failed cleanly once retries run out.
+final class Watchdog: @unchecked Sendable {
+    private let timer: any DispatchSourceTimer
+    private let driver: NVMeDriver
+    private let logger: Logger
+    private let export: String
+    private let timeoutNanoseconds: UInt64
+    /// Touched only on the timer's serial queue.
+    private var resetting = false
+
+    init(driver: NVMeDriver, export: String, intervalMilliseconds: Int, commandTimeoutSeconds: Int, logger: Logger) {
+        self.driver = driver
+        self.export = export
+        self.logger = logger
+        timeoutNanoseconds = UInt64(max(1, commandTimeoutSeconds)) * 1_000_000_000
+        timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "nvme-nbd.watchdog.\(export)"))
+        timer.schedule(deadline: .now() + .milliseconds(intervalMilliseconds), repeating: .milliseconds(intervalMilliseconds))
+        timer.setEventHandler { [weak self] in self?.check() }
+        timer.resume()
+    }
+
+    private func check() {
+        guard !resetting else { return }
+        let fatal = driver.controllerFatal
+        let oldest = driver.queuePairs.map(\.oldestOutstandingNanoseconds).max() ?? 0
+        guard fatal || oldest > timeoutNanoseconds else { return }
+        resetting = true
+        defer { resetting = false }
+        logger.warning("export '\(export)': \(fatal ? "controller fatal status (CSTS.CFS)" : "command outstanding for \(oldest / 1_000_000) ms"); resetting the controller")
+        do {
+            let requeued = try driver.reset()
+            logger.warning("export '\(export)': controller reset; \(requeued) commands resubmitted")
+        } catch {
+            logger.error("export '\(export)': controller reset failed: \(error)")
+        }
+    }
+
+    func stop() {
+        timer.cancel()
     }
 }

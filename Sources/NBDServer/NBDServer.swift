@@ -52,7 +52,7 @@ public final class NBDServer: Sendable {
         var exports: [Export] = []
         do {
             for spec in configuration.exports {
-                exports.append(try Export(spec: spec, loops: loops, options: configuration.exportOptions))
+                exports.append(try Export(spec: spec, loops: loops, options: configuration.exportOptions, logger: logger))
                 logger.info("\(spec.summary), NVMe LBA \(exports.last!.namespace.blockSize), shadow doorbells \(exports.last!.driver.shadowDoorbellsEnabled ? "on" : "off")")
             }
         } catch {
@@ -147,8 +147,10 @@ public final class NBDServer: Sendable {
         if context.registry.count > 0 {
             logger.warning("\(context.registry.count) connections still open after \(graceSeconds) s; closing them")
         }
-        try? group.syncShutdownGracefully()
+        // Exports first: their final flush completes through interrupts that are
+        // delivered on the event loops, so the loops must still run.
         for e in exports { e.close() }
+        try? group.syncShutdownGracefully()
         for path in configuration.unix { unlink(path) }
     }
 

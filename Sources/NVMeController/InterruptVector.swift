@@ -12,14 +12,23 @@ import Synchronization
 public final class InterruptVector: Sendable {
     public let number: UInt16
     private let pending = Atomic<Bool>(false)
-    private let handler = Mutex<(@Sendable () -> Void)?>(nil)
+    /// The handler lives in a class box: a closure kept directly in a generic
+    /// container and read back through `inout` gets re-wrapped in reabstraction
+    /// thunks on every access (they nested until the stack overflowed).
+    private let handler = Mutex<HandlerBox?>(nil)
+
+    private final class HandlerBox: Sendable {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
 
     init(number: UInt16) { self.number = number }
 
     /// Programs the vector (the MSI-X table entry): `handler` runs on the
     /// controller's thread, so it must only hand the work over.
     public func connect(_ handler: @escaping @Sendable () -> Void) {
-        self.handler.withLock { $0 = handler }
+        let box = HandlerBox(handler)
+        self.handler.withLock { $0 = box }
         pending.store(false, ordering: .sequentiallyConsistent)
     }
 
@@ -38,11 +47,11 @@ public final class InterruptVector: Sendable {
     /// still pending (coalesced) or nothing is connected.
     func raise() -> Bool {
         if pending.exchange(true, ordering: .acquiringAndReleasing) { return false }
-        guard let h = handler.withLock({ $0 }) else {
+        guard let box = handler.withLock({ $0 }) else {
             pending.store(false, ordering: .releasing)
             return false
         }
-        h()
+        box.run()
         return true
     }
 }

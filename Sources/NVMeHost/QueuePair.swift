@@ -68,6 +68,8 @@ public final class QueuePair: @unchecked Sendable {
         var data: DataPages?
         var extraListPages: [UInt64] = []
         var retries = 0
+        /// ``MonotonicClock`` time of submission (for the driver's command timeout).
+        var submittedAt: UInt64 = 0
     }
 
     private struct Pending {
@@ -263,7 +265,8 @@ public final class QueuePair: @unchecked Sendable {
             if needed > 1 { lists += extra }
             (e.prp1, e.prp2) = PRPList.build(pages: pages, listPages: lists, memory: memory)
         }
-        slots[Int(cid)] = Slot(completion: completion, entry: entry, data: data, extraListPages: extra, retries: retries)
+        slots[Int(cid)] = Slot(completion: completion, entry: entry, data: data, extraListPages: extra, retries: retries,
+                               submittedAt: MonotonicClock.nanoseconds())
         // The SQ covers `depth` entries and tail < depth.
         e.encode(into: UnsafeMutableRawBufferPointer(start: sqBase + tail * SubmissionQueueEntry.size,
                                                      count: SubmissionQueueEntry.size))
@@ -354,6 +357,18 @@ public final class QueuePair: @unchecked Sendable {
         reaped.removeAll(keepingCapacity: true)
         for (c, e) in batch { c(e) }
         return done
+    }
+
+    /// How long the oldest command in flight has been outstanding, in nanoseconds
+    /// (0 when none is).
+    public var oldestOutstandingNanoseconds: UInt64 {
+        lock.withLock {
+            guard freeSlots.count < slots.count else { return 0 }
+            let now = MonotonicClock.nanoseconds()
+            var oldest: UInt64 = 0
+            for s in slots where s.completion != nil { oldest = max(oldest, now &- s.submittedAt) }
+            return oldest
+        }
     }
 
     /// Commands in flight plus waiting (tests, shutdown).
