@@ -10,12 +10,18 @@
 # starts `nvme-nbd serve --unix /run/...`, connects the kernel client with
 # `nbd-client -unix SOCK /dev/nbd0 -C 2`, checks size and connection count,
 # runs fio (libaio, O_DIRECT, random write + crc32c verify), mkfs.ext4, writes
-# a tree of files with known SHA-256 sums, fsck -fn, remounts and verifies
-# every sum, disconnects and stops the server with SIGTERM (exit 0 required,
-# --stats-json must be written). After the guest powers off, the host runs
-# `fsck.ext4 -fn` on the file-backend image and re-checks every sum from the
-# image with debugfs (no mount needed). All network traffic stays inside the
-# guest (Unix sockets).
+# a tree of files with known SHA-256 sums (generated here), fsck -fn, remounts
+# and verifies every sum, disconnects and stops the server with SIGTERM (exit
+# 0 required; --stats-json must be written, with the expected shadow-doorbell
+# mode, >= 2 connections and no errors). After the guest powers off, the host
+# runs `fsck.ext4 -fn` on the file-backend image and re-checks every sum from
+# the image with debugfs (no mount needed). All network traffic stays inside
+# the guest (Unix sockets). One boot, ~1.5-3 min on 2 cores (TCG).
+#
+# RESULT names: setup.tree; per configuration C: C.server_start C.connect
+# C.size C.multiconn C.fio_verify C.mkfs C.write_tree C.fsck C.verify_tree
+# C.disconnect C.server_stop C.stats_json (not with the nbdkit stand-in);
+# host.file_fsck host.file_checksums. A missing line counts as a failure.
 #
 # Usage (from anywhere):
 #   scripts/vm/kernel-client-test.sh
@@ -31,7 +37,10 @@
 #   VM_CONFIGS     subset of "mem_sdb_on mem_sdb_off file" (default: all)
 #   VM_TIMEOUT     seconds for the whole guest run, boot included (default 280)
 #   VM_KEEP=1      keep the run dir (vm/share/run.*) even on success; it is
-#                  always kept on failure and its path is printed
+#                  always kept on failure and its path is printed. It holds
+#                  console.log, output.txt, dmesg.txt, <config>.<step>.log,
+#                  <config>.server.log, <config>.fio.json, <config>.stats.json,
+#                  all-results.txt and the file-backend image.
 #   VM_MEM_SIZE    memory export size (default 512M)
 #   VM_FILE_SIZE   file-backend image size (default 256M)
 #   VM_FILE_LBA    512 | 4096 (default 4096)
@@ -130,6 +139,9 @@ fi
 
 # ------------------------------------------------------------------ run dir
 mkdir -p "$VM_DIR/share"
+# kept run dirs (failures, VM_KEEP) hold a disk image each: keep the last 3
+# shellcheck disable=SC2012
+ls -dt "$VM_DIR"/share/run.?????? 2>/dev/null | tail -n +3 | while read -r old; do rm -rf "$old"; done
 RUN="$(mktemp -d "$VM_DIR/share/run.XXXXXX")"
 chmod 777 "$RUN"
 IMG="$RUN/file-backend.img"
@@ -254,7 +266,7 @@ ok=0; [[ $fail -eq 0 && $pass -gt 0 && $grc -eq 0 ]] && ok=1
 if [[ $ok == 1 && "${VM_KEEP:-0}" != 1 ]]; then
     rm -rf "$RUN"
 else
-    echo "run dir kept: $RUN (console.log, guest.out, dmesg.txt, <config>.*.log, fio JSON, server logs)"
+    echo "run dir kept: $RUN (console.log, output.txt, dmesg.txt, <config>.*.log, fio and stats JSON, server logs)"
 fi
 [[ $grc -ne 0 && $fail -eq 0 ]] && fail=1   # e.g. guest script error with all lines present
 echo "kernel-client-vm: $pass passed, $fail failed"
