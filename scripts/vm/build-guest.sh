@@ -172,6 +172,7 @@ arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^$1=//p" | tail -n1; }
 SHARE="$(arg vmtest_share)"
 MSIZE="$(arg vmtest_msize)"; MSIZE="${MSIZE:-512000}"
 CACHE="$(arg vmtest_cache)"; CACHE="${CACHE:-loose}"
+SHARE_CACHE="$(arg vmtest_share_cache)"; SHARE_CACHE="${SHARE_CACHE:-none}"
 
 die() { echo "VMTEST-ERROR $*"; echo "VMTEST-EXIT 125"; sync; poweroff -f; echo o > /proc/sysrq-trigger; sleep 5; }
 
@@ -185,7 +186,7 @@ mkdir -p /mnt/dev/shm /mnt/dev/pts 2>/dev/null
 mount -t tmpfs -o mode=1777 tmpfs /mnt/dev/shm
 mount -t devpts devpts /mnt/dev/pts 2>/dev/null
 [ -n "$SHARE" ] || die "no vmtest_share= on the kernel command line"
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=$MSIZE,cache=none vmshare "/mnt$SHARE" ||
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=$MSIZE,cache=$SHARE_CACHE vmshare "/mnt$SHARE" ||
     die "cannot mount 9p vmshare on $SHARE"
 
 echo "VMTEST-START"

@@ -10,6 +10,7 @@
 #   script.sh   copy of GUEST_SCRIPT       env.sh    exported variables
 #   console.log serial console (streamed)  guest.out the script's own stdout/err
 #   results.txt the "RESULT <name> PASS|FAIL <detail>" lines
+#   output.txt  guest.out, or the console when the guest did not exit cleanly
 #   rc          the script's exit status   dmesg.txt guest kernel log
 #
 # Variables passed into the guest: VM_SHARE, plus every name listed in
@@ -18,8 +19,12 @@
 # Environment:
 #   VM_DIR           default <repo>/vm         VM_MEM   guest MiB (2048)
 #   VM_SMP           guest CPUs (2)            VM_QUIET=1  don't echo console
+#   VM_SHARE_CACHE   9p cache mode of the run share: none (default; every
+#                    read/write is a 9p round trip) or loose (guest page cache)
 #   VM_SHARE_PARENT  where run dirs are made (default $VM_DIR/share)
 #   VM_RUN_DIR_FILE  if set, the run dir path is written to this file
+#   VM_RUN_DIR       use this existing directory as the run dir (the caller
+#                    may have put files there for the guest)
 #
 # Exit status: the guest script's status; 124 on timeout (QEMU killed);
 # 125 if the guest never reported an exit status (crash, panic, boot failure).
@@ -39,9 +44,15 @@ TIMEOUT="${2:-300}"
 [[ -f "$GUEST/vmlinuz" && -f "$GUEST/initrd.gz" ]] || "$HERE/build-guest.sh" || exit 2
 command -v qemu-system-x86_64 >/dev/null || { echo "run-guest: qemu-system-x86_64 not found" >&2; exit 2; }
 
-SHARE_PARENT="${VM_SHARE_PARENT:-$VM_DIR/share}"
-mkdir -p "$SHARE_PARENT"
-RUN="$(mktemp -d "$SHARE_PARENT/run.XXXXXX")"
+if [[ -n "${VM_RUN_DIR:-}" ]]; then
+    # caller-prepared run dir (e.g. with a disk image the guest will use)
+    [[ -d "$VM_RUN_DIR" ]] || { echo "run-guest: VM_RUN_DIR $VM_RUN_DIR is not a directory" >&2; exit 2; }
+    RUN="$(cd "$VM_RUN_DIR" && pwd -P)"
+else
+    SHARE_PARENT="${VM_SHARE_PARENT:-$VM_DIR/share}"
+    mkdir -p "$SHARE_PARENT"
+    RUN="$(mktemp -d "$SHARE_PARENT/run.XXXXXX")"
+fi
 chmod 777 "$RUN"
 [[ "$RUN" != *[[:space:]]* ]] || { echo "run-guest: run dir path has whitespace" >&2; exit 2; }
 [[ -n "${VM_RUN_DIR_FILE:-}" ]] && echo "$RUN" > "$VM_RUN_DIR_FILE"
@@ -69,7 +80,7 @@ start=$(date +%s.%N)
 qemu_cmd=(qemu-system-x86_64 -accel tcg -m "${VM_MEM:-2048}" -smp "${VM_SMP:-2}"
     -nographic -no-reboot -nodefaults -serial stdio -monitor none
     -kernel "$GUEST/vmlinuz" -initrd "$GUEST/initrd.gz"
-    -append "console=ttyS0 panic=-1 quiet loglevel=4 vmtest_share=$RUN"
+    -append "console=ttyS0 panic=-1 quiet loglevel=4 vmtest_share=$RUN vmtest_share_cache=${VM_SHARE_CACHE:-none}"
     -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
     -virtfs "local,path=$RUN,mount_tag=vmshare,security_model=none,multidevs=remap")
 
@@ -103,12 +114,15 @@ if [[ -n "${TPID:-}" ]]; then
 fi
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}')
 
-# Prefer the script's own output (no kernel messages interleaved); fall back
-# to the console when the share copy is missing (e.g. the guest died early).
-src="$RUN/guest.out"; [[ -s "$src" ]] || src="$LOG"
-tr -d '\r' < "$src" | grep -E '^RESULT [^ ]+ (PASS|FAIL)( |$)' > "$RUN/results.txt" || true
-
 grc="$(tr -d '\r' < "$LOG" | sed -n 's/^VMTEST-EXIT \([0-9]*\).*/\1/p' | tail -n1)"
+# Prefer the script's own output (no kernel messages interleaved) when the
+# guest shut down cleanly; otherwise (timeout, crash: the share copy may be
+# short, e.g. with VM_SHARE_CACHE=loose) use the console.
+src="$RUN/guest.out"
+if (( timed_out )) || [[ -z "$grc" || ! -s "$src" ]]; then src="$LOG"; fi
+tr -d '\r' < "$src" > "$RUN/output.txt"
+grep -E '^RESULT [^ ]+ (PASS|FAIL)( |$)' "$RUN/output.txt" > "$RUN/results.txt" || true
+
 echo "run-guest: qemu exit $qrc after ${elapsed}s; $(wc -l < "$RUN/results.txt") RESULT lines" >&2
 if (( timed_out )); then echo "$elapsed" > "$RUN/elapsed"; exit 124; fi
 echo "$elapsed" > "$RUN/elapsed"
