@@ -48,6 +48,8 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Requests decoded while over the limits, oldest first.
     var deferred = CircularBuffer<(NBDRequest, ByteBuffer?)>()
     var shuttingDown = false
+    /// Whether this connection is counted in the export's active connections.
+    var countedActive = false
 
     init(server: ServerContext, logger: Logger) {
         self.server = server
@@ -87,7 +89,8 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if phase == .transmission {
+        if countedActive {
+            countedActive = false
             export.statistics.activeConnections.add(-1, ordering: .relaxed)
         }
         phase = .closed
@@ -231,6 +234,7 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         phase = .transmission
         export.statistics.bump(export.statistics.connections)
         export.statistics.activeConnections.add(1, ordering: .relaxed)
+        countedActive = true
         logger[metadataKey: "export"] = "\(export.spec.name)"
         logger.info("transmission: structured replies \(structuredReplies), base:allocation \(baseAllocationContext != nil)")
         let rest = handshakeBuffer

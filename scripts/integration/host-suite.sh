@@ -67,8 +67,10 @@ stop_server() {
 
 URI() { echo "nbd+unix:///${1:-}?socket=$SOCK"; }
 
-fio_nbd() { # fio_nbd NAME EXTRA-ARGS... (bounded by --runtime where it matters)
-    timeout 300 fio --name="$1" --ioengine=nbd --uri="$(URI "${EXPORT:-}")" --output-format=normal "${@:2}"
+fio_nbd() { # fio_nbd NAME EXTRA-ARGS... — engine and URI are global options (before
+    # the first --name), so every job of a multi-job command line uses the server;
+    # fio runs in $WORK so its verify state files never land in the checkout.
+    (cd "$WORK" && timeout 300 fio --ioengine=nbd --uri="$(URI "${EXPORT:-}")" --output-format=normal --name="$1" "${@:2}")
 }
 
 for mode in on off; do
@@ -79,7 +81,7 @@ for mode in on off; do
     check "fio-randrw-verify-trim-$mode" fio_nbd rtw --rw=randtrimwrite --bs=8k --iodepth=16 --size=64m --offset=256m \
         --verify=crc32c --verify_fatal=1 --name=rrw --rw=randrw --bs=4k --iodepth=16 --size=64m --offset=384m \
         --verify=crc32c --verify_fatal=1
-    check "fio-seq-1m-$mode" bash -c "$(declare -f fio_nbd URI); SOCK='$SOCK'; \
+    check "fio-seq-1m-$mode" bash -c "$(declare -f fio_nbd URI); SOCK='$SOCK'; WORK='$WORK'; \
         fio_nbd seqw --rw=write --bs=1m --iodepth=8 --size=256m --offset=512m --verify=crc32c --do_verify=0 && \
         fio_nbd seqr --rw=read --bs=1m --iodepth=8 --size=256m --offset=512m --verify=crc32c --verify_only=1"
     check "fio-multiconn-4jobs-$mode" fio_nbd mc --rw=randwrite --bs=4k --iodepth=16 --numjobs=4 --size=32m \

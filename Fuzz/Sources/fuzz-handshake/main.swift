@@ -1,8 +1,12 @@
+import CFuzzerDriver
+import Glibc
 import FuzzTargets
 
-/// libFuzzer entry point: one input, `NBDFuzzers.handshake`.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+// libFuzzer runs `NBDFuzzers.handshake` on each input; libFuzzer's own flags come from argv.
+var argc = CommandLine.argc
+var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+let status = LLVMFuzzerRunDriver(&argc, &argv) { data, size in
     NBDFuzzers.handshake(UnsafeRawBufferPointer(start: data, count: size))
     return 0
 }
+exit(status)
