@@ -10,6 +10,11 @@ extension NBDConnectionHandler {
     private static let knownFlags: NBDCommandFlags = [.fua, .noHole, .dontFragment, .requestOne, .fastZero]
 
     func handle(_ message: NBDRequestDecoder.Message) {
+        // proto.md: "A client MUST NOT send anything to the server after sending an
+        // NBD_CMD_DISC". The decoder goes on delivering whatever followed DISC in
+        // the same read (and after close() in that read); those requests used to
+        // be executed, and answered whenever a request was still in flight at DISC.
+        guard phase == .transmission, !disconnectRequested, !closing else { return }
         switch message {
         case .request(let request, let payload):
             dispatch(request, payload)

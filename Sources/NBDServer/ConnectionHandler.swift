@@ -46,6 +46,11 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     var submittedInRead = false
     var disconnectRequested = false
     var shuttingDown = false
+    /// Set when the connection entered transmission and was counted in
+    /// `activeConnections` (so the count is given back exactly once).
+    var countedActive = false
+    /// A close waiting for the queued replies to be written (see ``closeIfIdle()``).
+    var closing = false
 
     init(server: ServerContext, logger: Logger) {
         self.server = server
@@ -85,7 +90,11 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if phase == .transmission {
+        // Not `phase == .transmission`: close() sets `.closed` before the channel
+        // goes inactive, so every connection the server closed itself (DISC,
+        // shutdown, bad magic) used to stay counted as active forever.
+        if countedActive {
+            countedActive = false
             export.statistics.activeConnections.add(-1, ordering: .relaxed)
         }
         phase = .closed
@@ -204,6 +213,7 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         phase = .transmission
         export.statistics.bump(export.statistics.connections)
         export.statistics.activeConnections.add(1, ordering: .relaxed)
+        countedActive = true
         logger[metadataKey: "export"] = "\(export.spec.name)"
         logger.info("transmission: structured replies \(structuredReplies), base:allocation \(baseAllocationContext != nil)")
         if let rest = handshakeBuffer, rest.readableBytes > 0 {
@@ -282,9 +292,18 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func closeIfIdle() {
-        guard inFlight == 0, phase == .transmission else { return }
-        context.flush()
-        close()
+        guard inFlight == 0, phase == .transmission, !closing else { return }
+        closing = true
+        // Close once every reply queued so far is on the wire: a plain close()
+        // fails the writes still pending in the channel, so a large read reply the
+        // client had not drained yet was cut short by NBD_CMD_DISC or shutdown
+        // (proto.md: the server MUST handle all outstanding requests first). Write
+        // promises complete in order, so an empty write's promise marks the end.
+        let b = bound
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
+        flushScheduled = false
+        written.futureResult.whenComplete { _ in b.value.close() }
     }
 
     /// A completion callback that runs `body` on this connection's event loop

@@ -147,8 +147,14 @@ public final class NBDServer: Sendable {
         if context.registry.count > 0 {
             logger.warning("\(context.registry.count) connections still open after \(graceSeconds) s; closing them")
         }
-        try? group.syncShutdownGracefully()
+        // Exports are closed while the event loops still run: every queue pair's
+        // interrupt is delivered by `loop.execute { processCompletions() }`, so with
+        // the loops gone the final flush never completed (each export's close then
+        // waited its full 30 s timeout) and commands failed by the driver shutdown
+        // never reached their connections. With the loops alive, connections that
+        // outlived the grace period get their ESHUTDOWN replies before closing.
         for e in exports { e.close() }
+        try? group.syncShutdownGracefully()
         for path in configuration.unix { unlink(path) }
     }
 
