@@ -51,6 +51,9 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     var countedActive = false
     /// A close waiting for the queued replies to be written (see ``closeIfIdle()``).
     var closing = false
+    /// Server shutdown: the linger period (see ``beginShutdown()``) is over.
+    var lingerExpired = false
+    var lingerTimer: Scheduled<Void>?
 
     init(server: ServerContext, logger: Logger) {
         self.server = server
@@ -99,6 +102,7 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
         phase = .closed
         handshakeTimer?.cancel()
+        lingerTimer?.cancel()
         server.connectionCount.subtract(1, ordering: .relaxed)
         if let r = registration { server.registry.remove(r) }
         context.fireChannelInactive()
@@ -115,7 +119,18 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.close(promise: nil)
     }
 
-    /// Server shutdown: stop taking requests, let those in flight finish, then close.
+    /// Server shutdown: requests in flight finish, every request read from now on
+    /// is answered with ESHUTDOWN, and the connection closes once it is idle and
+    /// either the client has disconnected (NBD_CMD_DISC) or the linger period
+    /// (``ConnectionLimits/shutdownLingerMilliseconds``) is over.
+    ///
+    /// The linger is what makes "subsequently received requests SHOULD get
+    /// NBD_ESHUTDOWN" (proto.md, "Terminating the transmission phase") hold in
+    /// practice: the server used to stop reading and close as soon as it was idle,
+    /// so requests a client had already sent (or that libnbd had queued and sent a
+    /// moment later) were never answered and failed with ENOTCONN on the client.
+    /// A client that receives ESHUTDOWN MUST initiate a soft disconnect, which
+    /// ends the linger early.
     func beginShutdown() {
         shuttingDown = true
         switch phase {
@@ -123,9 +138,20 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
             handshake.beginShutdown()
             close()
         case .transmission:
+            armShutdownLinger()
             closeIfIdle()
         case .closed:
             break
+        }
+    }
+
+    func armShutdownLinger() {
+        guard lingerTimer == nil else { return }
+        let b = bound
+        lingerTimer = context.eventLoop.scheduleTask(in: .milliseconds(server.limits.shutdownLingerMilliseconds)) {
+            let h = b.value
+            h.lingerExpired = true
+            h.closeIfIdle()
         }
     }
 
@@ -171,7 +197,7 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var shouldHoldReads: Bool {
         phase == .transmission && (inFlight >= server.limits.maximumInFlightRequests
                                    || inFlightBytes >= server.limits.maximumInFlightBytes
-                                   || disconnectRequested || shuttingDown)
+                                   || disconnectRequested)
     }
 
     private func runHandshake() {
@@ -221,7 +247,10 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
             decode(rest)
         }
         handshakeBuffer = nil
-        if shuttingDown { closeIfIdle() }
+        if shuttingDown {
+            armShutdownLinger()
+            closeIfIdle()
+        }
     }
 
     private func decode(_ bytes: ByteBuffer) {
@@ -293,6 +322,7 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     func closeIfIdle() {
         guard inFlight == 0, phase == .transmission, !closing else { return }
+        if shuttingDown && !disconnectRequested && !lingerExpired { return }
         closing = true
         // Close once every reply queued so far is on the wire: a plain close()
         // fails the writes still pending in the channel, so a large read reply the

@@ -133,9 +133,10 @@ public final class NBDServer: Sendable {
         return (String(host), port)
     }
 
-    /// Stops accepting, lets requests in flight finish (new ones get ESHUTDOWN),
-    /// waits up to `graceSeconds` for connections to drain, then flushes and shuts
-    /// every export down.
+    /// Stops accepting, lets requests in flight finish (new ones get ESHUTDOWN;
+    /// idle connections linger ``ConnectionLimits/shutdownLingerMilliseconds`` for
+    /// the client's NBD_CMD_DISC), waits up to `graceSeconds` for connections to
+    /// drain, then flushes and shuts every export down.
     public func shutdown(graceSeconds: Int = 10) {
         context.shuttingDown.store(true, ordering: .relaxed)
         for c in channels { try? c.close().wait() }

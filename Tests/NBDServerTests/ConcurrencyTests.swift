@@ -102,7 +102,7 @@ struct ConcurrencyTests {
         let raw = try f.raw(.unix)
         try raw.handshake()
         let c = try f.client(.tcp)
-        // Raw: 64 writes of 256 KiB in one stream.
+        // Raw: 64 writes of 256 KiB in one stream, read back on another thread.
         var b = ByteBuffer()
         let payload = [UInt8](repeating: 0x5A, count: 256 << 10)
         for i in 0..<64 {
@@ -110,43 +110,48 @@ struct ConcurrencyTests {
                        payload: payload, into: &b)
         }
         try raw.send(b)
-        // libnbd: 64 reads in flight.
+        let rawReplies = Locked<[UInt64: NBDErrno]>([:])
+        let rawEnd = Locked<String>("")
+        let rawDone = Flag()
+        raw.timeoutMilliseconds = 20_000
+        let reader = Thread {
+            do {
+                while true {
+                    let r = try raw.readReply()
+                    rawReplies.withLock { $0[r.cookie] = r.error }
+                }
+            } catch is RawClient.Closed {
+                rawEnd.withLock { $0 = "closed" }
+            } catch {
+                rawEnd.withLock { $0 = "\(error)" }
+            }
+            rawDone.set()
+        }
+        reader.start()
+        // libnbd: 64 reads and writes in flight (libnbd sends some only when polled).
         let buffers = (0..<64).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16) }
         defer { for b in buffers { b.deallocate() } }
         var cookies: [Int64] = []
         for (i, buffer) in buffers.enumerated() {
-            cookies.append(try c.aioPread(buffer, offset: UInt64(i) * (256 << 10)))
+            let offset = UInt64(32 << 20) + UInt64(i) * (256 << 10)
+            cookies.append(i % 2 == 0 ? try c.aioPread(buffer, offset: offset)
+                                      : try c.aioPwrite(UnsafeRawBufferPointer(buffer), offset: offset))
         }
         // Shut down from another thread while the requests are being served.
         let done = Flag()
         let started = Date()
-        let thread = Thread { f.stop(graceSeconds: 10); done.set() }
-        thread.start()
+        let stopper = Thread { f.stop(graceSeconds: 10); done.set() }
+        stopper.start()
 
-        // The raw connection: every reply is success or ESHUTDOWN, then it closes.
-        var rawReplies: [UInt64: NBDErrno] = [:]
-        raw.timeoutMilliseconds = 20_000
-        do {
-            while true {
-                let r = try raw.readReply()
-                rawReplies[r.cookie] = r.error
-            }
-        } catch is RawClient.Closed {
-        } catch {
-            Issue.record("raw connection: \(error)")
-        }
-        #expect(rawReplies.values.allSatisfy { $0 == .success || $0 == .eshutdown }, "\(rawReplies)")
-
-        // libnbd: every command completes, fails with ESHUTDOWN, or dies with the connection.
         var outcomes: [Int32] = []
         var pending = cookies
         let deadline = Date().addingTimeInterval(30)
-        while !pending.isEmpty && Date() < deadline {
-            if !c.isDead && !c.isClosed { _ = try? c.poll(timeoutMilliseconds: 500) }
+        while !pending.isEmpty && Date() < deadline && !c.isDead && !c.isClosed {
+            _ = try? c.poll(timeoutMilliseconds: 500)
             pending = pending.filter { cookie in
                 do {
                     if try c.aioCommandCompleted(cookie) { outcomes.append(0); return false }
-                    return !c.isDead
+                    return true
                 } catch let error as LibNBDError {
                     outcomes.append(error.errno)
                     return false
@@ -156,43 +161,58 @@ struct ConcurrencyTests {
                 }
             }
         }
-        #expect(pending.isEmpty || c.isDead, "\(pending.count) libnbd requests neither completed nor failed")
-        #expect(outcomes.allSatisfy { [0, ESHUTDOWN, ENOTCONN].contains($0) }, "libnbd outcomes \(outcomes)")
+        #expect(pending.isEmpty, "\(pending.count) libnbd requests got no reply (connection dead: \(c.isDead))")
+        #expect(outcomes.allSatisfy { $0 == 0 || $0 == ESHUTDOWN }, "libnbd outcomes \(outcomes.sorted())")
+        #expect(eventually(seconds: 15) { rawDone.isSet })
+        #expect(rawEnd.value == "closed", "raw connection: \(rawEnd.value)")
+        let replies = rawReplies.value
+        #expect(replies.count == 64, "raw replies: \(replies.count) of 64")
+        #expect(replies.values.allSatisfy { $0 == .success || $0 == .eshutdown }, "\(replies)")
         #expect(eventually(seconds: 15) { done.isSet }, "server shutdown did not return")
         let seconds = Date().timeIntervalSince(started)
         #expect(seconds < 8, "shutdown took \(seconds) s")
-        // Requests that were answered were executed.
-        let written = rawReplies.filter { $0.value == .success }.count
-        #expect(written + rawReplies.filter { $0.value == .eshutdown }.count == rawReplies.count)
     }
 
-    @Test("requests after shutdown began get ESHUTDOWN; new connections are refused")
+    @Test("requests after shutdown began get ESHUTDOWN until the client disconnects or the linger ends")
     func newRequestsDuringShutdown() throws {
-        let f = try ServerFixture()
+        let f = try ServerFixture(configure: { $0.limits.shutdownLingerMilliseconds = 2000 })
         defer { f.stop() }
-        let raw = try f.raw(.tcp)
-        try raw.handshake()
-        // Keep one request in flight across the shutdown: a 32 MiB read takes a while.
-        try raw.sendRequest(NBDRequest(type: .read, cookie: 1, offset: 0, length: 32 << 20))
+        let polite = try f.raw(.tcp)
+        try polite.handshake()
+        let silent = try f.raw(.unix)
+        try silent.handshake(structured: false)
         let done = Flag()
-        let thread = Thread { f.stop(graceSeconds: 10); done.set() }
-        thread.start()
-        var replies: [UInt64: NBDErrno] = [:]
-        do {
-            try raw.sendRequest(NBDRequest(type: .read, cookie: 2, offset: 0, length: 512))
-            while true {
-                let r = try raw.readReply()
-                replies[r.cookie] = r.error
-            }
-        } catch is RawClient.Closed {
-        } catch {
-            Issue.record("\(error)")
+        let started = Date()
+        let stopper = Thread { f.stop(graceSeconds: 10); done.set() }
+        stopper.start()
+        // Shutdown has begun once the listener is gone.
+        #expect(eventually { (try? RawClient(tcpPort: f.port)) == nil })
+        for cookie: UInt64 in 1...3 {
+            let r = try polite.roundTrip(NBDRequest(type: .read, cookie: cookie, offset: 0, length: 4096))
+            #expect(r.error == .eshutdown, "request \(cookie) during shutdown: \(r.error)")
         }
-        #expect(replies[1] == .success || replies[1] == .eshutdown, "\(replies)")
-        #expect(replies[2] == nil || replies[2] == .eshutdown || replies[2] == .success, "\(replies)")
-        #expect(eventually(seconds: 15) { done.isSet })
-        #expect((try? f.raw(.tcp)) == nil, "the listener is closed")
+        let w = try polite.roundTrip(NBDRequest(type: .write, cookie: 4, offset: 0, length: 3), payload: [1, 2, 3])
+        #expect(w.error == .eshutdown)
+        // The client's soft disconnect ends the linger at once.
+        try polite.sendRequest(NBDRequest(type: .disconnect, cookie: 5, offset: 0, length: 0))
+        #expect(polite.closesWithoutReply(milliseconds: 1000))
+        #expect(Date().timeIntervalSince(started) < 1.8)
+        // The idle connection is closed when the linger ends; then shutdown returns.
+        #expect(silent.waitForClose(milliseconds: 5000))
+        #expect(eventually(seconds: 10) { done.isSet })
+        let seconds = Date().timeIntervalSince(started)
+        #expect(seconds > 1.5 && seconds < 5, "shutdown took \(seconds) s with a 2 s linger")
+        let stats = f.statistics().nbd
+        #expect(stats.writes == 0 && stats.bytesWritten == 0 && stats.errors == 4, "refused requests did nothing: \(stats)")
     }
+}
+
+/// A mutex-guarded value shared with another thread.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+    var value: Value { mutex.withLock { $0 } }
 }
 
 /// A one-way flag threads can set and tests can poll.

@@ -6,8 +6,9 @@ import NIOCore
 /// encoders and decoders, for what libnbd will not send: unknown commands and
 /// flags, bad magic, oversized payloads, requests after `NBD_CMD_DISC`, and
 /// option-haggling edge cases. Every receive has a deadline, so a server that
-/// fails to answer makes the test fail instead of hang.
-final class RawClient {
+/// fails to answer makes the test fail instead of hang. `@unchecked Sendable`:
+/// one thread at a time uses it (a test may hand it to a reader thread).
+final class RawClient: @unchecked Sendable {
     struct Closed: Error, CustomStringConvertible {
         var description: String { "connection closed by the server" }
     }
