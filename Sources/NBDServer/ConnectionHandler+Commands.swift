@@ -38,7 +38,9 @@ extension NBDConnectionHandler {
         }
         let payloadBytes = payload?.readableBytes ?? 0
         begin(payloadBytes)
-        if shuttingDown {
+        // The server-wide flag is set before the listeners close; the per-connection
+        // one only once beginShutdown() has hopped onto this event loop.
+        if shuttingDown || server.shuttingDown.load(ordering: .relaxed) {
             replyStatus(r.cookie, .eshutdown, message: "server shutting down")
             return end(payloadBytes)
         }

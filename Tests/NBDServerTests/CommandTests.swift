@@ -72,6 +72,45 @@ struct CommandTests {
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
         #expect((attributes[.size] as? NSNumber)?.intValue == Self.size)
     }
+
+    @Test("sparse reads and block status over more extents than one allocation map holds", arguments: [512, 4096])
+    func fragmented(blockSize: Int) throws {
+        try withServer(exports: [ExportSpec(name: "", size: 64 << 20, blockSize: blockSize)]) { f in
+            let c = try f.client(.tcp)
+            var rng = SeededGenerator(seed: UInt64(blockSize))
+            // 4 KiB of data every 8 KiB over 8 MiB: 2048 extents (a map holds 255).
+            let base = 8 << 20, span = 8 << 20
+            var shadow = Shadow(size: span)
+            for page in stride(from: 0, to: span, by: 8192) {
+                let data = randomBytes(4096, &rng)
+                try c.pwrite(data, offset: UInt64(base + page))
+                shadow.write(data, at: page)
+            }
+            for offset in [0, 4096 + 512, span - (32 << 20) / 8] {
+                let count = min(4 << 20, span - offset)
+                let (data, chunks) = try c.preadStructured(count: count, offset: UInt64(base + offset))
+                expectBytes(data, shadow.slice(offset, count), "fragmented read at \(offset)")
+                var at = UInt64(base + offset)
+                for chunk in chunks {
+                    #expect(chunk.offset == at, "chunks tile the read")
+                    at += UInt64(chunk.count)
+                }
+                #expect(at == UInt64(base + offset + count))
+                #expect(chunks.contains { $0.kind == .hole })
+            }
+            // Block status answers a prefix: alternating extents from the offset.
+            let extents = try c.blockStatus(count: UInt64(span), offset: UInt64(base))
+            #expect(extents.count >= 2 && extents.count <= 255, "\(extents.count) extents")
+            for (i, e) in extents.enumerated() {
+                #expect(e.length == 4096 && e.isHole == (i % 2 == 1), "extent \(i): \(e)")
+            }
+            // A whole 32 MiB read (the maximum payload) over the fragmented range.
+            let (all, allChunks) = try c.preadStructured(count: 32 << 20, offset: 0)
+            expectBytes(Array(all[base..<(base + span)]), shadow.bytes, "32 MiB read")
+            expectZeroes(Array(all[0..<base]), "32 MiB read before the data")
+            #expect(allChunks.map(\.count).reduce(0, +) == 32 << 20)
+        }
+    }
 }
 
 /// The command sequence run against one export through one libnbd handle, checked

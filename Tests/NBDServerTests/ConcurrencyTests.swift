@@ -94,6 +94,124 @@ struct ConcurrencyTests {
         }
     }
 
+    @Test("back-pressure: 64 pipelined requests complete with only 2 requests / 1 MiB allowed in flight")
+    func backPressure() throws {
+        try withServer(exports: [ExportSpec(name: "", size: UInt64(Self.size))], configure: {
+            $0.limits.maximumInFlightRequests = 2
+            $0.limits.maximumInFlightBytes = 1 << 20
+        }) { f in
+            let raw = try f.raw(.tcp)
+            try raw.handshake()
+            var rng = SeededGenerator(seed: 3)
+            var b = ByteBuffer()
+            var data: [[UInt8]] = []
+            for i in 0..<64 {
+                data.append(randomBytes(512 << 10, &rng))
+                raw.encode(NBDRequest(type: .write, cookie: UInt64(i), offset: UInt64(i) * (512 << 10), length: 512 << 10),
+                           payload: data[i], into: &b)
+            }
+            for i in 0..<64 {
+                raw.encode(NBDRequest(type: .read, cookie: UInt64(100 + i), offset: UInt64(i) * (512 << 10), length: 512 << 10), into: &b)
+            }
+            // Sent from another thread: the server stops reading while replies are unread.
+            let bytes = b
+            let sender = Thread { try? raw.send(bytes) }
+            sender.start()
+            var writes = 0
+            var reads: [UInt64: [UInt8]] = [:]
+            for _ in 0..<128 {
+                let r = try raw.readReply()
+                #expect(r.error == .success, "cookie \(r.cookie): \(r.error)")
+                if r.cookie < 100 { writes += 1 } else { reads[r.cookie] = readData(r, offset: (r.cookie - 100) * (512 << 10), count: 512 << 10) }
+            }
+            #expect(writes == 64 && reads.count == 64)
+            // Writes and reads of the same range may run in any order (NBD does not
+            // order them); read everything again now that all writes are done.
+            let c = try f.client(.unix)
+            for i in 0..<64 {
+                expectBytes(try c.pread(count: 512 << 10, offset: UInt64(i) * (512 << 10)), data[i], "slot \(i)")
+            }
+        }
+    }
+
+    @Test("8 connections on 2 queue pairs in parallel threads", arguments: Doorbells.allCases)
+    func parallelConnections(doorbells: Doorbells) throws {
+        try withServer(exports: [ExportSpec(name: "", size: UInt64(Self.size), blockSize: 4096)], doorbells: doorbells,
+                       queues: 2) { f in
+            let failures = Locked<[String]>([])
+            let finished = Locked<Int>(0)
+            for t in 0..<8 {
+                let thread = Thread {
+                    do {
+                        let c = try f.client(t % 2 == 0 ? .tcp : .unix, structured: t % 4 < 2)
+                        var rng = SeededGenerator(seed: UInt64(1000 + t))
+                        let base = t * (8 << 20)
+                        var shadow = Shadow(size: 8 << 20)
+                        for _ in 0..<40 {
+                            let length = Int.random(in: 1...(256 << 10), using: &rng)
+                            let offset = Int.random(in: 0..<((8 << 20) - length), using: &rng)
+                            let data = randomBytes(length, &rng)
+                            try c.pwrite(data, offset: UInt64(base + offset))
+                            shadow.write(data, at: offset)
+                            if Int.random(in: 0..<4, using: &rng) == 0 {
+                                try c.zero(count: 4096, offset: UInt64(base + offset / 4096 * 4096))
+                                shadow.zero(4096, at: offset / 4096 * 4096)
+                            }
+                        }
+                        let got = try c.pread(count: 8 << 20, offset: UInt64(base))
+                        if got != shadow.bytes {
+                            let i = got.indices.first { got[$0] != shadow.bytes[$0] }!
+                            failures.withLock { $0.append("connection \(t): first difference at \(i)") }
+                        }
+                    } catch {
+                        failures.withLock { $0.append("connection \(t): \(error)") }
+                    }
+                    finished.withLock { $0 += 1 }
+                }
+                thread.start()
+            }
+            #expect(eventually(seconds: 90) { finished.value == 8 })
+            #expect(failures.value.isEmpty, "\(failures.value)")
+            #expect(f.statistics().nbd.connections == 8)
+        }
+    }
+
+    @Test("concurrent unaligned writes into the same blocks from two connections keep every byte")
+    func concurrentReadModifyWrite() throws {
+        try withServer(exports: [ExportSpec(name: "", size: UInt64(Self.size), blockSize: 4096)], queues: 2) { f in
+            let a = try f.client(.tcp)
+            let b = try f.client(.unix, structured: false)
+            // 128 writes of 1...31 bytes at disjoint offsets inside blocks 1 and 2, half
+            // through each connection, all in flight at once.
+            var rng = SeededGenerator(seed: 12)
+            var expected = [UInt8](repeating: 0, count: 8192)
+            var buffers: [UnsafeMutableRawBufferPointer] = []
+            defer { for p in buffers { p.deallocate() } }
+            var cookies: [(NBDClient, Int64)] = []
+            for i in 0..<128 {
+                let length = Int.random(in: 1...31, using: &rng)
+                let offset = i * 64 + Int.random(in: 0...(63 - length), using: &rng)
+                let data = randomBytes(length, &rng).map { $0 | 1 }
+                expected.replaceSubrange(offset..<(offset + length), with: data)
+                let p = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 1)
+                data.withUnsafeBytes { p.copyMemory(from: $0) }
+                buffers.append(p)
+                let c = i % 2 == 0 ? a : b
+                cookies.append((c, try c.aioPwrite(UnsafeRawBufferPointer(p), offset: UInt64(4096 + offset))))
+            }
+            var pending = cookies
+            let deadline = Date().addingTimeInterval(60)
+            while !pending.isEmpty && Date() < deadline {
+                try a.poll(timeoutMilliseconds: 10)
+                try b.poll(timeoutMilliseconds: 10)
+                pending = try pending.filter { try !$0.0.aioCommandCompleted($0.1) }
+            }
+            #expect(pending.isEmpty)
+            expectBytes(try a.pread(count: 8192, offset: 4096), expected, "bytes written by 128 concurrent RMWs")
+            #expect(f.statistics().nbd.unalignedRequests >= 128)
+        }
+    }
+
     @Test("shutdown with requests in flight: each completes or gets ESHUTDOWN, nothing hangs",
           arguments: Doorbells.allCases)
     func shutdownUnderLoad(doorbells: Doorbells) throws {

@@ -105,6 +105,8 @@ struct ErrorTests {
                        structured ? .eoverflow : .einval, "read over the maximum payload")
             // Block status needs the base:allocation context.
             try expect(NBDRequest(type: .blockStatus, cookie: 0, offset: 0, length: 4096), .einval, "BLOCK_STATUS without a context")
+            try expect(NBDRequest(type: .blockStatus, cookie: 0, offset: UInt64(Self.size) - 512, length: 4096), .einval, "BLOCK_STATUS across the end")
+            try expect(NBDRequest(type: .cache, cookie: 0, offset: UInt64(Self.size), length: 1), .einval, "CACHE after the end")
             if !structured {
                 try expect(NBDRequest(flags: .dontFragment, type: .read, cookie: 0, offset: 0, length: 512), .einval, "DF without structured replies")
             }

@@ -207,6 +207,65 @@ struct HandshakeTests {
         }
     }
 
+    @Test("the whole handshake and the first requests in one packet", arguments: Transport.allCases)
+    func pipelinedHandshake(transport: Transport) throws {
+        try withServer { f in
+            let raw = try f.raw(transport)
+            var b = ByteBuffer()
+            b.writeNBDClientFlags([.fixedNewstyle, .noZeroes])
+            b.writeNBDOption(.structuredReply)
+            b.writeNBDOption(.listMetaContext(exportName: "", queries: ["base:"]))
+            b.writeNBDOption(.setMetaContext(exportName: "", queries: ["base:allocation", "qemu:dirty-bitmap:x"]))
+            b.writeNBDOption(.go(exportName: ""))
+            raw.encode(NBDRequest(type: .write, cookie: 1, offset: 0, length: 5), payload: [1, 2, 3, 4, 5], into: &b)
+            raw.encode(NBDRequest(type: .blockStatus, cookie: 2, offset: 0, length: 1 << 20), into: &b)
+            try raw.send(b)
+            _ = try raw.readGreeting()
+            #expect(try raw.readOptionReplies().last?.type == .ack)
+            let listed = try raw.readOptionReplies()
+            #expect(listed.compactMap(\.metaContext).map(\.name) == ["base:allocation"])
+            let set = try raw.readOptionReplies()
+            #expect(set.compactMap(\.metaContext).map(\.name) == ["base:allocation"], "unknown contexts are ignored")
+            let contextID = set.compactMap(\.metaContext).first?.id
+            #expect(try raw.readOptionReplies().last?.type == .ack)
+            // The two requests may be answered in either order.
+            var replies: [UInt64: RawClient.Reply] = [:]
+            for _ in 0..<2 {
+                let r = try raw.readReply()
+                replies[r.cookie] = r
+            }
+            #expect(replies[1]?.error == .success)
+            #expect(replies[2]?.error == .success)
+            if case .blockStatus(let id, let extents)? = replies[2]?.chunks.first?.payload {
+                #expect(id == contextID)
+                #expect(!extents.isEmpty && extents.map { Int($0.length) }.reduce(0, +) <= 1 << 20)
+            } else {
+                Issue.record("no block status chunk: \(String(describing: replies[2]?.chunks))")
+            }
+        }
+    }
+
+    @Test("connections over --max-connections are refused during the handshake")
+    func connectionLimit() throws {
+        try withServer(configure: { $0.limits.maximumConnections = 1 }) { f in
+            let first = try f.client(.tcp)
+            let raw = try f.raw(.unix)
+            _ = try raw.readGreeting()
+            try raw.sendClientFlags()
+            try raw.sendOption(.go(exportName: ""))
+            #expect(try raw.readOptionReply().type == .errorShutdown)
+            try raw.sendOption(.abort)
+            #expect(try raw.readOptionReply().type == .ack)
+            #expect(raw.waitForClose())
+            #expect(throws: LibNBDError.self) { _ = try f.client(.tcp) }
+            try first.shutdown()
+            // Once the first one is gone, a new connection is served.
+            #expect(eventually { f.server.connectionCount == 0 })
+            let again = try f.client(.unix)
+            #expect(try again.size == 64 << 20)
+        }
+    }
+
     @Test("a client that never finishes the handshake is dropped after the timeout")
     func handshakeTimeout() throws {
         try withServer(configure: { $0.limits.handshakeTimeoutSeconds = 1 }) { f in
