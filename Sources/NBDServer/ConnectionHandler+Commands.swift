@@ -446,7 +446,15 @@ extension NBDConnectionHandler {
             replyStatus(r.cookie, .eio, message: "empty allocation map")
             return end(0)
         }
-        if reqOne { out = [out[0]] }
+        if reqOne {
+            // proto.md: with REQ_ONE the one descriptor "MUST NOT be greater than the
+            // length of the request". The allocation map covers whole blocks, so a
+            // request ending inside a block used to get an extent reaching the
+            // block's end (libnbd does not catch it). The descriptor starts at
+            // r.offset, so clipping it to r.length is enough.
+            out = [out[0]]
+            out[0].length = UInt32(min(UInt64(out[0].length), UInt64(r.length)))
+        }
         var b = context.channel.allocator.buffer(capacity: 32 + 8 * out.count)
         b.writeNBDStructuredReplyChunk(NBDStructuredReplyChunk(flags: .done, cookie: r.cookie,
                                                                payload: .blockStatus(contextID: contextID, descriptors: out)))

@@ -357,6 +357,13 @@ struct CommandExercise {
         let oneHole = try extents(base + (300 << 10), 1 << 20, flags: reqOne)
         #expect(oneHole.count == 1 && oneHole.first.map { $0.isHole && $0.isZero && $0.length == 468 << 10 } == true,
                 "REQ_ONE from inside the hole: \(oneHole)")
+        // REQ_ONE: the one extent MUST NOT be longer than the request, even when
+        // the request ends inside a block.
+        for (offset, count) in [(base + 100, 200), (base + 1000, 4000), (base + (300 << 10) + 7, 100_001), (base, 5)] {
+            let e = try extents(offset, count, flags: reqOne)
+            #expect(e.count == 1 && e.first.map { Int($0.length) <= count && $0.length > 0 } == true,
+                    "REQ_ONE \(count)@\(offset): \(e)")
+        }
         // Unaligned offset and length: extents start at the offset and cover the range.
         let odd = try extents(base + 1001, 700_000)
         #expect(odd.map { Int($0.length) }.reduce(0, +) >= 700_000, "extents \(odd)")
