@@ -28,12 +28,15 @@ struct CommandTests {
                        ExportSpec(name: "4k", size: UInt64(Self.size), blockSize: 4096)]
         try withServer(exports: exports, doorbells: mode.doorbells, queues: 2) { f in
             for (i, spec) in exports.enumerated() {
+                let idlePages = f.dmaPagesInUse(export: spec.name)
                 let c = try f.client(mode.transport, export: spec.name, structured: mode.structured)
                 var exercise = CommandExercise(fixture: f, client: c, export: spec.name, blockSize: spec.blockSize,
                                                size: Self.size, structured: mode.structured, fileBacked: false,
                                                seed: UInt64(0x5EED_0000 + i))
                 try exercise.run()
                 try c.shutdown()
+                #expect(eventually { f.dmaPagesInUse(export: spec.name) == idlePages },
+                        "DMA pages: \(f.dmaPagesInUse(export: spec.name)) in use, \(idlePages) when idle")
                 let stats = f.statistics(export: spec.name)
                 #expect(stats.shadowDoorbells == mode.doorbells.shadowDoorbells)
                 if mode.doorbells == .shadow {

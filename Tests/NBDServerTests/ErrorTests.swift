@@ -177,6 +177,38 @@ struct ErrorTests {
         }
     }
 
+    @Test("a client vanishing with requests in flight leaves nothing behind", arguments: Transport.allCases)
+    func clientVanishes(transport: Transport) throws {
+        try withServer(exports: Self.exports) { f in
+            let idlePages = f.dmaPagesInUse()
+            for round in 0..<3 {
+                let raw = try f.raw(transport)
+                try raw.handshake(structured: round != 1)
+                var b = ByteBuffer()
+                let payload = [UInt8](repeating: UInt8(round), count: 1 << 20)
+                for i in 0..<16 {
+                    raw.encode(NBDRequest(type: .write, cookie: UInt64(i), offset: UInt64(i) << 20, length: 1 << 20),
+                               payload: payload, into: &b)
+                    raw.encode(NBDRequest(flags: i % 2 == 0 ? [] : .fua, type: .read, cookie: UInt64(100 + i),
+                                          offset: UInt64(i) << 20, length: 1 << 20), into: &b)
+                    raw.encode(NBDRequest(type: .writeZeroes, cookie: UInt64(200 + i), offset: (UInt64(i) << 20) + 3,
+                                          length: 1000), into: &b)
+                }
+                try raw.send(b)
+                if round == 2 { _ = try raw.readReply() }
+                // Gone without NBD_CMD_DISC (a reset when unread replies are pending).
+                var reset = linger(l_onoff: 1, l_linger: 0)
+                setsockopt(raw.fd, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
+            }
+            #expect(eventually { f.server.connectionCount == 0 })
+            #expect(eventually { f.statistics().nbd.activeConnections == 0 })
+            #expect(eventually { f.dmaPagesInUse() == idlePages }, "DMA pages \(f.dmaPagesInUse()), idle \(idlePages)")
+            let c = try f.client(transport)
+            _ = try c.pread(count: 1 << 20, offset: 0)
+            try c.pwrite([1], offset: 0)
+        }
+    }
+
     @Test("bad request magic closes only that connection", arguments: Transport.allCases)
     func badMagic(transport: Transport) throws {
         try withServer(exports: Self.exports) { f in

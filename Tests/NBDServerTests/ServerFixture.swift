@@ -108,6 +108,12 @@ final class ServerFixture: @unchecked Sendable {
         server.statistics().first { $0.name == export }!
     }
 
+    /// DMA pages the export's host memory has handed out (queues, PRP lists and
+    /// request buffers): back at its idle value once no request is in flight.
+    func dmaPagesInUse(export: String = "") -> Int {
+        server.exports.first { $0.spec.name == export }!.memory.allocatedPageCount
+    }
+
     /// Requests the export answered with an error so far (proves an error came
     /// from the server rather than from libnbd's own checks).
     func errorCount(export: String = "") -> UInt64 { statistics(export: export).nbd.errors }
