@@ -113,7 +113,7 @@ struct ErrorTests {
             // Nothing was written by the refused requests; the connection still works.
             try expect(NBDRequest(type: .write, cookie: 0, offset: 4096, length: 3), payload: [1, 2, 3], .success, "write")
             cookie += 1
-            let back = try raw.roundTrip(NBDRequest(type: .read, cookie: cookie, offset: 0, length: 4099))
+            let back = try raw.roundTrip(NBDRequest(flags: .fua, type: .read, cookie: cookie, offset: 0, length: 4099))
             #expect(back.error == .success)
             var expected = [UInt8](repeating: 0, count: 4099)
             expected[4096...] = [1, 2, 3]
