@@ -100,9 +100,10 @@ let package = Package(
                                    .product(name: "NIOTestUtils", package: "swift-nio")],
                     swiftSettings: strict),
         .testTarget(name: "NBDServerTests",
-                    dependencies: ["NBDServer", "CNBD", "NVMeController", "BlockBackends",
+                    dependencies: ["NBDServer", "NBDProtocol", "CNBD", "NVMeController", "NVMeHost", "BlockBackends",
                                    .product(name: "NIOCore", package: "swift-nio"),
-                                   .product(name: "NIOPosix", package: "swift-nio")],
+                                   .product(name: "NIOPosix", package: "swift-nio"),
+                                   .product(name: "Logging", package: "swift-log")],
                     swiftSettings: strict),
     ]
 )

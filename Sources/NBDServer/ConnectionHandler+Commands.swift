@@ -10,6 +10,11 @@ extension NBDConnectionHandler {
     private static let knownFlags: NBDCommandFlags = [.fua, .noHole, .dontFragment, .requestOne, .fastZero]
 
     func handle(_ message: NBDRequestDecoder.Message) {
+        // proto.md: "A client MUST NOT send anything to the server after sending an
+        // NBD_CMD_DISC". The decoder goes on delivering whatever followed DISC in
+        // the same read (and after close() in that read); those requests used to
+        // be executed, and answered whenever a request was still in flight at DISC.
+        guard phase == .transmission, !disconnectRequested, !closing else { return }
         switch message {
         case .request(let request, let payload):
             // Over the limits (or behind earlier deferred requests): keep the
@@ -39,6 +44,11 @@ extension NBDConnectionHandler {
     /// Dispatches deferred requests while the limits allow.
     func drainDeferred() {
         while !deferred.isEmpty && !overLimits && phase == .transmission {
+            // Nothing after NBD_CMD_DISC is executed (proto.md).
+            if disconnectRequested {
+                deferred.removeAll()
+                break
+            }
             let (r, payload) = deferred.removeFirst()
             dispatch(r, payload)
         }
@@ -52,7 +62,9 @@ extension NBDConnectionHandler {
         }
         let requestCost = cost(r)
         begin(requestCost)
-        if shuttingDown {
+        // The server-wide flag is set before the listeners close; the per-connection
+        // one only once beginShutdown() has hopped onto this event loop.
+        if shuttingDown || server.shuttingDown.load(ordering: .relaxed) {
             replyStatus(r.cookie, .eshutdown, message: "server shutting down")
             return end(requestCost)
         }
@@ -458,7 +470,15 @@ extension NBDConnectionHandler {
             replyStatus(r.cookie, .eio, message: "empty allocation map")
             return end(0)
         }
-        if reqOne { out = [out[0]] }
+        if reqOne {
+            // proto.md: with REQ_ONE the one descriptor "MUST NOT be greater than the
+            // length of the request". The allocation map covers whole blocks, so a
+            // request ending inside a block used to get an extent reaching the
+            // block's end (libnbd does not catch it). The descriptor starts at
+            // r.offset, so clipping it to r.length is enough.
+            out = [out[0]]
+            out[0].length = UInt32(min(UInt64(out[0].length), UInt64(r.length)))
+        }
         var b = context.channel.allocator.buffer(capacity: 32 + 8 * out.count)
         b.writeNBDStructuredReplyChunk(NBDStructuredReplyChunk(flags: .done, cookie: r.cookie,
                                                                payload: .blockStatus(contextID: contextID, descriptors: out)))

@@ -48,8 +48,14 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Requests decoded while over the limits, oldest first.
     var deferred = CircularBuffer<(NBDRequest, ByteBuffer?)>()
     var shuttingDown = false
-    /// Whether this connection is counted in the export's active connections.
+    /// Set when the connection entered transmission and was counted in
+    /// `activeConnections` (so the count is given back exactly once).
     var countedActive = false
+    /// A close waiting for the queued replies to be written (see ``closeIfIdle()``).
+    var closing = false
+    /// Server shutdown: the linger period (see ``beginShutdown()``) is over.
+    var lingerExpired = false
+    var lingerTimer: Scheduled<Void>?
 
     init(server: ServerContext, logger: Logger) {
         self.server = server
@@ -89,12 +95,16 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // Not `phase == .transmission`: close() sets `.closed` before the channel
+        // goes inactive, so every connection the server closed itself (DISC,
+        // shutdown, bad magic) used to stay counted as active forever.
         if countedActive {
             countedActive = false
             export.statistics.activeConnections.add(-1, ordering: .relaxed)
         }
         phase = .closed
         handshakeTimer?.cancel()
+        lingerTimer?.cancel()
         server.connectionCount.subtract(1, ordering: .relaxed)
         if let r = registration { server.registry.remove(r) }
         context.fireChannelInactive()
@@ -111,7 +121,18 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.close(promise: nil)
     }
 
-    /// Server shutdown: stop taking requests, let those in flight finish, then close.
+    /// Server shutdown: requests in flight finish, every request read from now on
+    /// is answered with ESHUTDOWN, and the connection closes once it is idle and
+    /// either the client has disconnected (NBD_CMD_DISC) or the linger period
+    /// (``ConnectionLimits/shutdownLingerMilliseconds``) is over.
+    ///
+    /// The linger is what makes "subsequently received requests SHOULD get
+    /// NBD_ESHUTDOWN" (proto.md, "Terminating the transmission phase") hold in
+    /// practice: the server used to stop reading and close as soon as it was idle,
+    /// so requests a client had already sent (or that libnbd had queued and sent a
+    /// moment later) were never answered and failed with ENOTCONN on the client.
+    /// A client that receives ESHUTDOWN MUST initiate a soft disconnect, which
+    /// ends the linger early.
     func beginShutdown() {
         shuttingDown = true
         switch phase {
@@ -119,9 +140,20 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
             handshake.beginShutdown()
             close()
         case .transmission:
+            armShutdownLinger()
             closeIfIdle()
         case .closed:
             break
+        }
+    }
+
+    func armShutdownLinger() {
+        guard lingerTimer == nil else { return }
+        let b = bound
+        lingerTimer = context.eventLoop.scheduleTask(in: .milliseconds(server.limits.shutdownLingerMilliseconds)) {
+            let h = b.value
+            h.lingerExpired = true
+            h.closeIfIdle()
         }
     }
 
@@ -171,7 +203,7 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private var shouldHoldReads: Bool {
-        phase == .transmission && (overLimits || !deferred.isEmpty || disconnectRequested || shuttingDown)
+        phase == .transmission && (overLimits || !deferred.isEmpty || disconnectRequested)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -240,7 +272,10 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let rest = handshakeBuffer
         handshakeBuffer = nil
         if let rest, rest.readableBytes > 0 { decode(rest) }
-        if shuttingDown { closeIfIdle() }
+        if shuttingDown {
+            armShutdownLinger()
+            closeIfIdle()
+        }
     }
 
     private func decode(_ bytes: ByteBuffer) {
@@ -309,20 +344,30 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func closeIfIdle() {
-        guard phase == .transmission else { return }
+        guard phase == .transmission, !closing else { return }
         if shuttingDown {
             // Decoded but not started: answer ESHUTDOWN.
             while !deferred.isEmpty {
                 let (r, _) = deferred.removeFirst()
-                if r.type == .disconnect { continue }
+                if r.type == .disconnect { disconnectRequested = true; continue }
                 begin(0)
                 replyStatus(r.cookie, .eshutdown, message: "server shutting down")
                 inFlight -= 1
             }
         }
         guard inFlight == 0, deferred.isEmpty else { return }
-        context.flush()
-        close()
+        if shuttingDown && !disconnectRequested && !lingerExpired { return }
+        closing = true
+        // Close once every reply queued so far is on the wire: a plain close()
+        // fails the writes still pending in the channel, so a large read reply the
+        // client had not drained yet was cut short by NBD_CMD_DISC or shutdown
+        // (proto.md: the server MUST handle all outstanding requests first). Write
+        // promises complete in order, so an empty write's promise marks the end.
+        let b = bound
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
+        flushScheduled = false
+        written.futureResult.whenComplete { _ in b.value.close() }
     }
 
     /// A completion callback that runs `body` on this connection's event loop

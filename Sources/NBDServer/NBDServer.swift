@@ -52,7 +52,7 @@ public final class NBDServer: Sendable {
         var exports: [Export] = []
         do {
             for spec in configuration.exports {
-                exports.append(try Export(spec: spec, loops: loops, options: configuration.exportOptions, logger: logger))
+                exports.append(try Export(spec: spec, loops: loops, options: configuration.exportOptions))
                 logger.info("\(spec.summary), NVMe LBA \(exports.last!.namespace.blockSize), shadow doorbells \(exports.last!.driver.shadowDoorbellsEnabled ? "on" : "off")")
             }
         } catch {
@@ -133,9 +133,10 @@ public final class NBDServer: Sendable {
         return (String(host), port)
     }
 
-    /// Stops accepting, lets requests in flight finish (new ones get ESHUTDOWN),
-    /// waits up to `graceSeconds` for connections to drain, then flushes and shuts
-    /// every export down.
+    /// Stops accepting, lets requests in flight finish (new ones get ESHUTDOWN;
+    /// idle connections linger ``ConnectionLimits/shutdownLingerMilliseconds`` for
+    /// the client's NBD_CMD_DISC), waits up to `graceSeconds` for connections to
+    /// drain, then flushes and shuts every export down.
     public func shutdown(graceSeconds: Int = 10) {
         context.shuttingDown.store(true, ordering: .relaxed)
         for c in channels { try? c.close().wait() }
@@ -147,8 +148,12 @@ public final class NBDServer: Sendable {
         if context.registry.count > 0 {
             logger.warning("\(context.registry.count) connections still open after \(graceSeconds) s; closing them")
         }
-        // Exports first: their final flush completes through interrupts that are
-        // delivered on the event loops, so the loops must still run.
+        // Exports are closed while the event loops still run: every queue pair's
+        // interrupt is delivered by `loop.execute { processCompletions() }`, so with
+        // the loops gone the final flush never completed (each export's close then
+        // waited its full 30 s timeout) and commands failed by the driver shutdown
+        // never reached their connections. With the loops alive, connections that
+        // outlived the grace period get their ESHUTDOWN replies before closing.
         for e in exports { e.close() }
         try? group.syncShutdownGracefully()
         for path in configuration.unix { unlink(path) }

@@ -1,0 +1,219 @@
+import BlockBackends
+import CNBD
+import Foundation
+import Logging
+import NBDServer
+import Synchronization
+import Testing
+
+/// How a test reaches the server.
+enum Transport: String, CaseIterable, Sendable, CustomStringConvertible {
+    case tcp, unix
+    var description: String { rawValue }
+}
+
+/// Doorbell mode of every export's emulated controller.
+enum Doorbells: String, CaseIterable, Sendable, CustomStringConvertible {
+    case shadow, mmio
+    var description: String { rawValue }
+    var shadowDoorbells: Bool { self == .shadow }
+}
+
+/// An in-process ``NBDServer`` on an ephemeral TCP port and a Unix socket in a
+/// fresh temporary directory; ``stop()`` shuts it down and removes the directory.
+/// `@unchecked Sendable`: everything is immutable but `stopped`, which is locked
+/// (a test may stop the server from another thread).
+final class ServerFixture: @unchecked Sendable {
+    /// 64 MiB of memory, LBA 512, named "".
+    static let defaultExport = ExportSpec(name: "", size: 64 << 20, blockSize: 512)
+
+    let server: NBDServer
+    let port: Int
+    let unixPath: String
+    let directory: String
+    private let stopped = Mutex(false)
+
+    init(exports: [ExportSpec] = [ServerFixture.defaultExport], doorbells: Doorbells = .shadow, queues: Int = 1,
+         configure: (inout NBDServer.Configuration) -> Void = { _ in }) throws {
+        directory = try makeTemporaryDirectory()
+        unixPath = directory + "/nbd.sock"
+        var config = NBDServer.Configuration()
+        config.tcp = ["127.0.0.1:0"]
+        config.unix = [unixPath]
+        config.exports = exports
+        config.queues = queues
+        config.exportOptions.shadowDoorbells = doorbells.shadowDoorbells
+        config.exportOptions.hostMemoryBytes = 512 << 20
+        config.limits.handshakeTimeoutSeconds = 20
+        configure(&config)
+        let logger = Logger(label: "nbd-test", factory: { _ in SwiftLogNoOpLogHandler() })
+        do {
+            server = try NBDServer(configuration: config, logger: logger)
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+        // "[IPv4]127.0.0.1/127.0.0.1:41234": the port is after the last colon.
+        guard let tcp = server.boundAddresses.first(where: { !$0.hasPrefix("unix:") }),
+              let colon = tcp.lastIndex(of: ":"), let p = Int(tcp[tcp.index(after: colon)...]), p > 0 else {
+            server.shutdown(graceSeconds: 1)
+            throw FixtureError("no TCP port in \(server.boundAddresses)")
+        }
+        port = p
+    }
+
+    deinit { stop() }
+
+    /// Shuts the server down (idempotent) and removes the temporary directory.
+    func stop(graceSeconds: Int = 5) {
+        let first = stopped.withLock { s in
+            defer { s = true }
+            return !s
+        }
+        guard first else { return }
+        server.shutdown(graceSeconds: graceSeconds)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func uri(export: String) -> String { "nbd://127.0.0.1:\(port)/\(export)" }
+
+    /// A connected libnbd handle. `metaContext` asks for `base:allocation`;
+    /// `strict: false` lets libnbd send what it would otherwise refuse locally.
+    func client(_ transport: Transport, export: String = "", structured: Bool = true, metaContext: Bool = true,
+                strict: Bool = true, fullInfo: Bool = false) throws -> NBDClient {
+        let c = try NBDClient()
+        try c.setRequestStructuredReplies(structured)
+        if metaContext { try c.addMetaContext("base:allocation") }
+        if !strict { try c.setStrictMode(0) }
+        if fullInfo { try c.setFullInfo(true) }
+        switch transport {
+        case .tcp:
+            try c.connect(uri: uri(export: export))
+        case .unix:
+            try c.setExportName(export)
+            try c.connect(unix: unixPath)
+        }
+        return c
+    }
+
+    /// A raw socket at the start of the handshake (greeting not yet read).
+    func raw(_ transport: Transport) throws -> RawClient {
+        switch transport {
+        case .tcp: try RawClient(tcpPort: port)
+        case .unix: try RawClient(unixPath: unixPath)
+        }
+    }
+
+    func statistics(export: String = "") -> ExportStatistics {
+        server.statistics().first { $0.name == export }!
+    }
+
+    /// DMA pages the export's host memory has handed out (queues, PRP lists and
+    /// request buffers): back at its idle value once no request is in flight.
+    func dmaPagesInUse(export: String = "") -> Int {
+        server.exports.first { $0.spec.name == export }!.memory.allocatedPageCount
+    }
+
+    /// Requests the export answered with an error so far (proves an error came
+    /// from the server rather than from libnbd's own checks).
+    func errorCount(export: String = "") -> UInt64 { statistics(export: export).nbd.errors }
+}
+
+/// Runs `body` against a fresh server, always shutting it down afterwards.
+func withServer<R>(exports: [ExportSpec] = [ServerFixture.defaultExport], doorbells: Doorbells = .shadow,
+                   queues: Int = 1, configure: (inout NBDServer.Configuration) -> Void = { _ in },
+                   _ body: (ServerFixture) throws -> R) throws -> R {
+    let fixture = try ServerFixture(exports: exports, doorbells: doorbells, queues: queues, configure: configure)
+    defer { fixture.stop() }
+    return try body(fixture)
+}
+
+struct FixtureError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+func makeTemporaryDirectory() throws -> String {
+    var template = Array("/tmp/nbdsrv-XXXXXX".utf8CString)
+    guard let p = mkdtemp(&template) else { throw FixtureError("mkdtemp: errno \(errno)") }
+    return String(cString: p)
+}
+
+// MARK: Data
+
+/// SplitMix64: reproducible random data and offsets (the seed is in the test's arguments).
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func randomBytes(_ count: Int, _ rng: inout SeededGenerator) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: count)
+    out.withUnsafeMutableBytes { raw in
+        var i = 0
+        while i + 8 <= count {
+            raw.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        while i < count {
+            raw[i] = UInt8(truncatingIfNeeded: rng.next())
+            i += 1
+        }
+    }
+    return out
+}
+
+/// Byte-for-byte comparison reporting the first difference (`#expect(a == b)` on
+/// megabytes makes Swift Testing diff them for minutes).
+func expectBytes(_ actual: [UInt8], _ expected: [UInt8], _ what: String = "",
+                 sourceLocation: SourceLocation = #_sourceLocation) {
+    guard actual != expected else { return }
+    guard actual.count == expected.count else {
+        Issue.record("\(what): got \(actual.count) bytes, expected \(expected.count)", sourceLocation: sourceLocation)
+        return
+    }
+    var differing = 0
+    var first = -1
+    for i in actual.indices where actual[i] != expected[i] {
+        differing += 1
+        if first < 0 { first = i }
+    }
+    Issue.record("\(what): \(differing) of \(actual.count) bytes differ, first at index \(first): got \(actual[first]), expected \(expected[first])",
+                 sourceLocation: sourceLocation)
+}
+
+func expectZeroes(_ actual: [UInt8], _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    if let i = actual.firstIndex(where: { $0 != 0 }) {
+        Issue.record("\(what): byte \(i) of \(actual.count) is \(actual[i]), expected zeroes", sourceLocation: sourceLocation)
+    }
+}
+
+/// A local model of the export's bytes, to compare whole regions against.
+struct Shadow {
+    var bytes: [UInt8]
+    init(size: Int) { bytes = [UInt8](repeating: 0, count: size) }
+    mutating func write(_ data: [UInt8], at offset: Int) {
+        bytes.replaceSubrange(offset..<(offset + data.count), with: data)
+    }
+    mutating func zero(_ count: Int, at offset: Int) {
+        bytes.replaceSubrange(offset..<(offset + count), with: repeatElement(0, count: count))
+    }
+    func slice(_ offset: Int, _ count: Int) -> [UInt8] { Array(bytes[offset..<(offset + count)]) }
+}
+
+/// Runs `body` until it returns true or `seconds` pass.
+func eventually(seconds: Double = 10, _ body: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if body() { return true }
+        usleep(5_000)
+    }
+    return body()
+}
