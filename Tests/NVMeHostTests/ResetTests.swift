@@ -82,7 +82,8 @@ import Testing
                 resets += 1
             }
             rig.controller.step()
-            if round % 3 == 0 { rig.controller.runUntilIdle() }
+            // Run to idle only once the resets are done (the stream would finish at once).
+            if resets == 5 && round % 3 == 0 { rig.controller.runUntilIdle() }
         }
         #expect(resets == 5)
         #expect(stream.finished == chains * perChain, "stream stalled: \(stream.finished) of \(chains * perChain), outstanding \(qp.outstandingCount)")
@@ -99,61 +100,18 @@ import Testing
         }
     }
 
-    /// Threaded: the controller thread is stuck in the backend while hundreds of
-    /// writes pile up; `reset()` runs on another thread; the gate opens; every write
-    /// completes (retried as needed) and reads back.
+    /// Threaded: the controller thread is stuck in the backend while writes pile up
+    /// (submitted from plain threads: with MMIO doorbells a submitter waits in its
+    /// trap until the controller takes it, as a vCPU waits in a VM exit); `reset()`
+    /// runs on another thread; the gate opens; every write completes (retried as
+    /// needed) and reads back.
     @Test(arguments: [true, false])
     func threadedResetWhileTheControllerIsBusy(shadow: Bool) async throws {
-        var c = Rig.Config()
-        c.shadow = shadow
-        c.depth = 16
-        c.backend = { try GatedBackend(MemoryBackend(byteCount: $0)) }
-        let rig = try Rig(c)
-        defer { rig.close() }
-        let gate = try #require(rig.backends[0] as? GatedBackend)
-        let qp = rig.qp
-        let n = 200
-        gate.close()
-        let failures = Shared(0)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for i in 0..<n {
-                group.addTask {
-                    do throws(NVMeError) {
-                        try await qp.write(lba: UInt64(i * 8), pattern(lba: UInt64(i * 8), count: 4096, version: 2))
-                    } catch {
-                        failures.withLock { $0 += 1 }
-                        Issue.record("write \(i) failed: \(error)")
-                    }
-                }
-            }
-            #expect(await eventually { gate.blockedCount == 1 && qp.outstandingCount == n })
-            let reset = BackgroundThread { () -> Result<Int, NVMeError> in
-                do throws(NVMeError) { return .success(try rig.driver.reset()) } catch { return .failure(error) }
-            }
-            // The reset's CC.EN = 0 is recorded (the register reads back 0) while its
-            // trap waits for the controller thread, which is stuck in the backend.
-            #expect(await eventually {
-                !ControllerConfiguration(raw: rig.controller.mmioRead32(RegisterOffset.cc)).enable
-            })
-            #expect(reset.finished == nil)
-            gate.open()
-            if !(await eventually(30) { qp.outstandingCount == 0 }) {
-                Issue.record("requests hung: \(qp.outstandingCount) outstanding")
-                rig.driver.shutdown()            // fails them, so the group can finish
-            }
-            try await group.waitForAll()
-            let result = await reset.value()
-            #expect(result != nil, "reset did not return")
-            if case .failure(let e) = result { Issue.record("reset failed: \(e)") }
-        }
-        #expect(failures.value == 0)
-        #expect(qp.counters.snapshot().retries > 0)
-        #expect(rig.controller.counters.snapshot().resets == 1)
-        let back = try await qp.read(lba: 0, blocks: n * 8)
-        for i in 0..<n {
-            expectSameBytes(Array(back[(i * 4096)..<((i + 1) * 4096)]), pattern(lba: UInt64(i * 8), count: 4096, version: 2),
-                            "write \(i)")
-        }
+        let outcome = try await resetWithGatedController(shadow: shadow, retries: 5, writes: 200, version: 2)
+        #expect(outcome.failures.isEmpty, "\(outcome.failures.prefix(3))")
+        #expect(outcome.resetResult == .success(outcome.requeued))
+        #expect(outcome.requeued > 0)
+        #expect(outcome.retries == UInt64(outcome.requeued))
     }
 
     /// As above with `maximumRetries = 0`: commands outstanding at the reset fail with
@@ -161,56 +119,77 @@ import Testing
     /// writes that did succeed are on the namespace.
     @Test(arguments: [true, false])
     func retriesExhaustedFailTyped(shadow: Bool) async throws {
+        let outcome = try await resetWithGatedController(shadow: shadow, retries: 0, writes: 120, version: 3)
+        #expect(outcome.resetResult == .success(0), "nothing is requeued without retries")
+        #expect(!outcome.failures.isEmpty)
+        for e in outcome.failures {
+            #expect(e.kind == .status(.commandAbortedSQDeletion), "\(e)")
+        }
+        #expect(outcome.retries == 0)
+    }
+
+    struct GatedResetOutcome {
+        var failures: [NVMeError]
+        var resetResult: Result<Int, NVMeError>?
+        var requeued: Int
+        var retries: UInt64
+    }
+
+    private func resetWithGatedController(shadow: Bool, retries: Int, writes n: Int, version: UInt64) async throws
+        -> GatedResetOutcome {
         var c = Rig.Config()
         c.shadow = shadow
         c.depth = 16
-        c.retries = 0
+        c.retries = retries
         c.backend = { try GatedBackend(MemoryBackend(byteCount: $0)) }
         let rig = try Rig(c)
         defer { rig.close() }
         let gate = try #require(rig.backends[0] as? GatedBackend)
         let qp = rig.qp
-        let n = 120
+        let batch = WriteBatch(qp: qp, memory: rig.memory, count: n, version: version)
         gate.close()
-        let outcomes = Shared<[Int: NVMeError?]>([:])
-        await withTaskGroup(of: Void.self) { group in
-            for i in 0..<n {
-                group.addTask {
-                    do throws(NVMeError) {
-                        try await qp.write(lba: UInt64(i * 8), pattern(lba: UInt64(i * 8), count: 4096, version: 3))
-                        outcomes.withLock { $0[i] = .some(nil) }
-                    } catch {
-                        outcomes.withLock { $0[i] = .some(error) }
-                    }
-                }
-            }
-            #expect(await eventually { gate.blockedCount == 1 && qp.outstandingCount == n })
-            let reset = BackgroundThread { (try? rig.driver.reset()) ?? -1 }
-            #expect(await eventually { !ControllerConfiguration(raw: rig.controller.mmioRead32(RegisterOffset.cc)).enable })
-            gate.open()
-            if !(await eventually(30) { qp.outstandingCount == 0 }) {
-                Issue.record("requests hung: \(qp.outstandingCount) outstanding")
-                rig.driver.shutdown()
-            }
-            await group.waitForAll()
-            #expect(await reset.value() ?? -1 == 0, "nothing is requeued without retries")
+        batch.start(threads: 4)
+        #expect(await eventually { gate.blockedCount == 1 })
+        if shadow {
+            // The controller is awake (EventIdx "never"): nobody traps, the SQ fills and
+            // the rest waits for a slot.
+            #expect(await eventually { batch.submittedAll && qp.outstandingCount == n })
+        } else {
+            // Submitters wait in their traps (holding the queue lock): do not touch it.
+            try await Task.sleep(for: .milliseconds(20))
         }
-        let all = outcomes.value
-        #expect(all.count == n)
-        let failed = all.compactMap { $0.value }
-        #expect(!failed.isEmpty)
-        for e in failed {
-            #expect(e.kind == .status(.commandAbortedSQDeletion), "\(e)")
+        let reset = BackgroundThread { () -> Result<Int, NVMeError> in
+            do throws(NVMeError) { return .success(try rig.driver.reset()) } catch { return .failure(error) }
         }
-        #expect(qp.counters.snapshot().retries == 0)
-        // The successful ones are on the namespace.
+        // The reset's CC.EN = 0 is recorded (the register reads back 0) while its trap
+        // waits for the controller thread, which is stuck in the backend.
+        #expect(await eventually {
+            !ControllerConfiguration(raw: rig.controller.mmioRead32(RegisterOffset.cc)).enable
+        })
+        #expect(reset.finished == nil)
+        gate.open()
+        let resetResult = await reset.value()
+        #expect(resetResult != nil, "reset did not return")
+        if !(await eventually(30) { batch.completed == n }) {
+            Issue.record("requests hung: \(batch.completed) of \(n) completed, \(qp.outstandingCount) outstanding")
+            rig.driver.shutdown()            // fails them
+            return GatedResetOutcome(failures: [], resetResult: resetResult, requeued: -1, retries: 0)
+        }
+        let outcomes = batch.outcomes
+        #expect(outcomes.count == n)
+        // Every write that succeeded is on the namespace.
         let back = try await qp.read(lba: 0, blocks: n * 8)
-        for (i, e) in all where e == nil {
-            expectSameBytes(Array(back[(i * 4096)..<((i + 1) * 4096)]), pattern(lba: UInt64(i * 8), count: 4096, version: 3), "write \(i)")
+        for (i, e) in outcomes where e == nil {
+            expectSameBytes(Array(back[(i * 4096)..<((i + 1) * 4096)]), pattern(lba: UInt64(i * 8), count: 4096, version: version),
+                            "write \(i)")
         }
         // And the queue works afterwards.
         try await qp.write(lba: 0, pattern(lba: 0, count: 512, version: 9))
         expectSameBytes(try await qp.read(lba: 0, blocks: 1), pattern(lba: 0, count: 512, version: 9))
+        #expect(rig.controller.counters.snapshot().resets == 1)
+        let requeued = (try? resetResult?.get()) ?? -1
+        return GatedResetOutcome(failures: outcomes.values.compactMap { $0 }, resetResult: resetResult,
+                                 requeued: requeued, retries: qp.counters.snapshot().retries)
     }
 
     /// CSTS.CFS: commands stop completing; `reset()` recovers and retries them.
@@ -289,6 +268,48 @@ final class RequestStream: @unchecked Sendable {
                 if (try? r.get()) == nil { $0.failures += 1 }
             }
             next(chain: chain, index: index + 1)
+        }
+    }
+}
+
+/// `count` 4 KiB writes (write i at LBA 8*i), submitted from plain threads through
+/// the callback API; outcomes recorded as they complete.
+final class WriteBatch: @unchecked Sendable {
+    let qp: QueuePair
+    let count: Int
+    private let buffers: [DMABuffer]
+    private let state = Shared<(submitted: Int, outcomes: [Int: NVMeError?])>((0, [:]))
+
+    init(qp: QueuePair, memory: HostMemory, count: Int, version: UInt64) {
+        self.qp = qp
+        self.count = count
+        buffers = (0..<count).map { i in
+            let b = DMABuffer(memory: memory, byteCount: 4096)!
+            pattern(lba: UInt64(i * 8), count: 4096, version: version).withUnsafeBytes { b.copyIn(from: $0) }
+            return b
+        }
+    }
+
+    var submittedAll: Bool { state.value.submitted == count }
+    var completed: Int { state.value.outcomes.count }
+    var outcomes: [Int: NVMeError?] { state.value.outcomes }
+
+    func start(threads: Int) {
+        for t in 0..<threads {
+            _ = BackgroundThread { [self] in
+                for i in stride(from: t, to: count, by: threads) {
+                    qp.write(lba: UInt64(i * 8), blocks: 8, from: buffers[i]) { [self] r in
+                        let error: NVMeError?
+                        switch r {
+                        case .success: error = nil
+                        case .failure(let e): error = e
+                        }
+                        state.withLock { $0.outcomes[i] = .some(error) }
+                    }
+                    state.withLock { $0.submitted += 1 }
+                }
+                return true
+            }
         }
     }
 }
