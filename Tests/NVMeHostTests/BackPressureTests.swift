@@ -15,26 +15,28 @@ import Testing
         c.depth = 2
         let rig = try Rig(c)
         defer { rig.close() }
-        let qp = rig.qp
-        let tasks = 300
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for t in 0..<tasks {
-                group.addTask {
-                    let blocks = 1 + t % 16
-                    let data = randomBytes(blocks * 512, seed: UInt64(t))
-                    try await qp.write(lba: UInt64(t * 16), data)
-                    let back = try await qp.read(lba: UInt64(t * 16), blocks: blocks)
-                    expectSameBytes(back, data, "task \(t)")
+        try await guarded(rig) {
+            let qp = rig.qp
+            let tasks = 300
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for t in 0..<tasks {
+                    group.addTask {
+                        let blocks = 1 + t % 16
+                        let data = randomBytes(blocks * 512, seed: UInt64(t))
+                        try await qp.write(lba: UInt64(t * 16), data)
+                        let back = try await qp.read(lba: UInt64(t * 16), blocks: blocks)
+                        expectSameBytes(back, data, "task \(t)")
+                    }
                 }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
+            let h = qp.counters.snapshot()
+            #expect(h.waitsForSlot > 100, "waits \(h.waitsForSlot)")
+            #expect(h.commandsSubmitted == UInt64(2 * tasks))
+            #expect(h.completionsReaped == h.commandsSubmitted)
+            #expect(h.errors == 0)
+            #expect(qp.outstandingCount == 0)
         }
-        let h = qp.counters.snapshot()
-        #expect(h.waitsForSlot > 100, "waits \(h.waitsForSlot)")
-        #expect(h.commandsSubmitted == UInt64(2 * tasks))
-        #expect(h.completionsReaped == h.commandsSubmitted)
-        #expect(h.errors == 0)
-        #expect(qp.outstandingCount == 0)
     }
 
     /// A hand-built queue pair whose completion queue (2 or 3 entries) is much smaller
@@ -85,7 +87,13 @@ import Testing
         let total = 400
         var seen = Set<UInt16>()
         var heldAtSomePoint = 0
+        var idle = 0
         while reaped < total {
+            idle += 1
+            if idle > 100 {
+                Issue.record("no progress: \(submitted) submitted, \(reaped) reaped")
+                break
+            }
             // Submit a batch the SQ can take (at most 63 commands not yet completed).
             let room = 63 - (submitted - reaped)
             let k = min(room, Int(rng.next() % 48), total - submitted)
@@ -116,6 +124,7 @@ import Testing
 
             let take = 1 + Int(rng.next() % UInt64(visible))
             let entries = q.reap(max: take)
+            idle = 0
             #expect(entries.count == take)
             for e in entries {
                 #expect(e.status.isSuccess)

@@ -29,10 +29,10 @@ enum NamespaceStore: String, CaseIterable, Sendable, CustomTestStringConvertible
 /// written once before the run is read by everyone while the others write.
 @Suite(.timeLimit(.minutes(1))) struct ConcurrentSubmitterTests {
     static let pairs = 3
-    static let tasksPerPair = 4
+    static let tasksPerPair = 6
     static let regionBlocks = 4096                 // 2 MiB per task
-    static let operationsPerTask = 30
-    static let sharedLBA: UInt64 = (30 << 20) / 512
+    static let operationsPerTask = 60
+    static let sharedLBA: UInt64 = (40 << 20) / 512
     static let sharedBlocks = (1 << 20) / 512
 
     @Test(arguments: NamespaceStore.available, [true, false])
@@ -41,8 +41,8 @@ enum NamespaceStore: String, CaseIterable, Sendable, CustomTestStringConvertible
         var c = Rig.Config()
         c.shadow = shadow
         c.queuePairs = Self.pairs
-        c.depth = 32
-        c.namespaceBytes = 32 << 20
+        c.depth = 8                        // 7 slots for 6 tasks whose requests split: some wait
+        c.namespaceBytes = 48 << 20
         if let file { c.backend = { try FileBackend(path: file.path, createSize: $0) } }
         let rig = try Rig(c)
         defer { rig.close() }
@@ -54,7 +54,7 @@ enum NamespaceStore: String, CaseIterable, Sendable, CustomTestStringConvertible
         let shared = randomBytes(Self.sharedBlocks * 512, seed: 0xC0FFEE)
         try await pairs[0].write(lba: Self.sharedLBA, shared)
 
-        let models = try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+        let result = try await guarded(rig) { try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
             for p in 0..<Self.pairs {
                 for t in 0..<Self.tasksPerPair {
                     let region = p * Self.tasksPerPair + t
@@ -67,7 +67,8 @@ enum NamespaceStore: String, CaseIterable, Sendable, CustomTestStringConvertible
             var out: [Int: [UInt8]] = [:]
             for try await (region, model) in group { out[region] = model }
             return out
-        }
+        } }
+        guard let models = result else { return }
         #expect(models.count == Self.pairs * Self.tasksPerPair)
 
         // The end state, read through a pair other than the writer's.

@@ -18,7 +18,7 @@ import Testing
         defer { rig.close() }
         let qp = rig.qp
         let before = rig.controller.counters.snapshot()
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        try await guarded(rig) { try await withThrowingTaskGroup(of: Void.self) { group in
             for t in 0..<Self.inFlight {
                 group.addTask {
                     let data = randomBytes(4096, seed: UInt64(t))
@@ -33,7 +33,7 @@ import Testing
                 }
             }
             try await group.waitForAll()
-        }
+        } }
         let after = rig.controller.counters.snapshot()
         var delta = after
         delta.mmioSQTailDoorbellWrites -= before.mmioSQTailDoorbellWrites

@@ -17,70 +17,72 @@ import Testing
         c.backend = { try FileBackend(path: file.path, createSize: $0) }
         let rig = try Rig(c)
         defer { rig.close() }
-        let qp = rig.qp
-        let backend = try #require(rig.backends[0] as? FileBackend)
-        #expect(rig.driver.identify.volatileWriteCache == 1, "a file has a volatile cache (the page cache)")
-        let zeroes = [UInt8](repeating: 0, count: 1 << 20)
+        try await guarded(rig) {
+            let qp = rig.qp
+            let backend = try #require(rig.backends[0] as? FileBackend)
+            #expect(rig.driver.identify.volatileWriteCache == 1, "a file has a volatile cache (the page cache)")
+            let zeroes = [UInt8](repeating: 0, count: 1 << 20)
 
-        // Written and flushed through NVMe: in the file.
-        let data = randomBytes(1 << 20, seed: 11)
-        try await qp.write(lba: 0, data)
-        try await qp.flush()
-        expectSameBytes(try #require(file.contents(at: 0, count: 1 << 20)), data, "file after write + flush")
-        let fua = randomBytes(64 << 10, seed: 12)
-        try await qp.write(lba: (2 << 20) / 512, fua, fua: true)
-        expectSameBytes(try #require(file.contents(at: 2 << 20, count: 64 << 10)), fua, "file after FUA write")
-        #expect(file.isData(at: 0, length: 1 << 20) == true)
-        #expect(file.isHole(at: 4 << 20, length: 1 << 20) == true, "never written")
-        let blocksWritten = try #require(file.allocatedBlocks)
+            // Written and flushed through NVMe: in the file.
+            let data = randomBytes(1 << 20, seed: 11)
+            try await qp.write(lba: 0, data)
+            try await qp.flush()
+            expectSameBytes(try #require(file.contents(at: 0, count: 1 << 20)), data, "file after write + flush")
+            let fua = randomBytes(64 << 10, seed: 12)
+            try await qp.write(lba: (2 << 20) / 512, fua, fua: true)
+            expectSameBytes(try #require(file.contents(at: 2 << 20, count: 64 << 10)), fua, "file after FUA write")
+            #expect(file.isData(at: 0, length: 1 << 20) == true)
+            #expect(file.isHole(at: 4 << 20, length: 1 << 20) == true, "never written")
+            let blocksWritten = try #require(file.allocatedBlocks)
 
-        // Deallocate [256 KiB, 512 KiB): a hole, zeroes through NVMe and in the file.
-        try await qp.deallocate(ranges: [(lba: 512, blocks: 512)])
-        #expect(file.isHole(at: 256 << 10, length: 256 << 10) == true)
-        expectSameBytes(try await qp.read(lba: 512, blocks: 512), zeroes[0..<(256 << 10)])
-        expectSameBytes(try #require(file.contents(at: 256 << 10, count: 256 << 10)), zeroes[0..<(256 << 10)])
-        let blocksAfterDeallocate = try #require(file.allocatedBlocks)
-        #expect(blocksAfterDeallocate <= blocksWritten - 512, "st_blocks \(blocksWritten) → \(blocksAfterDeallocate)")
+            // Deallocate [256 KiB, 512 KiB): a hole, zeroes through NVMe and in the file.
+            try await qp.deallocate(ranges: [(lba: 512, blocks: 512)])
+            #expect(file.isHole(at: 256 << 10, length: 256 << 10) == true)
+            expectSameBytes(try await qp.read(lba: 512, blocks: 512), zeroes[0..<(256 << 10)])
+            expectSameBytes(try #require(file.contents(at: 256 << 10, count: 256 << 10)), zeroes[0..<(256 << 10)])
+            let blocksAfterDeallocate = try #require(file.allocatedBlocks)
+            #expect(blocksAfterDeallocate <= blocksWritten - 512, "st_blocks \(blocksWritten) → \(blocksAfterDeallocate)")
 
-        // Write Zeroes with DEAC on [512 KiB, 640 KiB): a hole as well.
-        try await qp.writeZeroes(lba: 1024, blocks: 256, deallocate: true)
-        #expect(file.isHole(at: 512 << 10, length: 128 << 10) == true)
-        expectSameBytes(try await qp.read(lba: 1024, blocks: 256), zeroes[0..<(128 << 10)])
-        let blocksAfterDEAC = try #require(file.allocatedBlocks)
-        #expect(blocksAfterDEAC <= blocksAfterDeallocate - 256)
+            // Write Zeroes with DEAC on [512 KiB, 640 KiB): a hole as well.
+            try await qp.writeZeroes(lba: 1024, blocks: 256, deallocate: true)
+            #expect(file.isHole(at: 512 << 10, length: 128 << 10) == true)
+            expectSameBytes(try await qp.read(lba: 1024, blocks: 256), zeroes[0..<(128 << 10)])
+            let blocksAfterDEAC = try #require(file.allocatedBlocks)
+            #expect(blocksAfterDEAC <= blocksAfterDeallocate - 256)
 
-        // Write Zeroes without DEAC on [640 KiB, 768 KiB): zeroes, storage kept.
-        try await qp.writeZeroes(lba: 1280, blocks: 256, deallocate: false)
-        expectSameBytes(try await qp.read(lba: 1280, blocks: 256), zeroes[0..<(128 << 10)])
-        expectSameBytes(try #require(file.contents(at: 640 << 10, count: 128 << 10)), zeroes[0..<(128 << 10)])
-        #expect(try #require(file.allocatedBlocks) >= blocksAfterDEAC, "Write Zeroes without DEAC freed storage")
+            // Write Zeroes without DEAC on [640 KiB, 768 KiB): zeroes, storage kept.
+            try await qp.writeZeroes(lba: 1280, blocks: 256, deallocate: false)
+            expectSameBytes(try await qp.read(lba: 1280, blocks: 256), zeroes[0..<(128 << 10)])
+            expectSameBytes(try #require(file.contents(at: 640 << 10, count: 128 << 10)), zeroes[0..<(128 << 10)])
+            #expect(try #require(file.allocatedBlocks) >= blocksAfterDEAC, "Write Zeroes without DEAC freed storage")
 
-        // The neighbours are untouched.
-        expectSameBytes(try await qp.read(lba: 0, blocks: 512), data[0..<(256 << 10)])
-        expectSameBytes(try await qp.read(lba: 1536, blocks: 512), data[(768 << 10)...])
+            // The neighbours are untouched.
+            expectSameBytes(try await qp.read(lba: 0, blocks: 512), data[0..<(256 << 10)])
+            expectSameBytes(try await qp.read(lba: 1536, blocks: 512), data[(768 << 10)...])
 
-        // Get Allocation Map agrees with the backend, LBA by LBA, and with what we did.
-        let blocks = rig.driver.namespaces[0].blockCount
-        let map = try await qp.allocationMap(lba: 0, blocks: blocks)
-        let nvme = allocatedLBAs(map, blocks: Int(blocks))
-        let direct = allocatedLBAs(try backend.allocationMap(at: 0, length: blocks * 512), blocks: Int(blocks))
-        #expect(nvme == direct)
-        #expect(nvme[0..<512].allSatisfy { $0 })
-        #expect(!nvme[512..<1280].contains(true), "deallocated ranges must be holes")
-        #expect(!nvme[(4 << 20) / 512..<Int(blocks)].contains(true))
+            // Get Allocation Map agrees with the backend, LBA by LBA, and with what we did.
+            let blocks = rig.driver.namespaces[0].blockCount
+            let map = try await qp.allocationMap(lba: 0, blocks: blocks)
+            let nvme = allocatedLBAs(map, blocks: Int(blocks))
+            let direct = allocatedLBAs(try backend.allocationMap(at: 0, length: blocks * 512), blocks: Int(blocks))
+            #expect(nvme == direct)
+            #expect(nvme[0..<512].allSatisfy { $0 })
+            #expect(!nvme[512..<1280].contains(true), "deallocated ranges must be holes")
+            #expect(!nvme[(4 << 20) / 512..<Int(blocks)].contains(true))
 
-        // Many fragments: the answer spans several commands (255 descriptors each).
-        let ranges = (0..<300).map { (lba: UInt64((4 << 20) / 512 + $0 * 16), blocks: UInt64(8)) }
-        let patch = randomBytes(4096, seed: 1)
-        for r in ranges { try await qp.write(lba: r.lba, patch) }
-        let fragmented = try await qp.allocationMap(lba: 0, blocks: blocks)
-        #expect(fragmented.count > 600)
-        let nvme2 = allocatedLBAs(fragmented, blocks: Int(blocks))
-        let direct2 = allocatedLBAs(try backend.allocationMap(at: 0, length: blocks * 512), blocks: Int(blocks))
-        #expect(nvme2 == direct2)
-        for r in ranges.prefix(10) {
-            #expect(nvme2[Int(r.lba)..<Int(r.lba + 8)].allSatisfy { $0 })
-            #expect(!nvme2[Int(r.lba + 8)..<Int(r.lba + 16)].contains(true))
+            // Many fragments: the answer spans several commands (255 descriptors each).
+            let ranges = (0..<300).map { (lba: UInt64((4 << 20) / 512 + $0 * 16), blocks: UInt64(8)) }
+            let patch = randomBytes(4096, seed: 1)
+            for r in ranges { try await qp.write(lba: r.lba, patch) }
+            let fragmented = try await qp.allocationMap(lba: 0, blocks: blocks)
+            #expect(fragmented.count > 600)
+            let nvme2 = allocatedLBAs(fragmented, blocks: Int(blocks))
+            let direct2 = allocatedLBAs(try backend.allocationMap(at: 0, length: blocks * 512), blocks: Int(blocks))
+            #expect(nvme2 == direct2)
+            for r in ranges.prefix(10) {
+                #expect(nvme2[Int(r.lba)..<Int(r.lba + 8)].allSatisfy { $0 })
+                #expect(!nvme2[Int(r.lba + 8)..<Int(r.lba + 16)].contains(true))
+            }
         }
     }
 }

@@ -199,34 +199,36 @@ import Testing
         c.shadow = shadow
         let rig = try Rig(c)
         defer { rig.close() }
-        let qp = rig.qp
-        try await qp.write(lba: 0, pattern(lba: 0, count: 4096, version: 1))
-        #expect(!rig.driver.controllerFatal)
-        rig.controller.injectFatalError()
-        #expect(rig.driver.controllerFatal)
-        let n = 10
-        let completed = Shared(0)
-        let before = qp.counters.snapshot().completionsReaped
-        let tasks = (0..<n).map { i in
-            Task {
-                try await qp.write(lba: UInt64(64 + i * 8), pattern(lba: UInt64(64 + i * 8), count: 4096, version: 4))
-                completed.withLock { $0 += 1 }
+        try await guarded(rig) {
+            let qp = rig.qp
+            try await qp.write(lba: 0, pattern(lba: 0, count: 4096, version: 1))
+            #expect(!rig.driver.controllerFatal)
+            rig.controller.injectFatalError()
+            #expect(rig.driver.controllerFatal)
+            let n = 10
+            let completed = Shared(0)
+            let before = qp.counters.snapshot().completionsReaped
+            let tasks = (0..<n).map { i in
+                Task {
+                    try await qp.write(lba: UInt64(64 + i * 8), pattern(lba: UInt64(64 + i * 8), count: 4096, version: 4))
+                    completed.withLock { $0 += 1 }
+                }
             }
-        }
-        #expect(await eventually { qp.outstandingCount == n })
-        try await Task.sleep(for: .milliseconds(50))
-        #expect(completed.value == 0)
-        #expect(qp.counters.snapshot().completionsReaped == before)
-        #expect(rig.driver.controllerFatal)
-        let requeued = try rig.driver.reset()
-        #expect(requeued == n)
-        #expect(!rig.driver.controllerFatal)
-        for t in tasks { try await t.value }
-        #expect(completed.value == n)
-        expectSameBytes(try await qp.read(lba: 0, blocks: 8), pattern(lba: 0, count: 4096, version: 1))
-        let back = try await qp.read(lba: 64, blocks: n * 8)
-        for i in 0..<n {
-            expectSameBytes(Array(back[(i * 4096)..<((i + 1) * 4096)]), pattern(lba: UInt64(64 + i * 8), count: 4096, version: 4))
+            #expect(await eventually { qp.outstandingCount == n })
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(completed.value == 0)
+            #expect(qp.counters.snapshot().completionsReaped == before)
+            #expect(rig.driver.controllerFatal)
+            let requeued = try rig.driver.reset()
+            #expect(requeued == n)
+            #expect(!rig.driver.controllerFatal)
+            for t in tasks { try await t.value }
+            #expect(completed.value == n)
+            expectSameBytes(try await qp.read(lba: 0, blocks: 8), pattern(lba: 0, count: 4096, version: 1))
+            let back = try await qp.read(lba: 64, blocks: n * 8)
+            for i in 0..<n {
+                expectSameBytes(Array(back[(i * 4096)..<((i + 1) * 4096)]), pattern(lba: UInt64(64 + i * 8), count: 4096, version: 4))
+            }
         }
     }
 }

@@ -79,9 +79,10 @@ final class WrapWorkload: @unchecked Sendable {
         let w = WrapWorkload(qp: rig.qp, memory: rig.memory, chains: depth + 2, operations: Self.operations)
         var rng = SplitMix64(seed: UInt64(depth) << 1 | (shadow ? 1 : 0))
         w.start()
-        var iterations = 0
-        while w.done < Self.operations && iterations < 1_000_000 {
-            iterations += 1
+        var idle = 0, last = 0
+        while w.done < Self.operations && idle < 10_000 {      // stop when nothing moves any more
+            idle = w.done == last ? idle + 1 : 0
+            last = w.done
             switch rng.next() % 4 {
             case 0: rig.controller.step()
             case 1: rig.controller.runUntilIdle()

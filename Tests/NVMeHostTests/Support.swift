@@ -217,3 +217,27 @@ final class TemporaryFile: Sendable {
         return UInt64(hole) >= offset + length
     }
 }
+
+// MARK: Never hang
+
+/// Runs `body` (which waits for the driver) and, should it still be waiting after
+/// `seconds`, records an issue and shuts the driver down, which fails whatever is
+/// outstanding, so a lost completion makes the test fail instead of hang.
+@discardableResult
+func guarded<T: Sendable>(_ rig: Rig, seconds: Double = 30, sourceLocation: SourceLocation = #_sourceLocation,
+                          _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+    let done = Shared(false)
+    let task = Task {
+        defer { done.withLock { $0 = true } }
+        return try await body()
+    }
+    if !(await eventually(seconds) { done.value }) {
+        Issue.record("still waiting for the driver after \(seconds) s: shutting it down", sourceLocation: sourceLocation)
+        rig.driver.shutdown()
+        guard await eventually(5, { done.value }) else {
+            Issue.record("still hung after the shutdown", sourceLocation: sourceLocation)
+            return nil
+        }
+    }
+    return try await task.value
+}
