@@ -139,6 +139,36 @@ import Testing
         }
     }
 
+    /// Write Zeroes splits at 65536 blocks, Dataset Management at 256 ranges.
+    @Test func writeZeroesAndDeallocateSplitAtCommandLimits() async throws {
+        var c = Rig.Config()
+        c.namespaceBytes = 96 << 20                 // 196 608 blocks
+        let rig = try Rig(c)
+        defer { rig.close() }
+        try await guarded(rig) {
+            let qp = rig.qp
+            let blocks = rig.driver.namespaces[0].blockCount
+            let backend = try #require(rig.backends[0] as? MemoryBackend)
+            let probes: [UInt64] = [0, 65535, 65536, 65544, 131071, 131072, blocks - 1]
+            let one = randomBytes(512, seed: 8)
+            for p in probes { try await qp.write(lba: p, one) }
+            let before = rig.controller.counters.snapshot()
+            try await qp.writeZeroes(lba: 0, blocks: blocks, deallocate: false)
+            #expect(rig.controller.counters.snapshot().writeZeroes - before.writeZeroes == 3)
+            for p in probes { expectSameBytes(try await qp.read(lba: p, blocks: 1), [UInt8](repeating: 0, count: 512), "lba \(p)") }
+            #expect(backend.allocatedByteCount == 0)
+
+            let ranges = (0..<300).map { (lba: UInt64($0 * 16), blocks: UInt64(8)) }
+            let eight = randomBytes(4096, seed: 9)
+            for r in ranges { try await qp.write(lba: r.lba, eight) }
+            #expect(backend.allocatedByteCount == 300 * 4096)
+            try await qp.deallocate(ranges: ranges)
+            #expect(rig.controller.counters.snapshot().datasetManagement - before.datasetManagement == 2)
+            #expect(backend.allocatedByteCount == 0)
+            #expect(qp.counters.snapshot().splitRequests == 2)
+        }
+    }
+
     @Test func readOnlyNamespaceRefusesWrites() async throws {
         var c = Rig.Config()
         c.backend = { try MemoryBackend(byteCount: $0, readOnly: true) }

@@ -70,10 +70,12 @@ import Testing
             #expect(!nvme[512..<1280].contains(true), "deallocated ranges must be holes")
             #expect(!nvme[(4 << 20) / 512..<Int(blocks)].contains(true))
 
-            // Many fragments: the answer spans several commands (255 descriptors each).
-            let ranges = (0..<300).map { (lba: UInt64((4 << 20) / 512 + $0 * 16), blocks: UInt64(8)) }
-            let patch = randomBytes(4096, seed: 1)
-            for r in ranges { try await qp.write(lba: r.lba, patch) }
+            // Many fragments: one write, then 300 holes punched by one request (two Dataset
+            // Management commands); the map then spans several commands (255 descriptors each).
+            let region = (4 << 20) / 512
+            try await qp.write(lba: UInt64(region), randomBytes(300 * 16 * 512, seed: 1))
+            let ranges = (0..<300).map { (lba: UInt64(region + $0 * 16), blocks: UInt64(8)) }
+            try await qp.deallocate(ranges: ranges.map { (lba: $0.lba + 8, blocks: $0.blocks) })
             let fragmented = try await qp.allocationMap(lba: 0, blocks: blocks)
             #expect(fragmented.count > 600)
             let nvme2 = allocatedLBAs(fragmented, blocks: Int(blocks))

@@ -155,7 +155,10 @@ import Testing
             // the rest waits for a slot.
             #expect(await eventually { batch.submittedAll && qp.outstandingCount == n })
         } else {
-            // Submitters wait in their traps (holding the queue lock): do not touch it.
+            // Submitters wait in their traps, holding the queue lock: do not take it.
+            // Once a second submission has begun (an atomic counter), its command is
+            // in a slot before the reset can take the lock to requeue it.
+            #expect(await eventually { qp.counters.snapshot().commandsSubmitted >= 2 })
             try await Task.sleep(for: .milliseconds(20))
         }
         let reset = BackgroundThread { () -> Result<Int, NVMeError> in
