@@ -1,5 +1,6 @@
 import BlockBackends
 import DMA
+import Foundation
 import NVMe
 import NVMeController
 import NVMeHost
@@ -193,6 +194,57 @@ import Testing
         let requeued = (try? resetResult?.get()) ?? -1
         return GatedResetOutcome(failures: outcomes.values.compactMap { $0 }, resetResult: resetResult,
                                  requeued: requeued, retries: qp.counters.snapshot().retries)
+    }
+
+    /// Ten resets from a plain thread while nine tasks on three pairs write and read
+    /// back their own LBAs: every request completes (retried across the resets) with
+    /// the right data.
+    @Test(arguments: [true, false])
+    func resetsUnderLoad(shadow: Bool) async throws {
+        var c = Rig.Config()
+        c.shadow = shadow
+        c.queuePairs = 3
+        c.depth = 8
+        let rig = try Rig(c)
+        defer { rig.close() }
+        let pairs = rig.driver.queuePairs
+        try await guarded(rig, seconds: 40) {
+            let stop = Shared(false)
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for t in 0..<9 {
+                    group.addTask {
+                        let qp = pairs[t % 3]
+                        var rng = SplitMix64(seed: UInt64(t) + (shadow ? 100 : 0))
+                        var n = 0
+                        while !stop.value || n < 20 {
+                            let lba = UInt64(t * 1024) + rng.next() % 1000
+                            let blocks = 1 + Int(rng.next() % 24)
+                            let data = randomBytes(blocks * 512, seed: rng.next())
+                            try await qp.write(lba: lba, data)
+                            expectSameBytes(try await qp.read(lba: lba, blocks: blocks), data, "task \(t) request \(n)")
+                            n += 1
+                        }
+                        return n
+                    }
+                }
+                let resets = BackgroundThread { () -> Int in
+                    var done = 0
+                    for _ in 0..<10 {
+                        usleep(3000)
+                        if (try? rig.driver.reset()) != nil { done += 1 }
+                    }
+                    return done
+                }
+                #expect(await resets.value(timeoutSeconds: 30) == 10)
+                stop.withLock { $0 = true }
+                var total = 0
+                for try await n in group { total += n }
+                #expect(total >= 9 * 20)
+            }
+            #expect(rig.controller.counters.snapshot().resets == 10)
+            #expect(rig.driver.statistics.errors == 0)
+            #expect(rig.driver.shadowDoorbellsEnabled == shadow)
+        }
     }
 
     /// CSTS.CFS: commands stop completing; `reset()` recovers and retries them.
