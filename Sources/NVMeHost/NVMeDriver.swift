@@ -155,12 +155,12 @@ public final class NVMeDriver: @unchecked Sendable {
                 opcode: AdminOpcode.createIOSubmissionQueue.rawValue, prp1: qp.sqAddress,
                 cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
                 cdw11: UInt32(qp.id) << 16 | 0b1), operation: "Create I/O SQ \(qp.id)")
-            qp.activate(shadow: nil)
         }
 
         // Doorbell Buffer Config, after the queues exist (the controller copies their
         // current tail and head into the shadow page).
         shadowDoorbellsEnabled = false
+        var shadows: [(sq: (SharedWord, SharedWord), cq: (SharedWord, SharedWord))]?
         if options.useShadowDoorbells && identify.supportsDoorbellBufferConfig {
             if doorbellPages == nil {
                 guard let s = memory.allocateContiguous(bytes: HostMemory.pageSize),
@@ -175,10 +175,20 @@ public final class NVMeDriver: @unchecked Sendable {
             _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.doorbellBufferConfig.rawValue,
                                                       prp1: pages.shadow, prp2: pages.eventIndex),
                                  operation: "Doorbell Buffer Config")
+            var entries: [(sq: (SharedWord, SharedWord), cq: (SharedWord, SharedWord))] = []
             for qp in queuePairs {
-                qp.enableShadowDoorbells(sq: try shadowEntry(qp.id, completion: false), cq: try shadowEntry(qp.id, completion: true))
+                entries.append((sq: try shadowEntry(qp.id, completion: false), cq: try shadowEntry(qp.id, completion: true)))
             }
+            shadows = entries
             shadowDoorbellsEnabled = true
+        }
+
+        // Only now do the pairs go live and dispatch what waited through a reset. Live
+        // any earlier, a submission between Doorbell Buffer Config and the switch to
+        // the shadow page would ring MMIO only, and the controller — which from then
+        // on takes I/O tails from the shadow page — would lose it (a stream stalled).
+        for (i, qp) in queuePairs.enumerated() {
+            qp.activate(shadow: shadows?[i])
         }
     }
 

@@ -145,16 +145,6 @@ public final class QueuePair: @unchecked Sendable {
         lock.withLock { dispatchWaiting() }
     }
 
-    /// Switches the doorbells to the shadow buffer (Doorbell Buffer Config succeeded).
-    func enableShadowDoorbells(sq: (SharedWord, SharedWord), cq: (SharedWord, SharedWord)) {
-        lock.withLock {
-            sqDoorbell.shadow = sq.0
-            sqDoorbell.eventIndex = sq.1
-            cqDoorbell.shadow = cq.0
-            cqDoorbell.eventIndex = cq.1
-        }
-    }
-
     /// The controller was reset: the rings are gone. Outstanding commands are put
     /// back at the head of the waiting list to be resubmitted once the queue is live
     /// again (Linux requeues them the same way), unless they already used

@@ -22,10 +22,12 @@ final class Rig: @unchecked Sendable {
         var controller = ControllerOptions()
         var interrupts: InterruptDelivery = .dedicatedThread
         var backend: (@Sendable (UInt64) throws -> any BlockBackend)? = nil
+        var retries = 5
+        var memoryBytes = 1 << 30
     }
 
     init(_ c: Config = Config()) throws {
-        memory = try HostMemory(byteCount: 1 << 30)
+        memory = try HostMemory(byteCount: c.memoryBytes)
         var backends: [any BlockBackend] = []
         var namespaces: [Namespace] = []
         for i in 0..<c.namespaces {
@@ -40,6 +42,7 @@ final class Rig: @unchecked Sendable {
         o.queueDepth = c.depth
         o.ioQueuePairs = c.queuePairs
         o.adminTimeoutMilliseconds = 5000
+        o.maximumRetries = c.retries
         let delivery = c.interrupts
         o.interrupts = { _ in delivery }
         driver = NVMeDriver(controller: controller, options: o)

@@ -1,0 +1,124 @@
+import DMA
+import NVMe
+import NVMeController
+import NVMeHost
+import Testing
+
+/// Tiny queues wrap thousands of times: the phase tag flips on every wrap of the
+/// CQ, and neither side may lose or invent an entry. Each operation writes one
+/// block and reads it back; `chains` operations run at once (more than the queue
+/// holds, so some wait for a slot).
+final class WrapWorkload: @unchecked Sendable {
+    let qp: QueuePair
+    let chains: Int
+    let operations: Int
+    private let state = Shared<(done: Int, mismatches: Int, failures: Int)>((0, 0, 0))
+    private var writeBuffers: [DMABuffer] = []
+    private var readBuffers: [DMABuffer] = []
+
+    init(qp: QueuePair, memory: HostMemory, chains: Int, operations: Int) {
+        self.qp = qp
+        self.chains = chains
+        self.operations = operations
+        for _ in 0..<chains {
+            writeBuffers.append(DMABuffer(memory: memory, byteCount: 512)!)
+            readBuffers.append(DMABuffer(memory: memory, byteCount: 512)!)
+        }
+    }
+
+    var done: Int { state.value.done }
+    var mismatches: Int { state.value.mismatches }
+    var failures: Int { state.value.failures }
+
+    func start() {
+        for c in 0..<chains { operation(c) }
+    }
+
+    /// Operation `op` belongs to chain `op % chains`; each chain has its own LBAs.
+    private func operation(_ op: Int) {
+        guard op < operations else { return }
+        let chain = op % chains
+        let lba = UInt64(chain * 16 + (op / chains) % 16)
+        let expected = pattern(lba: lba, count: 512, version: UInt64(op))
+        let w = writeBuffers[chain], r = readBuffers[chain]
+        expected.withUnsafeBytes { w.copyIn(from: $0) }
+        qp.write(lba: lba, blocks: 1, from: w) { [self] result in
+            guard (try? result.get()) != nil else { return finish(op, ok: false, same: true) }
+            qp.read(lba: lba, blocks: 1, into: r) { [self] result in
+                guard (try? result.get()) != nil else { return finish(op, ok: false, same: true) }
+                let same = r.bytes() == expected
+                finish(op, ok: true, same: same)
+            }
+        }
+    }
+
+    private func finish(_ op: Int, ok: Bool, same: Bool) {
+        state.withLock {
+            $0.done += 1
+            if !ok { $0.failures += 1 }
+            if !same { $0.mismatches += 1 }
+        }
+        operation(op + chains)
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct RingWrapTests {
+    /// 2, 3, 4 and one random depth (shown in the test name, so a failure can be replayed).
+    static let depths = [2, 3, 4, Int.random(in: 5...24)]
+    static let operations = 5_100          // two commands each: > 10 000 commands
+
+    @Test(arguments: depths, [true, false])
+    func steppedWraps(depth: Int, shadow: Bool) throws {
+        var c = Rig.Config()
+        c.stepped = true
+        c.shadow = shadow
+        c.depth = depth
+        c.interrupts = .polled
+        let rig = try Rig(c)
+        defer { rig.close() }
+        let w = WrapWorkload(qp: rig.qp, memory: rig.memory, chains: depth + 2, operations: Self.operations)
+        var rng = SplitMix64(seed: UInt64(depth) << 1 | (shadow ? 1 : 0))
+        w.start()
+        var idle = 0, last = 0
+        while w.done < Self.operations && idle < 10_000 {      // stop when nothing moves any more
+            idle = w.done == last ? idle + 1 : 0
+            last = w.done
+            switch rng.next() % 4 {
+            case 0: rig.controller.step()
+            case 1: rig.controller.runUntilIdle()
+            default: rig.qp.processCompletions()
+            }
+        }
+        check(w, rig, depth: depth)
+    }
+
+    @Test(arguments: depths, [true, false])
+    func threadedWraps(depth: Int, shadow: Bool) async throws {
+        var c = Rig.Config()
+        c.shadow = shadow
+        c.depth = depth
+        let rig = try Rig(c)
+        defer { rig.close() }
+        let w = WrapWorkload(qp: rig.qp, memory: rig.memory, chains: depth + 2, operations: Self.operations)
+        w.start()
+        #expect(await eventually(40) { w.done == Self.operations }, "stalled at \(w.done) of \(Self.operations)")
+        check(w, rig, depth: depth)
+    }
+
+    private func check(_ w: WrapWorkload, _ rig: Rig, depth: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(w.done == Self.operations, sourceLocation: sourceLocation)
+        #expect(w.failures == 0, sourceLocation: sourceLocation)
+        #expect(w.mismatches == 0, sourceLocation: sourceLocation)
+        let h = rig.qp.counters.snapshot()
+        #expect(h.commandsSubmitted == UInt64(2 * Self.operations), sourceLocation: sourceLocation)
+        #expect(h.completionsReaped == h.commandsSubmitted, sourceLocation: sourceLocation)
+        #expect(h.waitsForSlot > 0, sourceLocation: sourceLocation)
+        // Thousands of wraps for the small depths.
+        #expect(Int(h.completionsReaped) / depth >= 400, sourceLocation: sourceLocation)
+        let d = rig.controller.counters.snapshot()
+        #expect(d.reads == UInt64(Self.operations) && d.writes == UInt64(Self.operations), sourceLocation: sourceLocation)
+        #expect(d.commandErrors == 0, sourceLocation: sourceLocation)
+        #expect(d.invalidDoorbellWrites == 0, sourceLocation: sourceLocation)
+        #expect(rig.qp.outstandingCount == 0, sourceLocation: sourceLocation)
+    }
+}
