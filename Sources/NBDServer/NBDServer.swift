@@ -96,6 +96,9 @@ public final class NBDServer: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            // Replies may queue up to 32 MiB (one maximum read) before the connection
+            // counts as not writable and the server stops reading its requests.
+            .childChannelOption(.writeBufferWaterMark, value: ChannelOptions.Types.WriteBufferWaterMark(low: 8 << 20, high: 32 << 20))
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65536, maximum: 1 << 20))
         if tcp {
             b = b.childChannelOption(.socketOption(.tcp_nodelay), value: 1)
