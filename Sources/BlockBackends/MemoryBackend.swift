@@ -186,7 +186,11 @@ private func forEachPageSpan<E: Error>(
 /// - `residentCounts[c]` is the number of non-nil page slots in chunk `c`; a chunk
 ///   whose count drops to zero is freed and its slot set back to `nil`.
 /// - Callers pass page indices below `pageCount` (the backend range-checks first).
-struct PageTable: ~Copyable, @unchecked Sendable {
+/// A final class rather than a `~Copyable` struct: Swift 6.3's ThreadSanitizer
+/// instrumentation of mutating methods on a noncopyable struct with pointer
+/// fields produced invalid IR (an `i64` bit-cast to a pointer) and crashed the
+/// compiler, which kept `swift test --sanitize=thread` from building.
+final class PageTable: @unchecked Sendable {
     static let pageSize = Int(backendBlockSize)
     static let pagesPerChunk = 512
     typealias Chunk = UnsafeMutablePointer<UnsafeMutableRawPointer?>
@@ -236,7 +240,7 @@ struct PageTable: ~Copyable, @unchecked Sendable {
     /// is zero-filled when `zeroFilled` is set (the caller will not overwrite all of
     /// it). Returns `nil` when out of memory.
     @inline(__always)
-    mutating func materialize(_ index: Int, zeroFilled: Bool) -> UnsafeMutableRawPointer? {
+    func materialize(_ index: Int, zeroFilled: Bool) -> UnsafeMutableRawPointer? {
         assert(index >= 0 && index < pageCount)
         let c = index / Self.pagesPerChunk
         let p = index % Self.pagesPerChunk
@@ -263,7 +267,7 @@ struct PageTable: ~Copyable, @unchecked Sendable {
 
     /// Makes the page a hole, releasing its storage (and its chunk once empty).
     @inline(__always)
-    mutating func makeHole(_ index: Int) {
+    func makeHole(_ index: Int) {
         assert(index >= 0 && index < pageCount)
         let c = index / Self.pagesPerChunk
         guard let chunk = chunks[c], let page = chunk[index % Self.pagesPerChunk] else { return }
@@ -291,7 +295,7 @@ struct PageTable: ~Copyable, @unchecked Sendable {
         return limit
     }
 
-    private mutating func releaseChunk(_ c: Int) {
+    private func releaseChunk(_ c: Int) {
         free(chunks[c])
         chunks[c] = nil
     }
