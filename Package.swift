@@ -37,7 +37,7 @@ let package = Package(
         // Namespace storage: sparse memory and regular files / block devices.
         .target(
             name: "BlockBackends",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["DMA", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict),
         // The emulated device.
         .target(
@@ -86,7 +86,7 @@ let package = Package(
             path: "examples/shadow-doorbell-demo", swiftSettings: strict),
 
         .testTarget(name: "NVMeTests", dependencies: ["NVMe"], swiftSettings: strict),
-        .testTarget(name: "BlockBackendsTests", dependencies: ["BlockBackends"], swiftSettings: strict),
+        .testTarget(name: "BlockBackendsTests", dependencies: ["BlockBackends", "DMA"], swiftSettings: strict),
         .testTarget(name: "NVMeControllerTests",
                     dependencies: ["NVMe", "DMA", "NVMeController", "NVMeHost", "BlockBackends"],
                     swiftSettings: strict),
@@ -100,7 +100,7 @@ let package = Package(
                                    .product(name: "NIOTestUtils", package: "swift-nio")],
                     swiftSettings: strict),
         .testTarget(name: "NBDServerTests",
-                    dependencies: ["NBDServer", "NBDProtocol", "CNBD", "NVMeController", "NVMeHost", "BlockBackends",
+                    dependencies: ["NBDServer", "NBDProtocol", "CNBD", "NVMeController", "NVMeHost", "BlockBackends", "DMA",
                                    .product(name: "NIOCore", package: "swift-nio"),
                                    .product(name: "NIOPosix", package: "swift-nio"),
                                    .product(name: "Logging", package: "swift-log")],

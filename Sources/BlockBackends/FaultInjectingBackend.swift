@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import DMA
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
@@ -93,7 +94,7 @@ public final class FaultInjectingBackend: BlockBackend {
         var injectedTotal = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init(wrapping base: any BlockBackend) {
         self.base = base

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import DMA
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
@@ -35,7 +36,7 @@ public final class MemoryBackend: BlockBackend {
     /// Always `false`: a completed write is as durable as this backend gets.
     public var hasVolatileWriteCache: Bool { false }
 
-    private let table: Mutex<PageTable>
+    private let table: Locked<PageTable>
 
     /// Creates a namespace of `byteCount` bytes that reads as zeroes.
     ///
@@ -60,7 +61,7 @@ public final class MemoryBackend: BlockBackend {
         }
         self.byteCount = byteCount
         self.isReadOnly = readOnly
-        self.table = Mutex(table)
+        self.table = Locked(table)
     }
 
     /// Bytes of page storage currently allocated (resident pages × 4096). The page

@@ -19,8 +19,8 @@ public final class HostMemory: Sendable {
     private let region: MappedRegion
     public let byteCount: Int
     private let contiguousPages: Int
-    private let pageZone: Mutex<PageZone>
-    private let contiguousZone: Mutex<[Range<Int>]>  // free page ranges in the contiguous zone
+    private let pageZone: Locked<PageZone>
+    private let contiguousZone: Locked<[Range<Int>]>  // free page ranges in the contiguous zone
 
     private struct PageZone {
         var free: [UInt32]          // page indices, LIFO
@@ -37,8 +37,8 @@ public final class HostMemory: Sendable {
         self.byteCount = pages * Self.pageSize
         contiguousPages = cpages
         // Hand out low page numbers first: pop from the end.
-        pageZone = Mutex(PageZone(free: (cpages..<pages).reversed().map { UInt32($0) }))
-        contiguousZone = Mutex(cpages > 0 ? [0..<cpages] : [])
+        pageZone = Locked(PageZone(free: (cpages..<pages).reversed().map { UInt32($0) }))
+        contiguousZone = Locked(cpages > 0 ? [0..<cpages] : [])
     }
 
     // MARK: Allocation (host side)

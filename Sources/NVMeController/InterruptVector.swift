@@ -1,3 +1,4 @@
+import DMA
 import Synchronization
 
 /// One MSI-X vector of the emulated device (NVMe over PCIe Transport Specification
@@ -15,7 +16,7 @@ public final class InterruptVector: Sendable {
     /// The handler lives in a class box: a closure kept directly in a generic
     /// container and read back through `inout` gets re-wrapped in reabstraction
     /// thunks on every access (they nested until the stack overflowed).
-    private let handler = Mutex<HandlerBox?>(nil)
+    private let handler = Locked<HandlerBox?>(nil)
 
     private final class HandlerBox: Sendable {
         let run: @Sendable () -> Void

@@ -1,5 +1,5 @@
 import NVMe
-import Synchronization
+import DMA
 
 /// Block requests on a queue pair, split into NVMe commands the way Linux's block
 /// layer and nvme driver split them: Read/Write at MDTS (and NLB's 16 bits), Write
@@ -169,11 +169,11 @@ extension QueuePair {
 
 /// Completes a split request once every part has finished; the first error wins.
 final class SplitTracker: Sendable {
-    private let state: Mutex<(remaining: Int, error: NVMeError?)>
+    private let state: Locked<(remaining: Int, error: NVMeError?)>
     private let completion: QueuePair.RequestCompletion
 
     init(parts: Int, completion: @escaping QueuePair.RequestCompletion) {
-        state = Mutex((parts, nil))
+        state = Locked((parts, nil))
         self.completion = completion
     }
 

@@ -1,3 +1,4 @@
+import DMA
 import Foundation
 import Synchronization
 import Testing
@@ -210,8 +211,8 @@ func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output:
 
 /// A mutex-guarded value shared with escaping closures (threads).
 final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
+    private let mutex: DMA.Locked<Value>
+    init(_ value: Value) { mutex = DMA.Locked(value) }
     func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
 }

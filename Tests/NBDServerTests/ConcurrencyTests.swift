@@ -1,3 +1,4 @@
+import DMA
 import CNBD
 import Foundation
 import NBDProtocol
@@ -327,8 +328,8 @@ struct ConcurrencyTests {
 
 /// A mutex-guarded value shared with another thread.
 final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
+    private let mutex: DMA.Locked<Value>
+    init(_ value: Value) { mutex = DMA.Locked(value) }
     func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
 }

@@ -1,3 +1,4 @@
+import DMA
 import BlockBackends
 import Foundation
 import NBDServer
@@ -11,7 +12,7 @@ import Testing
 @Suite(.timeLimit(.minutes(2))) struct DeviceFaultTests {
     /// The fault injector the export's backend was wrapped in.
     final class Injector: Sendable {
-        let backend = Mutex<FaultInjectingBackend?>(nil)
+        let backend = Locked<FaultInjectingBackend?>(nil)
         var current: FaultInjectingBackend { backend.withLock { $0! } }
     }
 
@@ -41,9 +42,9 @@ import Testing
             injector.current.addRule(.init(operations: .flush, errno: EIO, failureLimit: 1))
             let errorsBefore = f.errorCount()
             #expect(throws: LibNBDError.self) { _ = try c.pread(count: 4096, offset: 1 << 20) }
-            do { _ = try c.pread(count: 4096, offset: 1 << 20) } catch { #expect(error.errno == EIO) }
-            do { try c.pwrite(good, offset: 2 << 20) } catch { #expect(error.errno == ENOSPC) }
-            do { try c.flush() } catch { #expect(error.errno == EIO) }
+            #expect(errnoOf { _ = try c.pread(count: 4096, offset: 1 << 20) } == EIO)
+            #expect(errnoOf { try c.pwrite(good, offset: 2 << 20) } == ENOSPC)
+            #expect(errnoOf { try c.flush() } == EIO)
             #expect(f.errorCount() - errorsBefore == 4)
             // Everything else still works on the same connection.
             #expect(try c.pread(count: 8192, offset: 0) == good)
@@ -78,5 +79,17 @@ import Testing
             #expect(!export.driver.controllerFatal)
             #expect(export.driver.statistics.retries + export.controller.counters.snapshot().resets > 0)
         }
+    }
+}
+
+/// The errno a libnbd call failed with, or 0 when it succeeded.
+func errnoOf(_ body: () throws -> Void) -> Int32 {
+    do {
+        try body()
+        return 0
+    } catch let e as LibNBDError {
+        return e.errno
+    } catch {
+        return -1
     }
 }

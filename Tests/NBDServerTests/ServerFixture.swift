@@ -1,3 +1,4 @@
+import DMA
 import BlockBackends
 import CNBD
 import Foundation
@@ -31,7 +32,7 @@ final class ServerFixture: @unchecked Sendable {
     let port: Int
     let unixPath: String
     let directory: String
-    private let stopped = Mutex(false)
+    private let stopped = Locked(false)
 
     init(exports: [ExportSpec] = [ServerFixture.defaultExport], doorbells: Doorbells = .shadow, queues: Int = 1,
          configure: (inout NBDServer.Configuration) -> Void = { _ in }) throws {

@@ -79,8 +79,8 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) async -> Bool {
 
 /// A value shared with escaping closures and threads.
 final class Shared<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
+    private let mutex: DMA.Locked<Value>
+    init(_ value: Value) { mutex = DMA.Locked(value) }
     func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
 }
