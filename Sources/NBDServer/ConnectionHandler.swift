@@ -179,7 +179,9 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     func channelReadComplete(context: ChannelHandlerContext) {
         if submittedInRead {
             submittedInRead = false
-            queuePair?.commitSubmissions()
+            queuePair.commitSubmissions()
+            let poll = server.limits.completionPollNanoseconds
+            if poll > 0 { queuePair.pollCompletions(nanoseconds: poll) }
         }
         if flushScheduled {
             flushScheduled = false

@@ -41,6 +41,10 @@ public struct ConnectionLimits: Sendable {
     /// Reads at least this long are answered with OFFSET_HOLE chunks where the
     /// namespace is deallocated (structured replies only).
     public var holeDetectionThreshold = 64 << 10
+    /// After submitting what a read from the socket produced, the event loop polls
+    /// its completion queue this long (vector masked) before going back to wait for
+    /// an interrupt; 0 disables polling.
+    public var completionPollNanoseconds: UInt64 = 0
     /// At server shutdown, how long an idle connection stays open answering
     /// requests with ESHUTDOWN while waiting for the client's NBD_CMD_DISC.
     public var shutdownLingerMilliseconds: Int64 = 1000

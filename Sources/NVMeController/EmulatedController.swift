@@ -1,6 +1,9 @@
 import BlockBackends
 import DMA
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import NVMe
 
 /// An emulated NVMe controller on PCIe (NVMe Base Specification 2.0; NVMe 1.3
@@ -182,7 +185,11 @@ public final class EmulatedController: @unchecked Sendable {
                 continue
             }
             if options.pollNanoseconds > 0 && MonotonicClock.nanoseconds() &- lastWork < options.pollNanoseconds {
+                // Polling: EventIdx stays at "never trap" and the shadow tails and the
+                // mailbox are re-read each turn; yielding lets the host's threads run on
+                // a busy machine instead of being starved by the poll.
                 polling = true
+                sched_yield()
                 continue
             }
             polling = false

@@ -13,6 +13,11 @@ import Synchronization
 public final class InterruptVector: Sendable {
     public let number: UInt16
     private let pending = Atomic<Bool>(false)
+    /// MSI-X vector mask (the Vector Control bit of the MSI-X table entry): while
+    /// set, a raised interrupt is held in the Pending Bit Array and delivered on
+    /// unmask (PCI Local Bus Specification 3.0, §6.8.2.9).
+    private let masked = Atomic<Bool>(false)
+    private let held = Atomic<Bool>(false)
     /// The handler lives in a class box: a closure kept directly in a generic
     /// container and read back through `inout` gets re-wrapped in reabstraction
     /// thunks on every access (they nested until the stack overflowed).
@@ -48,11 +53,34 @@ public final class InterruptVector: Sendable {
     /// still pending (coalesced) or nothing is connected.
     func raise() -> Bool {
         if pending.exchange(true, ordering: .acquiringAndReleasing) { return false }
+        if masked.load(ordering: .sequentiallyConsistent) {
+            // Hold it; re-check the mask so a concurrent unmask cannot miss it.
+            held.store(true, ordering: .sequentiallyConsistent)
+            guard !masked.load(ordering: .sequentiallyConsistent),
+                  held.exchange(false, ordering: .sequentiallyConsistent) else { return false }
+        }
+        return deliver()
+    }
+
+    private func deliver() -> Bool {
         guard let box = handler.withLock({ $0 }) else {
             pending.store(false, ordering: .releasing)
             return false
         }
         box.run()
         return true
+    }
+
+    /// Host side: masks the vector while the host polls the completion queue itself
+    /// (as a polling driver does), so the device does not interrupt a host that is
+    /// already looking.
+    public func mask() {
+        masked.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    /// Host side: unmasks, delivering an interrupt held while masked.
+    public func unmask() {
+        masked.store(false, ordering: .sequentiallyConsistent)
+        if held.exchange(false, ordering: .sequentiallyConsistent) { _ = deliver() }
     }
 }

@@ -349,6 +349,30 @@ public final class QueuePair: @unchecked Sendable {
         return done
     }
 
+    /// Polls the completion queue for up to `nanoseconds` with the vector masked,
+    /// reaping as soon as an entry appears (a polled completion, as Linux's
+    /// `nvme_poll` does for poll queues); then unmasks, which delivers an
+    /// interrupt the device raised meanwhile. Returns the entries reaped.
+    @discardableResult
+    public func pollCompletions(nanoseconds: UInt64) -> Int {
+        vector.mask()
+        defer { vector.unmask() }
+        let deadline = MonotonicClock.nanoseconds() &+ nanoseconds
+        while true {
+            if completionPending { return processCompletions() }
+            if MonotonicClock.nanoseconds() > deadline { return 0 }
+        }
+    }
+
+    /// Whether the entry at the CQ head carries the current phase (a new completion).
+    public var completionPending: Bool {
+        lock.withLock {
+            // The CQ covers `depth` entries and head < depth.
+            let dw3 = UInt32(littleEndian: SharedWord(cqBase + head * CompletionQueueEntry.size + 12).loadAcquire())
+            return (dw3 & (1 << 16) != 0) == phase
+        }
+    }
+
     /// How long the oldest command in flight has been outstanding, in nanoseconds
     /// (0 when none is).
     public var oldestOutstandingNanoseconds: UInt64 {

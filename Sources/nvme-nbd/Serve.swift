@@ -36,6 +36,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("handshake-timeout"), help: "Seconds a client may take to finish the handshake.")
     var handshakeTimeout = 30
 
+    @Option(name: .customLong("host-poll-us"), help: "Microseconds an event loop polls its completion queue after submitting, before waiting for the interrupt (0: interrupts only).")
+    var hostPollMicroseconds = 0
+
     @Option(name: .customLong("max-in-flight"), help: "Requests one connection may have in flight before the server stops reading it.")
     var maxInFlight = 256
 
@@ -43,6 +46,7 @@ struct Serve: ParsableCommand {
         guard (1...64).contains(queues) else { throw ValidationError("--queues \(queues): accepted 1...64") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         guard (1...3600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout \(handshakeTimeout): accepted 1...3600 seconds") }
+        guard (0...1_000_000).contains(hostPollMicroseconds) else { throw ValidationError("--host-poll-us \(hostPollMicroseconds): accepted 0...1000000") }
         guard (1...65536).contains(maxInFlight) else { throw ValidationError("--max-in-flight \(maxInFlight): accepted 1...65536") }
         for l in listen {
             do { _ = try NBDServerAddress.parse(l) } catch { throw ValidationError("\(error)") }
@@ -74,6 +78,7 @@ struct Serve: ParsableCommand {
         config.limits.maximumConnections = maxConnections
         config.limits.handshakeTimeoutSeconds = Int64(handshakeTimeout)
         config.limits.maximumInFlightRequests = maxInFlight
+        config.limits.completionPollNanoseconds = UInt64(hostPollMicroseconds) * 1000
 
         let server: NBDServer
         do {
