@@ -180,8 +180,12 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         if submittedInRead {
             submittedInRead = false
             queuePair.commitSubmissions()
+            // Shallow queues only: with many commands in flight the interrupt comes
+            // soon anyway and polling would take CPU from the controller.
             let poll = server.limits.completionPollNanoseconds
-            if poll > 0 { queuePair.pollCompletions(nanoseconds: poll) }
+            if poll > 0 && queuePair.outstandingCount <= server.limits.completionPollDepth {
+                queuePair.pollCompletions(nanoseconds: poll)
+            }
         }
         if flushScheduled {
             flushScheduled = false

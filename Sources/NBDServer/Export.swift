@@ -16,6 +16,8 @@ public struct ExportOptions: Sendable {
     public var queueDepth = 1024
     /// The controller thread's polling window before it parks, in nanoseconds.
     public var pollNanoseconds: UInt64 = 0
+    /// The controller's polling window while its queues run deep.
+    public var deepPollNanoseconds: UInt64 = 0
     /// Identify Controller MDTS.
     public var maximumDataTransferSize: UInt8 = 7
     /// DMA arena per export (virtual; pages cost memory only once used).
@@ -87,6 +89,7 @@ public final class Export: Sendable {
             co.maximumIOQueuePairs = max(loops.count, 1)
             co.maximumDataTransferSize = options.maximumDataTransferSize
             co.pollNanoseconds = options.pollNanoseconds
+            co.deepPollNanoseconds = options.deepPollNanoseconds
             co.maximumQueueEntries = max(options.queueDepth, 2)
             co.serialNumber = "NVMENBD-\(Self.serialSuffix(spec.name))"
             controller = try EmulatedController(memory: memory, namespaces: [ns], options: co)

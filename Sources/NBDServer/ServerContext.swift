@@ -45,6 +45,8 @@ public struct ConnectionLimits: Sendable {
     /// its completion queue this long (vector masked) before going back to wait for
     /// an interrupt; 0 disables polling.
     public var completionPollNanoseconds: UInt64 = 0
+    /// Poll only when at most this many commands are in flight on the queue pair.
+    public var completionPollDepth = 2
     /// At server shutdown, how long an idle connection stays open answering
     /// requests with ESHUTDOWN while waiting for the client's NBD_CMD_DISC.
     public var shutdownLingerMilliseconds: Int64 = 1000

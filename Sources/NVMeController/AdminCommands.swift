@@ -5,6 +5,7 @@ import NVMe
 /// Admin command set (NVMe Base Specification 2.0, §5).
 extension ControllerCore {
     func execute(_ entry: SubmissionQueueEntry, on sq: DeviceSubmissionQueue) {
+        commandsThisRound += 1
         // CDW0 bits 9:8 FUSE and 15:14 PSDT must be 0: no fused commands, PRPs only.
         guard entry.flags == 0 else {
             complete(sq, cid: entry.commandIdentifier, status: .invalidField)

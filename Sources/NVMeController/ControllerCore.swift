@@ -41,6 +41,8 @@ final class ControllerCore {
     var outstandingAsyncEvents: [(cid: UInt16, sq: DeviceSubmissionQueue)] = []
     var queuedAsyncEvents: [UInt32] = []
     var anyArmed = false
+    /// Commands fetched by the current (or last) round: how deep the queues run.
+    var commandsThisRound = 0
     var segments: [DMASegment] = []
     var scratchPage: UnsafeMutableRawBufferPointer
 
@@ -193,6 +195,7 @@ final class ControllerCore {
 
     /// Processes every queue once. Returns whether anything was done.
     func runRound() -> Bool {
+        commandsThisRound = 0
         guard enabled, !fatal else { return false }
         if anyArmed { disarm() }
         var worked = false

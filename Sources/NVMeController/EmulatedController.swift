@@ -177,19 +177,25 @@ public final class EmulatedController: @unchecked Sendable {
     private func run() {
         var lastWork = MonotonicClock.nanoseconds()
         var polling = false
+        // Commands per productive round, exponentially averaged, in 1/16ths.
+        var depth16 = 16
         while mailbox.isOpenFast {
             if turn() {
                 if polling { counters.bump(counters.pollHits) }
                 polling = false
+                if core.commandsThisRound > 0 {
+                    depth16 += (core.commandsThisRound * 16 - depth16) / 8
+                }
                 lastWork = MonotonicClock.nanoseconds()
                 continue
             }
-            if options.pollNanoseconds > 0 && MonotonicClock.nanoseconds() &- lastWork < options.pollNanoseconds {
+            let window = depth16 <= options.pollBatchLimit * 16 ? options.pollNanoseconds : options.deepPollNanoseconds
+            if window > 0 && MonotonicClock.nanoseconds() &- lastWork < window {
                 // Polling: EventIdx stays at "never trap" and the shadow tails and the
                 // mailbox are re-read each turn; yielding lets the host's threads run on
                 // a busy machine instead of being starved by the poll.
                 polling = true
-                sched_yield()
+                if window == options.pollNanoseconds { sched_yield() }
                 continue
             }
             polling = false

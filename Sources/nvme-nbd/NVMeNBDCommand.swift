@@ -27,7 +27,10 @@ struct ExportOptionsGroup: ParsableArguments {
     var queueDepth = 1024
 
     @Option(name: .customLong("poll-us"), help: "Microseconds the controller thread polls for work before it parks (0 parks at once).")
-    var pollMicroseconds = 0
+    var pollMicroseconds = 50
+
+    @Option(name: .customLong("deep-poll-us"), help: "Microseconds the controller polls before parking while its queues run deep (more than 4 commands per round).")
+    var deepPollMicroseconds = 10
 
     @Option(name: .customLong("mdts"), help: "Identify Controller MDTS: transfers up to 4 KiB << MDTS per command (1...10).")
     var mdts = 7
@@ -42,6 +45,7 @@ struct ExportOptionsGroup: ParsableArguments {
     func validate() throws {
         guard (2...4096).contains(queueDepth) else { throw ValidationError("--queue-depth \(queueDepth): accepted 2...4096") }
         guard (0...10_000_000).contains(pollMicroseconds) else { throw ValidationError("--poll-us \(pollMicroseconds): accepted 0...10000000") }
+        guard (0...10_000_000).contains(deepPollMicroseconds) else { throw ValidationError("--deep-poll-us \(deepPollMicroseconds): accepted 0...10000000") }
         guard (1...10).contains(mdts) else { throw ValidationError("--mdts \(mdts): accepted 1...10") }
         _ = try specs()
     }
@@ -51,6 +55,7 @@ struct ExportOptionsGroup: ParsableArguments {
         o.shadowDoorbells = shadowDoorbells == .on
         o.queueDepth = queueDepth
         o.pollNanoseconds = UInt64(pollMicroseconds) * 1000
+        o.deepPollNanoseconds = UInt64(deepPollMicroseconds) * 1000
         o.maximumDataTransferSize = UInt8(mdts)
         return o
     }

@@ -37,7 +37,7 @@ struct Serve: ParsableCommand {
     var handshakeTimeout = 30
 
     @Option(name: .customLong("host-poll-us"), help: "Microseconds an event loop polls its completion queue after submitting, before waiting for the interrupt (0: interrupts only).")
-    var hostPollMicroseconds = 0
+    var hostPollMicroseconds = 20
 
     @Option(name: .customLong("max-in-flight"), help: "Requests one connection may have in flight before the server stops reading it.")
     var maxInFlight = 256
