@@ -96,6 +96,9 @@ public final class NBDServer: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            // Large send buffers: a 1 MiB read reply goes out in one go instead of
+            // waiting for the client to drain a 200 KiB buffer several times.
+            .childChannelOption(.socketOption(.so_sndbuf), value: 4 << 20)
             // Replies may queue up to 32 MiB (one maximum read) before the connection
             // counts as not writable and the server stops reading its requests.
             .childChannelOption(.writeBufferWaterMark, value: ChannelOptions.Types.WriteBufferWaterMark(low: 8 << 20, high: 32 << 20))

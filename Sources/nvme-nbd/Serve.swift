@@ -69,6 +69,7 @@ struct Serve: ParsableCommand {
         var logger = Logger(label: "nvme-nbd")
         logger.logLevel = logLevel.level
 
+        AllocatorTuning.apply()
         var config = NBDServer.Configuration()
         config.tcp = listen.isEmpty && unix.isEmpty ? ["127.0.0.1:10809"] : listen
         config.unix = unix
