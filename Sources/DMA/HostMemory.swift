@@ -1,4 +1,3 @@
-import Synchronization
 
 /// The emulation's "physical memory": a DMA-able arena that the host driver
 /// allocates queues, PRP lists, data pages and the doorbell buffers from, and
@@ -120,15 +119,41 @@ public final class HostMemory: Sendable {
     // MARK: Access (both sides)
 
     /// The host pointer for `length` bytes at bus address `address`, or `nil` if any
-    /// of them lies outside the arena. This is the only way from a bus address to
-    /// memory.
+    /// of them lies outside the arena and outside every DMA mapping. This is the only
+    /// way from a bus address to memory.
     @inline(__always)
     public func pointer(at address: UInt64, length: Int) -> UnsafeMutableRawPointer? {
         guard address >= Self.busBase, length >= 0 else { return nil }
         let offset = address &- Self.busBase
-        guard offset <= UInt64(byteCount), UInt64(length) <= UInt64(byteCount) &- offset else { return nil }
-        // Invariant: offset + length <= byteCount, checked just above.
-        return region.base + Int(offset)
+        if offset < UInt64(byteCount) {
+            guard UInt64(length) <= UInt64(byteCount) &- offset else { return nil }
+            // Invariant: offset + length <= byteCount, checked just above.
+            return region.base + Int(offset)
+        }
+        return mappings.pointer(at: address, length: length)
+    }
+
+    // MARK: DMA mappings (the IOMMU)
+
+    /// Bus addresses from here on are DMA mappings of host memory outside the arena.
+    public static let mappingBase = IOMappings.base
+
+    private let mappings = IOMappings()
+
+    /// Maps `length` bytes of host memory at `pointer` for DMA, as an IOMMU maps
+    /// a buffer for a device (Linux `dma_map_single`), so the controller can
+    /// transfer straight into or out of it. Returns the bus address of `pointer`
+    /// (its page offset is `pointer`'s), or `nil` when every mapping slot is in use.
+    ///
+    /// The caller keeps the memory alive and unmapped by anyone else until
+    /// ``unmapDMA(_:)``, and maps before publishing a command that names it.
+    public func mapDMA(_ pointer: UnsafeMutableRawPointer, length: Int) -> UInt64? {
+        mappings.map(pointer, length: length)
+    }
+
+    /// Ends a mapping made by ``mapDMA(_:length:)`` (after the command completed).
+    public func unmapDMA(_ address: UInt64) {
+        mappings.unmap(address)
     }
 
     /// A ``SharedWord`` at `address`, or `nil` if it is outside the arena or misaligned.

@@ -202,13 +202,27 @@ extension NBDConnectionHandler {
         }
         let s = span(r.offset, UInt64(r.length))
         if !s.aligned { export.statistics.bump(export.statistics.unalignedRequests) }
-        guard let buffer = dmaBuffer(s.bytes, r.cookie, length) else { return }
+        // The reply's data buffer is mapped for DMA and the controller reads straight
+        // into it: the only copy on this side is the socket's.
+        var data = context.channel.allocator.buffer(capacity: s.bytes)
+        // Unsafe: the pointer escapes the closure. `data` is held by the completion
+        // below and nothing writes to it until the DMA is over, so its storage stays
+        // put and alive; the mapping ends (`release`) before the bytes are used.
+        let target = data.withUnsafeMutableWritableBytes { $0.baseAddress! }
+        let reply = data
+        guard let buffer = DMABuffer(memory: export.memory, mapping: target, byteCount: s.bytes) else {
+            replyStatus(r.cookie, .enomem, message: "no DMA mapping slot for \(s.bytes) bytes")
+            return end(length)
+        }
         let fua = r.flags.contains(.fua)
         let wantHoles = structuredReplies && !r.flags.contains(.dontFragment) && length >= server.limits.holeDetectionThreshold
         if !wantHoles {
             queuePair.read(lba: s.lba, blocks: s.blocks, fua: fua, into: buffer, deferDoorbell: inChannelRead,
                            completion: onLoop { h, result in
-                h.finishRead(r, s, buffer, result, map: nil)
+                buffer.release()
+                var filled = reply
+                filled.moveWriterIndex(forwardBy: s.bytes)
+                h.finishRead(r, s, filled, result, map: nil)
             })
             noteSubmitted()
             return
@@ -216,54 +230,67 @@ extension NBDConnectionHandler {
         // Large structured reads: ask for the allocation map alongside the data,
         // so deallocated ranges can be answered with OFFSET_HOLE.
         let join = ReadJoin()
+        let done: @Sendable (NBDConnectionHandler) -> Void = { h in
+            buffer.release()
+            var filled = reply
+            filled.moveWriterIndex(forwardBy: s.bytes)
+            h.finishRead(r, s, filled, join.data!, map: join.map)
+        }
         queuePair.read(lba: s.lba, blocks: s.blocks, fua: fua, into: buffer, deferDoorbell: true,
                        completion: onLoop { h, result in
             join.data = result
-            if join.ready { h.finishRead(r, s, buffer, join.data!, map: join.map) }
+            if join.ready { done(h) }
         })
         queuePair.allocationMap(lba: s.lba, blocks: UInt32(s.blocks), deferDoorbell: inChannelRead,
                                 completion: onLoop { h, result in
             join.map = result
-            if join.ready { h.finishRead(r, s, buffer, join.data!, map: join.map) }
+            if join.ready { done(h) }
         })
         noteSubmitted()
     }
 
-    private func finishRead(_ r: NBDRequest, _ s: Span, _ buffer: DMABuffer, _ result: Result<Void, NVMeError>,
+    /// Sends the reply of a read whose span `s` is in `data`: one simple reply, or
+    /// structured chunks (OFFSET_HOLE where the allocation map says so). Data goes
+    /// out as slices of `data`, never copied.
+    private func finishRead(_ r: NBDRequest, _ s: Span, _ data: ByteBuffer, _ result: Result<Void, NVMeError>,
                             map: Result<(descriptors: [AllocationMapDescriptor], nextLBA: UInt64), NVMeError>?) {
-        defer { buffer.release() }
+        let length = Int(r.length)
         guard case .success = result else {
-            if case .failure(let e) = result { finish(r.cookie, .failure(e), write: false, bytes: Int(r.length)) }
+            if case .failure(let e) = result { finish(r.cookie, .failure(e), write: false, bytes: length) }
             return
         }
-        let length = Int(r.length)
         export.statistics.bump(export.statistics.bytesRead, by: UInt64(length))
+        var header = context.channel.allocator.buffer(capacity: 64)
         if !structuredReplies {
-            var b = context.channel.allocator.buffer(capacity: NBDSimpleReply.headerSize + length)
-            b.writeNBDSimpleReplyHeader(error: .success, cookie: r.cookie)
-            appendData(&b, buffer, from: s.head, count: length)
-            send(b)
+            header.writeNBDSimpleReplyHeader(error: .success, cookie: r.cookie)
+            send(header)
+            send(data.getSlice(at: s.head, length: length)!)
             return end(length)
         }
-        if case .success(let m)? = map {
-            sendSparseRead(r, s, buffer, m.descriptors, nextLBA: m.nextLBA)
-        } else {
-            var b = context.channel.allocator.buffer(capacity: 32 + length)
-            b.writeNBDOffsetDataChunkHeader(flags: .done, cookie: r.cookie, offset: r.offset, dataLength: length)
-            appendData(&b, buffer, from: s.head, count: length)
-            send(b)
+        var runs: [(UInt64, UInt64, Bool)] = [(r.offset, UInt64(length), false)]
+        if case .success(let m)? = map { runs = sparseRuns(r, m.descriptors) }
+        for (i, run) in runs.enumerated() {
+            let flags: NBDReplyFlags = i == runs.count - 1 ? .done : []
+            if run.2 {
+                header.writeNBDStructuredReplyChunk(NBDStructuredReplyChunk(
+                    flags: flags, cookie: r.cookie, payload: .offsetHole(offset: run.0, length: UInt32(run.1))))
+            } else {
+                header.writeNBDOffsetDataChunkHeader(flags: flags, cookie: r.cookie, offset: run.0, dataLength: Int(run.1))
+                send(header)
+                header = context.channel.allocator.buffer(capacity: 64)
+                send(data.getSlice(at: s.head + Int(run.0 - r.offset), length: Int(run.1))!)
+            }
         }
+        if header.readableBytes > 0 { send(header) }
         end(length)
     }
 
-    /// OFFSET_DATA / OFFSET_HOLE chunks following the allocation map; the last
-    /// chunk carries DONE.
-    private func sendSparseRead(_ r: NBDRequest, _ s: Span, _ buffer: DMABuffer,
-                                _ descriptors: [AllocationMapDescriptor], nextLBA: UInt64) {
+    /// The request's range as (offset, length, hole) runs following the
+    /// allocation map, merged, covering exactly `[offset, offset+length)`.
+    private func sparseRuns(_ r: NBDRequest, _ descriptors: [AllocationMapDescriptor]) -> [(UInt64, UInt64, Bool)] {
         let shift = UInt64(export.blockShift)
         let start = r.offset
         let end = r.offset + UInt64(r.length)
-        // (offset, length, hole) runs over the request, merged.
         var runs: [(UInt64, UInt64, Bool)] = []
         func add(_ a: UInt64, _ b: UInt64, _ hole: Bool) {
             let lo = max(a, start), hi = min(b, end)
@@ -283,18 +310,7 @@ extension NBDConnectionHandler {
             covered = max(covered, b)
         }
         if covered < end { add(covered, end, false) }
-        var out = context.channel.allocator.buffer(capacity: 64 + Int(r.length))
-        for (i, run) in runs.enumerated() {
-            let flags: NBDReplyFlags = i == runs.count - 1 ? .done : []
-            if run.2 {
-                out.writeNBDStructuredReplyChunk(NBDStructuredReplyChunk(
-                    flags: flags, cookie: r.cookie, payload: .offsetHole(offset: run.0, length: UInt32(run.1))))
-            } else {
-                out.writeNBDOffsetDataChunkHeader(flags: flags, cookie: r.cookie, offset: run.0, dataLength: Int(run.1))
-                appendData(&out, buffer, from: s.head + Int(run.0 - start), count: Int(run.1))
-            }
-        }
-        send(out)
+        return runs
     }
 
     /// Copies `count` bytes of the DMA buffer from `offset` into `b`: the one
@@ -315,13 +331,28 @@ extension NBDConnectionHandler {
             return end(0)
         }
         let s = span(r.offset, UInt64(r.length))
-        guard let buffer = dmaBuffer(s.bytes, r.cookie, length) else { return }
         let fua = r.flags.contains(.fua)
         if s.aligned {
-            payload.withUnsafeReadableBytes { buffer.copyIn(from: $0) }
+            // The payload is mapped for DMA where it lies in the receive buffer (the
+            // controller reads it from there), unless it is not dword aligned, as
+            // PRP1 must be; then it is copied into arena pages.
+            // Unsafe: the pointer escapes the closure; `payload` is held by the
+            // completion and never written, so its bytes stay put until the mapping
+            // ends.
+            let source = payload.withUnsafeReadableBytes { UnsafeMutableRawPointer(mutating: $0.baseAddress!) }
+            var mapped: DMABuffer? = nil
+            if Int(bitPattern: source) & 3 == 0 {
+                mapped = DMABuffer(memory: export.memory, mapping: source, byteCount: length)
+            }
+            if mapped == nil {
+                mapped = dmaBuffer(s.bytes, r.cookie, length)
+                payload.withUnsafeReadableBytes { mapped?.copyIn(from: $0) }
+            }
+            guard let buffer = mapped else { return }
             queuePair.write(lba: s.lba, blocks: s.blocks, fua: fua, from: buffer, deferDoorbell: inChannelRead,
                             completion: onLoop { h, result in
                 buffer.release()
+                _ = payload
                 if case .success = result { h.export.statistics.bump(h.export.statistics.bytesWritten, by: UInt64(length)) }
                 h.finish(r.cookie, result, write: true, bytes: length)
             })
@@ -329,6 +360,7 @@ extension NBDConnectionHandler {
             return
         }
         export.statistics.bump(export.statistics.unalignedRequests)
+        guard let buffer = dmaBuffer(s.bytes, r.cookie, length) else { return }
         readModifyWrite(s, gate: export.rmwGate, queuePair: queuePair, fua: fua, fill: { buffer in
             payload.withUnsafeReadableBytes { buffer.copyIn(from: $0, at: s.head) }
         }, buffer: buffer, completion: onLoop { h, result in

@@ -111,7 +111,11 @@ public final class EmulatedController: @unchecked Sendable {
     /// Test hook for fault handling: the controller sets CSTS.CFS and stops
     /// processing commands until the host resets it (CC.EN 1 → 0 → 1).
     public func injectFatalError() {
-        trap(RegisterWrite(offset: Self.fatalErrorPseudoRegister, value: 1, width: 4))
+        // CSTS.CFS is visible as soon as this returns (it is recorded with the trap,
+        // as register writes are); the controller stops processing when it takes it.
+        mailbox.trap(RegisterWrite(offset: Self.fatalErrorPseudoRegister, value: 1, width: 4)) {
+            core.registers.status.fatal = true
+        }
     }
 
     /// Not a register: an offset no host uses, carrying ``injectFatalError()``

@@ -1,16 +1,25 @@
 import DMA
 
-/// Data pages in ``HostMemory`` that one request transfers through: what the
-/// Linux driver would map with `dma_map_sg`. The pages need not be contiguous
-/// (PRPs do not require it); every page but the last is full.
+/// The memory one request transfers through, as bus pages: either pages of the
+/// ``HostMemory`` arena (a bounce buffer; they need not be contiguous, PRPs do not
+/// require it), or a host buffer mapped for DMA with
+/// ``HostMemory/mapDMA(_:length:)`` — what Linux's `dma_map_sg` does — so the
+/// controller moves data straight into or out of it. Byte 0 sits at
+/// ``firstPageOffset`` in `pages[0]`; every page between the first and the last
+/// is whole.
 ///
-/// The buffer owns its pages and gives them back on ``release()`` or when it is
-/// freed. It is not synchronised: one request uses it at a time, and the
-/// controller only touches it between submission and completion.
+/// The buffer owns its pages (or its mapping) and gives them back on
+/// ``release()`` or when it is freed. It is not synchronised: one request uses it
+/// at a time, and the controller only touches it between submission and
+/// completion.
 public final class DMABuffer: @unchecked Sendable {
     public let memory: HostMemory
     public let byteCount: Int
     public private(set) var pages: [UInt64]
+    /// Where byte 0 lies in the first page (0 for arena pages).
+    public let firstPageOffset: Int
+    /// The bus address of a DMA mapping this buffer ends on release.
+    private let mapping: UInt64?
 
     /// `nil` when the host memory has no `byteCount` bytes of pages left.
     public init?(memory: HostMemory, byteCount: Int) {
@@ -22,15 +31,46 @@ public final class DMABuffer: @unchecked Sendable {
         pages.reserveCapacity(n)
         guard memory.allocatePages(n, into: &pages) else { return nil }
         self.pages = pages
+        firstPageOffset = 0
+        mapping = nil
+    }
+
+    /// Maps `byteCount` bytes of host memory at `pointer` for DMA; `nil` when no
+    /// mapping slot is free. The caller keeps that memory alive and leaves it alone
+    /// until the request completed and the buffer is released.
+    public init?(memory: HostMemory, mapping pointer: UnsafeMutableRawPointer, byteCount: Int) {
+        precondition(byteCount > 0)
+        guard let bus = memory.mapDMA(pointer, length: byteCount) else { return nil }
+        self.memory = memory
+        self.byteCount = byteCount
+        mapping = bus
+        let offset = Int(bus & UInt64(HostMemory.pageSize - 1))
+        firstPageOffset = offset
+        let first = bus - UInt64(offset)
+        let n = (offset + byteCount + HostMemory.pageSize - 1) / HostMemory.pageSize
+        pages = (0..<n).map { first + UInt64($0 * HostMemory.pageSize) }
     }
 
     deinit { release() }
 
-    /// Returns the pages to the host memory. Idempotent.
+    /// Returns the pages to the host memory (or ends the mapping). Idempotent.
     public func release() {
         guard !pages.isEmpty else { return }
-        memory.freePages(pages)
+        if let mapping {
+            memory.unmapDMA(mapping)
+        } else {
+            memory.freePages(pages)
+        }
         pages = []
+    }
+
+    /// The pages holding bytes `[offset, offset+count)` and where `offset` lies in
+    /// the first of them.
+    public func pageRange(offset: Int, count: Int) -> (first: Int, count: Int, offsetInFirst: Int) {
+        let start = firstPageOffset + offset
+        let first = start / HostMemory.pageSize
+        let last = (start + count + HostMemory.pageSize - 1) / HostMemory.pageSize
+        return (first, last - first, start % HostMemory.pageSize)
     }
 
     /// Calls `body` with each page-sized piece of `[offset, offset+count)`.
@@ -41,7 +81,7 @@ public final class DMABuffer: @unchecked Sendable {
         precondition(offset >= 0 && total >= 0 && offset + total <= byteCount, "range outside the DMA buffer")
         var done = 0
         while done < total {
-            let position = offset + done
+            let position = firstPageOffset + offset + done
             let page = position / HostMemory.pageSize
             let inPage = position % HostMemory.pageSize
             let n = min(HostMemory.pageSize - inPage, total - done)

@@ -18,12 +18,14 @@ public enum PRPList {
     }
 
     /// Writes the list for `pages` (when needed) into `listPages`, which must hold
-    /// at least ``listPagesNeeded(forDataPages:)`` page addresses. Returns PRP1 and PRP2.
+    /// at least ``listPagesNeeded(forDataPages:)`` page addresses. Returns PRP1 and
+    /// PRP2; PRP1 carries `firstOffset`, where the data starts in the first page
+    /// (dword aligned; every other entry is a whole page).
     public static func build<Pages: RandomAccessCollection<UInt64>, Lists: RandomAccessCollection<UInt64>>(
-        pages: Pages, listPages: Lists, memory: HostMemory
+        pages: Pages, listPages: Lists, memory: HostMemory, firstOffset: Int = 0
     ) -> (prp1: UInt64, prp2: UInt64) {
         precondition(!pages.isEmpty)
-        let first = pages[pages.startIndex]
+        let first = pages[pages.startIndex] + UInt64(firstOffset)
         switch pages.count {
         case 1: return (first, 0)
         case 2: return (first, pages[pages.index(after: pages.startIndex)])

@@ -38,11 +38,8 @@ extension QueuePair {
             var e = SubmissionQueueEntry(opcode: opcode.rawValue, namespaceIdentifier: nsid)
             e.startingLBA = lba + UInt64(start)
             e.cdw12 = UInt32(n - 1) | fuaBit
-            let firstByte = start << pagesPerBlockShift
-            let bytes = n << pagesPerBlockShift
-            let firstPage = firstByte / 4096
-            let pages = (firstByte + bytes + 4095) / 4096 - firstPage
-            return (e, DataPages(buffer: buffer, first: firstPage, count: pages))
+            let range = buffer.pageRange(offset: start << pagesPerBlockShift, count: n << pagesPerBlockShift)
+            return (e, DataPages(buffer: buffer, first: range.first, count: range.count, offset: range.offsetInFirst))
         }
         if blocks <= perCommand {
             let (e, data) = command(0, blocks)

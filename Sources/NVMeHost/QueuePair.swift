@@ -49,16 +49,20 @@ public final class QueuePair: @unchecked Sendable {
 
     public typealias Completion = @Sendable (CompletionQueueEntry) -> Void
 
-    /// The data a command moves: pages `first..<first+count` of a buffer.
+    /// The data a command moves: pages `first..<first+count` of a buffer, starting
+    /// `offset` bytes into the first of them.
     public struct DataPages: Sendable {
         public var buffer: DMABuffer
         public var first: Int
         public var count: Int
-        public init(buffer: DMABuffer, first: Int, count: Int) {
+        public var offset: Int
+        public init(buffer: DMABuffer, first: Int, count: Int, offset: Int = 0) {
             precondition(first >= 0 && count > 0 && first + count <= buffer.pages.count)
+            precondition(offset >= 0 && offset < HostMemory.pageSize && offset & 3 == 0, "PRP1 offset \(offset)")
             self.buffer = buffer
             self.first = first
             self.count = count
+            self.offset = offset
         }
     }
 
@@ -253,7 +257,7 @@ public final class QueuePair: @unchecked Sendable {
             let pages = data.buffer.pages[data.first..<(data.first + data.count)]
             var lists = [listPages[Int(cid)]]
             if needed > 1 { lists += extra }
-            (e.prp1, e.prp2) = PRPList.build(pages: pages, listPages: lists, memory: memory)
+            (e.prp1, e.prp2) = PRPList.build(pages: pages, listPages: lists, memory: memory, firstOffset: data.offset)
         }
         slots[Int(cid)] = Slot(completion: completion, entry: entry, data: data, extraListPages: extra, retries: retries,
                                submittedAt: MonotonicClock.nanoseconds())
