@@ -44,7 +44,7 @@ public struct ConnectionLimits: Sendable {
     /// After submitting what a read from the socket produced, the event loop polls
     /// its completion queue this long (vector masked) before going back to wait for
     /// an interrupt; 0 disables polling.
-    public var completionPollNanoseconds: UInt64 = 0
+    public var completionPollNanoseconds: UInt64 = 20_000
     /// Poll only when at most this many commands are in flight on the queue pair.
     public var completionPollDepth = 2
     /// At server shutdown, how long an idle connection stays open answering
