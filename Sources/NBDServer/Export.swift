@@ -88,6 +88,9 @@ public final class Export: Sendable {
             var co = ControllerOptions()
             co.maximumIOQueuePairs = max(loops.count, 1)
             co.maximumDataTransferSize = options.maximumDataTransferSize
+            // "off" is a controller without the feature (OACS bit 8 clear): the driver
+            // then stays on MMIO doorbells, as Linux does.
+            co.doorbellBufferConfig = options.shadowDoorbells
             co.pollNanoseconds = options.pollNanoseconds
             co.deepPollNanoseconds = options.deepPollNanoseconds
             co.maximumQueueEntries = max(options.queueDepth, 2)

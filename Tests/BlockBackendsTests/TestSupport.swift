@@ -1,4 +1,5 @@
 import DMA
+import TestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -81,18 +82,6 @@ final class TemporaryDirectory: Sendable {
     }
 }
 
-/// SplitMix64: a seeded generator, so that a failing random test can be replayed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 extension BlockBackend {
     /// Reads into a buffer pre-filled with 0xA5, so that "reads as zero" is really checked.

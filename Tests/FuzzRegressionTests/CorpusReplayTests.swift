@@ -1,5 +1,6 @@
 import Foundation
 import FuzzTargets
+import TestSupport
 import Testing
 
 /// Replays every input of the checked-in fuzz corpus (`Fuzz/Corpus/<target>/`,
@@ -26,14 +27,8 @@ import Testing
     }
 
     static func random(count: Int, seed: UInt64, maxLength: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
-        var state = seed
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var rng = SplitMix64(seed: seed)
+        func next() -> UInt64 { rng.next() }
         for _ in 0..<count {
             let n = Int(next() % UInt64(maxLength))
             let bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: next()) }

@@ -1,4 +1,5 @@
 import NBDProtocol
+import TestSupport
 import NIOCore
 import Testing
 

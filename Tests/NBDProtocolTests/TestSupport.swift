@@ -1,4 +1,5 @@
 import NBDProtocol
+import TestSupport
 import NIOCore
 
 /// Builds a buffer from hex text; whitespace and `_` are ignored.
@@ -20,18 +21,7 @@ func hexString(_ buffer: ByteBuffer) -> String {
     buffer.readableBytesView.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
 }
 
-/// A small deterministic generator (SplitMix64), so failures reproduce.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+typealias SeededGenerator = SplitMix64
 
 extension ByteBuffer {
     /// Random bytes of the given length.

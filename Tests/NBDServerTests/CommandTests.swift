@@ -1,4 +1,5 @@
 import BlockBackends
+import TestSupport
 import CNBD
 import Foundation
 import NBDServer

@@ -1,4 +1,5 @@
 import DMA
+import TestSupport
 import CNBD
 import Foundation
 import NBDProtocol

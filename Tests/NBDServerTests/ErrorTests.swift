@@ -1,4 +1,5 @@
 import CNBD
+import TestSupport
 import Foundation
 import NBDProtocol
 import NBDServer

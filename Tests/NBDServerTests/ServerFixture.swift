@@ -1,4 +1,5 @@
 import DMA
+import TestSupport
 import BlockBackends
 import CNBD
 import Foundation
@@ -142,18 +143,7 @@ func makeTemporaryDirectory() throws -> String {
 
 // MARK: Data
 
-/// SplitMix64: reproducible random data and offsets (the seed is in the test's arguments).
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+typealias SeededGenerator = SplitMix64
 
 func randomBytes(_ count: Int, _ rng: inout SeededGenerator) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: count)

@@ -1,4 +1,5 @@
 import BlockBackends
+import TestSupport
 import DMA
 import NVMe
 import NVMeController
@@ -72,17 +73,6 @@ func pattern(lba: UInt64, count: Int, version: UInt64 = 0) -> [UInt8] {
     return out
 }
 
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Runs an admin command expected to fail and returns its status.
 func adminStatus(_ rig: Rig, _ e: SubmissionQueueEntry, data: QueuePair.DataPages? = nil) -> NVMeStatus? {

@@ -1,4 +1,5 @@
 import DMA
+import TestSupport
 import NVMe
 import NVMeController
 import NVMeHost

@@ -1,4 +1,5 @@
 import BlockBackends
+import TestSupport
 import DMA
 import Foundation
 import NVMe

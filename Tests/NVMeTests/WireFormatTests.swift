@@ -1,4 +1,5 @@
 import NVMe
+import TestSupport
 import Testing
 
 /// Byte vectors and round trips for the queue entries and identify structures.
