@@ -209,20 +209,20 @@ extension NBDConnectionHandler {
         // below and nothing writes to it until the DMA is over, so its storage stays
         // put and alive; the mapping ends (`release`) before the bytes are used.
         let target = data.withUnsafeMutableWritableBytes { $0.baseAddress! }
-        let reply = data
-        guard let buffer = DMABuffer(memory: export.memory, mapping: target, byteCount: s.bytes) else {
-            replyStatus(r.cookie, .enomem, message: "no DMA mapping slot for \(s.bytes) bytes")
-            return end(length)
-        }
+        var reply = data
+        // Every mapping slot in use (thousands of reads in flight): bounce through
+        // arena pages and copy into the reply at completion instead.
+        let mapped = DMABuffer(memory: export.memory, mapping: target, byteCount: s.bytes)
+        guard let buffer = mapped ?? dmaBuffer(s.bytes, r.cookie, length) else { return }
+        let bounced = mapped == nil
+        if bounced { reply = context.channel.allocator.buffer(capacity: s.bytes) }
+        let finalReply = reply
         let fua = r.flags.contains(.fua)
         let wantHoles = structuredReplies && !r.flags.contains(.dontFragment) && length >= server.limits.holeDetectionThreshold
         if !wantHoles {
             queuePair.read(lba: s.lba, blocks: s.blocks, fua: fua, into: buffer, deferDoorbell: inChannelRead,
                            completion: onLoop { h, result in
-                buffer.release()
-                var filled = reply
-                filled.moveWriterIndex(forwardBy: s.bytes)
-                h.finishRead(r, s, filled, result, map: nil)
+                h.finishRead(r, s, filledReply(finalReply, buffer, bounced, s.bytes), result, map: nil)
             })
             noteSubmitted()
             return
@@ -231,10 +231,7 @@ extension NBDConnectionHandler {
         // so deallocated ranges can be answered with OFFSET_HOLE.
         let join = ReadJoin()
         let done: @Sendable (NBDConnectionHandler) -> Void = { h in
-            buffer.release()
-            var filled = reply
-            filled.moveWriterIndex(forwardBy: s.bytes)
-            h.finishRead(r, s, filled, join.data!, map: join.map)
+            h.finishRead(r, s, filledReply(finalReply, buffer, bounced, s.bytes), join.data!, map: join.map)
         }
         queuePair.read(lba: s.lba, blocks: s.blocks, fua: fua, into: buffer, deferDoorbell: true,
                        completion: onLoop { h, result in
@@ -561,6 +558,23 @@ func zeroPartial(_ s: NBDConnectionHandler.Span, length: Int, memory: HostMemory
         let zeroes = [UInt8](repeating: 0, count: length)
         zeroes.withUnsafeBytes { b.copyIn(from: $0, at: head) }
     }, buffer: buffer, completion: done)
+}
+
+/// A read reply buffer once the DMA into it is over: the mapping ends, and the
+/// bytes become readable (copied from the bounce pages first when the reply
+/// could not be mapped).
+func filledReply(_ reply: ByteBuffer, _ buffer: DMABuffer, _ bounced: Bool, _ count: Int) -> ByteBuffer {
+    var filled = reply
+    if bounced {
+        filled.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
+            buffer.copyOut(to: UnsafeMutableRawBufferPointer(rebasing: out[0..<count]))
+            return count
+        }
+    } else {
+        filled.moveWriterIndex(forwardBy: count)
+    }
+    buffer.release()
+    return filled
 }
 
 /// Runs asynchronous steps one after another; stops at the first failure.

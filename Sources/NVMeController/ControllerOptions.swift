@@ -20,7 +20,8 @@ public struct ControllerOptions: Sendable, Hashable {
     /// How long the controller thread keeps polling the queues after its last work
     /// before it arms EventIdx and parks, in nanoseconds; 0 parks at once. Polling
     /// is the same in both doorbell modes (it also takes traps without a wake-up).
-    public var pollNanoseconds: UInt64 = 50_000
+    /// The library default parks at once; `nvme-nbd serve` polls (`--poll-us`).
+    public var pollNanoseconds: UInt64 = 0
     /// Adaptive polling: poll only while productive rounds average at most this
     /// many commands. Shallow queues (a new command every few microseconds, one
     /// at a time) gain a wake-up per command; deep queues keep the controller busy
@@ -29,7 +30,7 @@ public struct ControllerOptions: Sendable, Hashable {
     /// The (short) polling window while the queues run deeper than
     /// ``pollBatchLimit``: long enough to bridge the gap between two bursts of
     /// submissions without parking (and making the next submission trap).
-    public var deepPollNanoseconds: UInt64 = 10_000
+    public var deepPollNanoseconds: UInt64 = 0
     /// Commands taken from one submission queue before the controller turns to the
     /// next queue and signals completions (round-robin arbitration burst).
     public var arbitrationBurst: Int = 16

@@ -7,7 +7,7 @@ import NIOCore
 import Testing
 
 /// Every error path of DESIGN.md "NBD rules", with the errno the spec asks for.
-@Suite("NBD server errors", .timeLimit(.minutes(2)))
+@Suite("NBD server errors", .timeLimit(.minutes(10)))
 struct ErrorTests {
     static let size = 64 << 20
     static let exports = [ExportSpec(name: "", size: UInt64(size), blockSize: 512),

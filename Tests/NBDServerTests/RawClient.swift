@@ -1,6 +1,7 @@
 import Foundation
 import NBDProtocol
 import NIOCore
+import TestSupport
 
 /// A blocking POSIX-socket NBD client built on NBDProtocol's client-side
 /// encoders and decoders, for what libnbd will not send: unknown commands and
@@ -103,7 +104,7 @@ final class RawClient: @unchecked Sendable {
     /// arriving meanwhile are discarded).
     func waitForClose(milliseconds: Int32 = 5_000) -> Bool {
         let saved = timeoutMilliseconds
-        timeoutMilliseconds = milliseconds
+        timeoutMilliseconds = Int32(WaitScale.seconds(Double(milliseconds)))
         defer { timeoutMilliseconds = saved }
         while true {
             do { try receiveMore("close") } catch is Closed { return true } catch { return false }
@@ -114,7 +115,7 @@ final class RawClient: @unchecked Sendable {
     /// Whether the server closes the connection, sending nothing before.
     func closesWithoutReply(milliseconds: Int32 = 5_000) -> Bool {
         let saved = timeoutMilliseconds
-        timeoutMilliseconds = milliseconds
+        timeoutMilliseconds = Int32(WaitScale.seconds(Double(milliseconds)))
         defer { timeoutMilliseconds = saved }
         do { try receiveMore("close") } catch is Closed { return inbound.readableBytes == 0 } catch { return false }
         return false

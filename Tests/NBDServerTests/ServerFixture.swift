@@ -199,9 +199,9 @@ struct Shadow {
     func slice(_ offset: Int, _ count: Int) -> [UInt8] { Array(bytes[offset..<(offset + count)]) }
 }
 
-/// Runs `body` until it returns true or `seconds` pass.
+/// Runs `body` until it returns true or `seconds` (stretched by ``WaitScale``) pass.
 func eventually(seconds: Double = 10, _ body: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
+    let deadline = Date().addingTimeInterval(WaitScale.seconds(seconds))
     while Date() < deadline {
         if body() { return true }
         usleep(5_000)

@@ -63,7 +63,7 @@ final class WrapWorkload: @unchecked Sendable {
     }
 }
 
-@Suite(.timeLimit(.minutes(1))) struct RingWrapTests {
+@Suite(.timeLimit(.minutes(10))) struct RingWrapTests {
     /// 2, 3, 4 and one random depth (shown in the test name, so a failure can be replayed).
     static let depths = [2, 3, 4, Int.random(in: 5...24)]
     static let operations = 5_100          // two commands each: > 10 000 commands

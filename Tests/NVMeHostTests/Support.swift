@@ -68,9 +68,10 @@ func rawCommand(_ qp: QueuePair, _ e: SubmissionQueueEntry, data: QueuePair.Data
     await withUnsafeContinuation { c in qp.submit(e, data: data) { c.resume(returning: $0) } }
 }
 
-/// Polls `condition` (cheap, non-blocking) until it holds or `seconds` pass.
+/// Polls `condition` (cheap, non-blocking) until it holds or `seconds` (stretched
+/// by ``WaitScale``) pass.
 func eventually(_ seconds: Double = 20, _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    let deadline = ContinuousClock.now + .milliseconds(Int(WaitScale.seconds(seconds) * 1000))
     while !condition() {
         if ContinuousClock.now > deadline { return false }
         try? await Task.sleep(for: .milliseconds(1))
@@ -225,7 +226,7 @@ final class TemporaryFile: Sendable {
 /// `seconds`, records an issue and shuts the driver down, which fails whatever is
 /// outstanding, so a lost completion makes the test fail instead of hang.
 @discardableResult
-func guarded<T: Sendable>(_ rig: Rig, seconds: Double = 30, sourceLocation: SourceLocation = #_sourceLocation,
+func guarded<T: Sendable>(_ rig: Rig, seconds: Double = 60, sourceLocation: SourceLocation = #_sourceLocation,
                           _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
     let done = Shared(false)
     let task = Task {
@@ -233,9 +234,9 @@ func guarded<T: Sendable>(_ rig: Rig, seconds: Double = 30, sourceLocation: Sour
         return try await body()
     }
     if !(await eventually(seconds) { done.value }) {
-        Issue.record("still waiting for the driver after \(seconds) s: shutting it down", sourceLocation: sourceLocation)
+        Issue.record("still waiting for the driver after \(WaitScale.seconds(seconds)) s: shutting it down", sourceLocation: sourceLocation)
         rig.driver.shutdown()
-        guard await eventually(5, { done.value }) else {
+        guard await eventually(15, { done.value }) else {
             Issue.record("still hung after the shutdown", sourceLocation: sourceLocation)
             return nil
         }

@@ -96,7 +96,11 @@ func run(shadow: Bool, settings: Settings) throws {
     let memory = try HostMemory(byteCount: 1 << 30)
     let backend = try MemoryBackend(byteCount: UInt64(settings.mebibytes) << 20)
     let namespace = try Namespace(backend: backend, blockSize: 4096)
-    let controller = try EmulatedController(memory: memory, namespaces: [namespace])
+    var controllerOptions = ControllerOptions()
+    // The server's adaptive polling (see `nvme-nbd serve --poll-us`).
+    controllerOptions.pollNanoseconds = 50_000
+    controllerOptions.deepPollNanoseconds = 10_000
+    let controller = try EmulatedController(memory: memory, namespaces: [namespace], options: controllerOptions)
     defer { controller.stop() }
     var options = DriverOptions()
     options.ioQueuePairs = settings.queuePairs
