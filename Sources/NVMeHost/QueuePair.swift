@@ -255,9 +255,14 @@ public final class QueuePair: @unchecked Sendable {
                 }
             }
             let pages = data.buffer.pages[data.first..<(data.first + data.count)]
-            var lists = [listPages[Int(cid)]]
-            if needed > 1 { lists += extra }
-            (e.prp1, e.prp2) = PRPList.build(pages: pages, listPages: lists, memory: memory, firstOffset: data.offset)
+            if needed > 1 {
+                (e.prp1, e.prp2) = PRPList.build(pages: pages, listPages: [listPages[Int(cid)]] + extra, memory: memory,
+                                                 firstOffset: data.offset)
+            } else {
+                // The common case (at most one list page): no array for the list.
+                (e.prp1, e.prp2) = PRPList.build(pages: pages, listPages: CollectionOfOne(listPages[Int(cid)]),
+                                                 memory: memory, firstOffset: data.offset)
+            }
         }
         slots[Int(cid)] = Slot(completion: completion, entry: entry, data: data, extraListPages: extra, retries: retries,
                                submittedAt: MonotonicClock.nanoseconds())
