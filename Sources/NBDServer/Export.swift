@@ -126,9 +126,15 @@ public final class Export: Sendable {
         for (i, l) in loops.enumerated() { map[ObjectIdentifier(l)] = i }
         queueByLoop = map
 
-        var flags: NBDTransmissionFlags = [.hasFlags, .sendFlush, .sendFUA, .sendTrim, .sendWriteZeroes,
-                                           .sendFastZero, .sendDF, .canMultiConn, .sendCache]
-        if spec.readOnly { flags.insert(.readOnly) }
+        var flags: NBDTransmissionFlags = [.hasFlags, .sendFlush, .sendDF, .canMultiConn, .sendCache]
+        if spec.readOnly {
+            // Advertise exactly what works: TRIM, WRITE_ZEROES and FUA (a write flag)
+            // would all be refused with EPERM, so a read-only export offers none of
+            // them (nbdkit does the same). They are still answered with EPERM if sent.
+            flags.insert(.readOnly)
+        } else {
+            flags.formUnion([.sendFUA, .sendTrim, .sendWriteZeroes, .sendFastZero])
+        }
         let preferred = UInt32(max(4096, spec.blockSize))
         // Minimum 1: unaligned requests are served with read-modify-write, so clients
         // that did not negotiate sizes get the spec's defaults.

@@ -48,6 +48,13 @@ struct HandshakeTests {
             let r = try f.client(transport, export: "ro")
             #expect(try r.size == 16 << 20)
             #expect(try r.isReadOnly)
+            // Only what works on a read-only export is advertised.
+            #expect(try r.canTrim == false)
+            #expect(try r.canZero == false)
+            #expect(try r.canFastZero == false)
+            #expect(try r.canFUA == false)
+            #expect(try r.canFlush)
+            #expect(try r.canMultiConn)
 
             // Without structured replies: no DF, no metadata contexts.
             let s = try f.client(transport, structured: false)
