@@ -209,20 +209,18 @@ extension NBDConnectionHandler {
         // below and nothing writes to it until the DMA is over, so its storage stays
         // put and alive; the mapping ends (`release`) before the bytes are used.
         let target = data.withUnsafeMutableWritableBytes { $0.baseAddress! }
-        var reply = data
+        let reply = data
         // Every mapping slot in use (thousands of reads in flight): bounce through
-        // arena pages and copy into the reply at completion instead.
+        // arena pages and copy into the (unmapped) reply buffer at completion instead.
         let mapped = DMABuffer(memory: export.memory, mapping: target, byteCount: s.bytes)
         guard let buffer = mapped ?? dmaBuffer(s.bytes, r.cookie, length) else { return }
         let bounced = mapped == nil
-        if bounced { reply = context.channel.allocator.buffer(capacity: s.bytes) }
-        let finalReply = reply
         let fua = r.flags.contains(.fua)
         let wantHoles = structuredReplies && !r.flags.contains(.dontFragment) && length >= server.limits.holeDetectionThreshold
         if !wantHoles {
             queuePair.read(lba: s.lba, blocks: s.blocks, fua: fua, into: buffer, deferDoorbell: inChannelRead,
                            completion: onLoop { h, result in
-                h.finishRead(r, s, filledReply(finalReply, buffer, bounced, s.bytes), result, map: nil)
+                h.finishRead(r, s, filledReply(reply, buffer, bounced, s.bytes), result, map: nil)
             })
             noteSubmitted()
             return
@@ -231,7 +229,7 @@ extension NBDConnectionHandler {
         // so deallocated ranges can be answered with OFFSET_HOLE.
         let join = ReadJoin()
         let done: @Sendable (NBDConnectionHandler) -> Void = { h in
-            h.finishRead(r, s, filledReply(finalReply, buffer, bounced, s.bytes), join.data!, map: join.map)
+            h.finishRead(r, s, filledReply(reply, buffer, bounced, s.bytes), join.data!, map: join.map)
         }
         queuePair.read(lba: s.lba, blocks: s.blocks, fua: fua, into: buffer, deferDoorbell: true,
                        completion: onLoop { h, result in

@@ -15,9 +15,9 @@ public struct ExportOptions: Sendable {
     /// Entries per I/O queue.
     public var queueDepth = 1024
     /// The controller thread's polling window before it parks, in nanoseconds.
-    public var pollNanoseconds: UInt64 = 50_000
+    public var pollNanoseconds = ControllerOptions.recommendedPollNanoseconds
     /// The controller's polling window while its queues run deep.
-    public var deepPollNanoseconds: UInt64 = 10_000
+    public var deepPollNanoseconds = ControllerOptions.recommendedDeepPollNanoseconds
     /// Identify Controller MDTS.
     public var maximumDataTransferSize: UInt8 = 7
     /// DMA arena per export (virtual; pages cost memory only once used).

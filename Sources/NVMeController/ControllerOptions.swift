@@ -20,8 +20,13 @@ public struct ControllerOptions: Sendable, Hashable {
     /// How long the controller thread keeps polling the queues after its last work
     /// before it arms EventIdx and parks, in nanoseconds; 0 parks at once. Polling
     /// is the same in both doorbell modes (it also takes traps without a wake-up).
-    /// The library default parks at once; `nvme-nbd serve` polls (`--poll-us`).
+    /// The library default parks at once; `nvme-nbd serve` polls
+    /// ``recommendedPollNanoseconds`` (`--poll-us`).
     public var pollNanoseconds: UInt64 = 0
+    /// The polling window `nvme-nbd serve` uses by default (its `--poll-us`).
+    public static let recommendedPollNanoseconds: UInt64 = 50_000
+    /// The deep-queue polling window `nvme-nbd serve` uses by default (`--deep-poll-us`).
+    public static let recommendedDeepPollNanoseconds: UInt64 = 10_000
     /// Adaptive polling: poll only while productive rounds average at most this
     /// many commands. Shallow queues (a new command every few microseconds, one
     /// at a time) gain a wake-up per command; deep queues keep the controller busy

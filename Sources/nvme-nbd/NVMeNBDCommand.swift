@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import NBDServer
+import NVMeController
 
 @main
 struct NVMeNBDCommand: ParsableCommand {
@@ -27,10 +28,10 @@ struct ExportOptionsGroup: ParsableArguments {
     var queueDepth = 1024
 
     @Option(name: .customLong("poll-us"), help: "Microseconds the controller thread polls for work before it parks (0 parks at once).")
-    var pollMicroseconds = 50
+    var pollMicroseconds = Int(ControllerOptions.recommendedPollNanoseconds / 1000)
 
     @Option(name: .customLong("deep-poll-us"), help: "Microseconds the controller polls before parking while its queues run deep (more than 4 commands per round).")
-    var deepPollMicroseconds = 10
+    var deepPollMicroseconds = Int(ControllerOptions.recommendedDeepPollNanoseconds / 1000)
 
     @Option(name: .customLong("mdts"), help: "Identify Controller MDTS: transfers up to 4 KiB << MDTS per command (1...10).")
     var mdts = 7

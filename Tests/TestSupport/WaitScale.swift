@@ -10,7 +10,7 @@ import Glibc
 /// libnbd calls; under a sanitizer (3–10× slower) or on a loaded CI machine a test
 /// can wait minutes for a pool thread without anything being wrong. The nominal
 /// bounds are right for a quiet release machine; `NVME_NBD_TEST_WAIT_SCALE`
-/// (1...50, default 1; `scripts/test --sanitizers` sets 4) stretches them. A real
+/// (1...50, default 1; `scripts/test` sets 2, `--sanitizers` 4) stretches them. A real
 /// lost completion still fails, only later.
 public enum WaitScale {
     public static let factor: Double = {

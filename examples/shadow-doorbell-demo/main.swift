@@ -98,8 +98,8 @@ func run(shadow: Bool, settings: Settings) throws {
     let namespace = try Namespace(backend: backend, blockSize: 4096)
     var controllerOptions = ControllerOptions()
     // The server's adaptive polling (see `nvme-nbd serve --poll-us`).
-    controllerOptions.pollNanoseconds = 50_000
-    controllerOptions.deepPollNanoseconds = 10_000
+    controllerOptions.pollNanoseconds = ControllerOptions.recommendedPollNanoseconds
+    controllerOptions.deepPollNanoseconds = ControllerOptions.recommendedDeepPollNanoseconds
     let controller = try EmulatedController(memory: memory, namespaces: [namespace], options: controllerOptions)
     defer { controller.stop() }
     var options = DriverOptions()
