@@ -325,10 +325,11 @@ extension ControllerCore {
             return .invalidLogPage
         }
         guard offset <= page.count else { return .invalidField }
+        // Checked before allocating: NUMD is 32 bits, so the host may ask for 16 GiB.
+        guard numd * 4 <= options.maximumTransferBytes else { return .invalidField }
         var out = [UInt8](repeating: 0, count: numd * 4)
         let n = min(out.count, page.count - offset)
         if n > 0 { out.replaceSubrange(0..<n, with: page[offset..<(offset + n)]) }
-        guard out.count <= options.maximumTransferBytes else { return .invalidField }
         return copyToHost(out, e) ?? .success
     }
 }

@@ -146,6 +146,12 @@ import Testing
         #expect(smart[3] == 100)                                         // available spare
         #expect(smart[48] == 1)                                          // one data unit written
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x02, cdw10: 0x7F | 127 << 16), data: data) == .invalidLogPage)
+        // A length beyond MDTS: NUMD = 2^32 - 1 (16 GiB) is Invalid Field. It used to
+        // allocate the whole buffer before the check (fuzz-controller OOM; its input is
+        // Fuzz/Corpus/controller/regression-get-log-page-numd-oom, which scripts/fuzz
+        // replays under -rss_limit_mb).
+        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x02, cdw10: 0x02 | 0xFFFF << 16, cdw11: 0xFFFF),
+                            data: data) == .invalidField)
 
         // AERL is 3: four requests stay outstanding, the fifth is refused.
         let events = EventLog()
