@@ -28,7 +28,12 @@ final class ControllerCore {
     var enabled = false
     var fatal = false
     var submissionQueues: [DeviceSubmissionQueue?]
-    var completionQueues: [DeviceCompletionQueue?]
+    var completionQueues: [DeviceCompletionQueue?] {
+        didSet { activeCompletionQueues = completionQueues.compactMap { $0 } }
+    }
+    /// The existing completion queues, ascending by id: what a round walks
+    /// (instead of every possible slot). Follows ``completionQueues``.
+    private(set) var activeCompletionQueues: [DeviceCompletionQueue] = []
     /// Existing submission queue ids, ascending (admin first).
     var activeSubmissionQueueIDs: [UInt16] = []
     var doorbellBuffer: (shadow: UInt64, eventIndex: UInt64)?
@@ -206,7 +211,7 @@ final class ControllerCore {
             }
             i += 1
         }
-        for case let cq? in completionQueues {
+        for cq in activeCompletionQueues {
             if cq.backlogCount > 0, drainBacklog(cq) { worked = true }
             signal(cq)
         }
@@ -345,7 +350,7 @@ final class ControllerCore {
             sq.eventIndexBase = sq.head
             writeNeverEventIndex(ei, head: sq.head, size: sq.size)
         }
-        for case let cq? in completionQueues where cq.armed {
+        for cq in activeCompletionQueues where cq.armed {
             cq.armed = false
             if let ei = cq.eventIndex { writeNeverEventIndex(ei, head: cq.head, size: cq.size) }
         }
@@ -366,7 +371,7 @@ final class ControllerCore {
             sq.armed = true
             anyArmed = true
         }
-        for case let cq? in completionQueues where cq.id != 0 && cq.backlogCount > 0 {
+        for cq in activeCompletionQueues where cq.id != 0 && cq.backlogCount > 0 {
             guard let ei = cq.eventIndex else { continue }
             ei.storeRelaxed(UInt32(cq.head))
             counters.bump(counters.eventIndexWrites)
@@ -379,7 +384,7 @@ final class ControllerCore {
             counters.bump(counters.shadowDoorbellReads)
             if Int(shadow.loadAcquire()) != sq.tail { return true }
         }
-        for case let cq? in completionQueues where cq.armed {
+        for cq in activeCompletionQueues where cq.armed {
             guard let shadow = cq.shadowHead else { continue }
             counters.bump(counters.shadowDoorbellReads)
             if Int(shadow.loadAcquire()) != cq.head { return true }
