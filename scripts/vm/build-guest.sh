@@ -178,7 +178,21 @@ die() { echo "VMTEST-ERROR $*"; echo "VMTEST-EXIT 125"; sync; poweroff -f; echo 
 
 mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=$MSIZE,cache=$CACHE hostroot /mnt ||
     die "cannot mount 9p hostroot"
-for d in run tmp; do mount -t tmpfs -o mode=1777 tmpfs /mnt/$d || die "tmpfs /mnt/$d"; done
+# The guest gets its own /run and /tmp. A checkout that lives under the host's
+# /tmp or /run (a clone in /tmp/x: its server binary and the run share) would
+# be hidden by them, so its top directory is bound back over the tmpfs.
+for d in run tmp; do
+    top=""
+    case "$SHARE" in /$d/?*) top="${SHARE#/$d/}"; top="${top%%/*}" ;; esac
+    if [ -n "$top" ]; then
+        mkdir -p "/.host$d" && mount -o bind "/mnt/$d" "/.host$d" || die "cannot keep the host's /$d/$top"
+    fi
+    mount -t tmpfs -o mode=1777 tmpfs /mnt/$d || die "tmpfs /mnt/$d"
+    if [ -n "$top" ]; then
+        mkdir -p "/mnt/$d/$top" && mount -o bind "/.host$d/$top" "/mnt/$d/$top" ||
+            die "cannot bind the host's /$d/$top into the guest"
+    fi
+done
 mount -t proc proc /mnt/proc
 mount -t sysfs sysfs /mnt/sys
 mount -t devtmpfs devtmpfs /mnt/dev || mount -o bind /dev /mnt/dev
