@@ -38,6 +38,8 @@ struct Serve: ParsableCommand {
 
     @Option(name: .customLong("host-poll-us"), help: "Microseconds an event loop polls its completion queue after submitting, before waiting for the interrupt (0: interrupts only).")
     var hostPollMicroseconds = 20
+    @Option(name: .customLong("host-poll-depth"), help: "Poll the completion queue (--host-poll-us) only while at most this many commands are in flight.")
+    var hostPollDepth = 4
 
     @Option(name: .customLong("max-in-flight"), help: "Requests one connection may have in flight before the server stops reading it.")
     var maxInFlight = 256
@@ -47,6 +49,7 @@ struct Serve: ParsableCommand {
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         guard (1...3600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout \(handshakeTimeout): accepted 1...3600 seconds") }
         guard (0...1_000_000).contains(hostPollMicroseconds) else { throw ValidationError("--host-poll-us \(hostPollMicroseconds): accepted 0...1000000") }
+        guard (0...65536).contains(hostPollDepth) else { throw ValidationError("--host-poll-depth \(hostPollDepth): accepted 0...65536") }
         guard (1...65536).contains(maxInFlight) else { throw ValidationError("--max-in-flight \(maxInFlight): accepted 1...65536") }
         for l in listen {
             do { _ = try NBDServerAddress.parse(l) } catch { throw ValidationError("\(error)") }
@@ -80,6 +83,7 @@ struct Serve: ParsableCommand {
         config.limits.handshakeTimeoutSeconds = Int64(handshakeTimeout)
         config.limits.maximumInFlightRequests = maxInFlight
         config.limits.completionPollNanoseconds = UInt64(hostPollMicroseconds) * 1000
+        config.limits.completionPollDepth = hostPollDepth
 
         let server: NBDServer
         do {
