@@ -143,7 +143,7 @@ extension ControllerCore {
         }
     }
 
-    private var hasIOCompletionQueues: Bool { completionQueues.dropFirst().contains { $0 != nil } }
+    private var hasIOCompletionQueues: Bool { activeCompletionQueues.contains { $0.id != 0 } }
 
     private func getFeatures(_ e: SubmissionQueueEntry) -> (NVMeStatus, UInt32) {
         let select = (e.cdw10 >> 8) & 0x7
