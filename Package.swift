@@ -34,10 +34,14 @@ let package = Package(
             name: "DMA",
             dependencies: [.product(name: "Atomics", package: "swift-atomics")],
             swiftSettings: strict),
-        // Namespace storage: sparse memory and regular files / block devices.
+        // The Linux storage interfaces Swift's Glibc cannot see (built with _GNU_SOURCE):
+        // fallocate, pwritev2, O_DIRECT, block-device ioctls, statx DIO alignment, io_uring.
+        .target(name: "CLinuxIO"),
+        // Namespace storage: sparse memory and regular files / block devices, and the
+        // asynchronous engines (io_uring, worker threads) that run it.
         .target(
             name: "BlockBackends",
-            dependencies: ["DMA", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["DMA", "CLinuxIO", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict),
         // The emulated device.
         .target(
@@ -88,7 +92,7 @@ let package = Package(
         // Helpers every test target shares (a seeded generator).
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "NVMeTests", dependencies: ["NVMe", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "BlockBackendsTests", dependencies: ["BlockBackends", "DMA", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "BlockBackendsTests", dependencies: ["BlockBackends", "CLinuxIO", "DMA", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NVMeControllerTests",
                     dependencies: ["NVMe", "DMA", "NVMeController", "NVMeHost", "BlockBackends", "TestSupport"],
                     swiftSettings: strict),

@@ -2,18 +2,33 @@
 /// "Namespaces"): a flat byte range that the emulated controller reads and writes
 /// at LBA-aligned offsets.
 ///
-/// Implementations are thread-safe: one controller thread calls them, but tests
-/// and tools may call them from several threads at once. Every offset and length
-/// handed in has already been range-checked by the controller; implementations
-/// still check and throw ``BackendError/Kind/outOfRange`` rather than trap.
+/// The size may be any positive number of bytes: the namespace covers it rounded
+/// up to the LBA size, and the controller clips every request at ``byteCount``
+/// (reads of the padding return zeroes, writes to it are dropped), so a backend
+/// only ever sees ranges inside `[0, byteCount)`.
+///
+/// Implementations are thread-safe: the controller thread or the workers of a
+/// namespace's ``StorageEngine`` call them, and tests and tools may call them from
+/// several threads at once. Every offset and length handed in has already been
+/// range-checked by the controller; implementations still check and throw
+/// ``BackendError/Kind/outOfRange`` rather than trap.
 public protocol BlockBackend: AnyObject, Sendable {
-    /// Size of the namespace in bytes (a multiple of 4096).
+    /// Size of the storage in bytes (any positive value).
     var byteCount: UInt64 { get }
     /// Whether writes are refused (NVMe "Namespace is Write Protected").
     var isReadOnly: Bool { get }
     /// Whether the backend has a volatile write cache that ``flush()`` makes durable
     /// (reported in Identify Controller VWC).
     var hasVolatileWriteCache: Bool { get }
+    /// Whether the storage is a spinning disk (NBD_FLAG_ROTATIONAL; NVMe I/O Command
+    /// Set Independent Identify Namespace NSFEAT bit 4, Rotational Media).
+    var isRotational: Bool { get }
+    /// The LBA size the storage works best with (a block device's logical block
+    /// size, the alignment direct I/O needs), or `nil` when any is fine.
+    var preferredBlockSize: Int? { get }
+    /// Whether a deallocated range reads back as zeroes (NVM Command Set DLFEAT
+    /// bits 2:0 = 001b). A block device's discard promises nothing.
+    var deallocatedReadsZeroes: Bool { get }
 
     /// Reads `buffer.count` bytes at `offset`. Unallocated ranges read as zeroes
     /// (DLFEAT = 001b).
@@ -21,18 +36,55 @@ public protocol BlockBackend: AnyObject, Sendable {
     /// Writes `buffer` at `offset`. With `forceUnitAccess` the data is durable when
     /// this returns (NVMe Write FUA bit).
     func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, forceUnitAccess: Bool) throws(BackendError)
+    /// Reads `vector.byteCount` bytes at `offset` into the segments, in order (a
+    /// transfer over a PRP list). The default reads segment by segment.
+    func read(at offset: UInt64, into vector: IOVector) throws(BackendError)
+    /// Writes the segments, in order, at `offset`. The default writes segment by
+    /// segment.
+    func write(at offset: UInt64, from vector: IOVector, forceUnitAccess: Bool) throws(BackendError)
     /// Makes every completed write durable (NVMe Flush).
     func flush() throws(BackendError)
-    /// Deallocates the range; it reads as zeroes afterwards (Dataset Management,
-    /// attribute Deallocate).
+    /// Deallocates the range; it reads as zeroes afterwards when
+    /// ``deallocatedReadsZeroes`` says so (Dataset Management, attribute Deallocate).
     func deallocate(at offset: UInt64, length: UInt64) throws(BackendError)
     /// Makes the range read as zeroes (NVMe Write Zeroes). With `deallocate` the
     /// backend may free the storage (Write Zeroes DEAC bit); without it the range
     /// stays allocated where the backend can say so.
     func writeZeroes(at offset: UInt64, length: UInt64, deallocate: Bool) throws(BackendError)
+    /// As ``writeZeroes(at:length:deallocate:)``, but only if the backend can do it
+    /// without writing buffers of zeroes; otherwise throws
+    /// ``BackendError/Kind/zeroingNotFast`` at once and changes nothing (NBD
+    /// `NBD_CMD_FLAG_FAST_ZERO`). The default assumes zeroing is always fast.
+    func writeZeroesQuickly(at offset: UInt64, length: UInt64, deallocate: Bool) throws(BackendError)
     /// The allocation state of `[offset, offset+length)`, as consecutive extents
     /// that cover the range exactly, in order, adjacent extents of equal state merged.
     func allocationMap(at offset: UInt64, length: UInt64) throws(BackendError) -> [AllocationExtent]
+}
+
+extension BlockBackend {
+    public var isRotational: Bool { false }
+    public var preferredBlockSize: Int? { nil }
+    public var deallocatedReadsZeroes: Bool { true }
+
+    public func read(at offset: UInt64, into vector: IOVector) throws(BackendError) {
+        var position = offset
+        for segment in vector {
+            try read(at: position, into: segment.mutableBytes)
+            position += UInt64(segment.count)
+        }
+    }
+
+    public func write(at offset: UInt64, from vector: IOVector, forceUnitAccess: Bool) throws(BackendError) {
+        var position = offset
+        for segment in vector {
+            try write(at: position, from: UnsafeRawBufferPointer(segment.mutableBytes), forceUnitAccess: forceUnitAccess)
+            position += UInt64(segment.count)
+        }
+    }
+
+    public func writeZeroesQuickly(at offset: UInt64, length: UInt64, deallocate: Bool) throws(BackendError) {
+        try writeZeroes(at: offset, length: length, deallocate: deallocate)
+    }
 }
 
 /// One run of bytes with the same allocation state.
@@ -67,6 +119,9 @@ public struct BackendError: Error, Equatable, Sendable, CustomStringConvertible 
         case cannotOpen(path: String, errno: Int32)
         /// A size or LBA format the backend cannot provide.
         case invalidConfiguration(String)
+        /// Zeroing the range would mean writing zeroes (see
+        /// ``BlockBackend/writeZeroesQuickly(at:length:deallocate:)``).
+        case zeroingNotFast
     }
 
     public var kind: Kind
@@ -92,6 +147,7 @@ public struct BackendError: Error, Equatable, Sendable, CustomStringConvertible 
         case .system(let e): what = "\(String(cString: strerror(e))) (errno \(e))"
         case .outOfRange: what = "range outside the namespace"
         case .readOnly: what = "backend is read-only"
+        case .zeroingNotFast: what = "zeroing would write zeroes (not fast)"
         case .cannotOpen(let path, let e):
             return "cannot \(operation) \(path): \(String(cString: strerror(e))) (errno \(e))\(Self.openHint(e))"
         case .invalidConfiguration(let s): return "\(operation): \(s)"

@@ -20,6 +20,11 @@ import Synchronization
 ///   overlaps no range, only rules without one),
 /// - has failures left.
 ///
+/// A rule may also *hold* operations instead of failing them: a held operation
+/// waits until the rule's ``Gate`` opens and then runs normally. Run on worker
+/// threads (``StorageIO/threads(workers:)``), that makes one command slow while
+/// others finish, deterministically (tests of out-of-order completion).
+///
 /// Faults are injected only into requests the wrapped backend would otherwise
 /// execute: out-of-range requests still throw ``BackendError/Kind/outOfRange`` and
 /// writes to a read-only backend ``BackendError/Kind/readOnly``. A failed operation
@@ -61,6 +66,8 @@ public final class FaultInjectingBackend: BlockBackend {
         public var errno: Int32
         /// Fail this many times, then let operations through; `nil`: forever.
         public var failureLimit: Int?
+        /// Hold matching operations until this gate opens instead of failing them.
+        public var hold: Gate?
 
         public init(operations: Operations, range: Range<UInt64>? = nil, errno: Int32 = EIO, failureLimit: Int? = nil) {
             self.operations = operations
@@ -68,6 +75,55 @@ public final class FaultInjectingBackend: BlockBackend {
             self.errno = errno
             self.failureLimit = failureLimit
         }
+
+        /// Holds matching operations (at most `limit` of them) until `gate` opens.
+        public init(holding operations: Operations, range: Range<UInt64>? = nil, until gate: Gate, limit: Int? = nil) {
+            self.init(operations: operations, range: range, errno: 0, failureLimit: limit)
+            hold = gate
+        }
+    }
+
+    /// Where held operations wait. Opening it releases them and every later one.
+    public final class Gate: Hashable, Sendable {
+        private let state = Locked((open: false, waiting: 0))
+        private let condition = ConditionMutex()
+
+        public init() {}
+
+        /// Operations waiting at the gate now.
+        public var waiting: Int { condition.withLock { state.withLock { $0.waiting } } }
+
+        /// Releases every held operation; later ones pass at once.
+        public func open() {
+            condition.withLock {
+                state.withLock { $0.open = true }
+                condition.broadcast()
+            }
+        }
+
+        /// Waits until at least `count` operations are held, or `milliseconds` pass.
+        @discardableResult
+        public func waitUntilHolding(_ count: Int, milliseconds: Int) -> Bool {
+            let deadline = MonotonicClock.deadline(afterMilliseconds: milliseconds)
+            return condition.withLock {
+                while state.withLock({ $0.waiting }) < count {
+                    if !condition.wait(until: deadline) { return state.withLock { $0.waiting } >= count }
+                }
+                return true
+            }
+        }
+
+        func pass() {
+            condition.withLock {
+                state.withLock { $0.waiting += 1 }
+                condition.broadcast()
+                while !state.withLock({ $0.open }) { condition.wait() }
+                state.withLock { $0.waiting -= 1 }
+            }
+        }
+
+        public static func == (a: Gate, b: Gate) -> Bool { a === b }
+        public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
     }
 
     /// Identifies an added rule, for ``removeRule(_:)`` and ``faultCount(for:)``.
@@ -81,6 +137,9 @@ public final class FaultInjectingBackend: BlockBackend {
     public var byteCount: UInt64 { base.byteCount }
     public var isReadOnly: Bool { base.isReadOnly }
     public var hasVolatileWriteCache: Bool { base.hasVolatileWriteCache }
+    public var isRotational: Bool { base.isRotational }
+    public var preferredBlockSize: Int? { base.preferredBlockSize }
+    public var deallocatedReadsZeroes: Bool { base.deallocatedReadsZeroes }
 
     private struct Entry {
         let id: RuleID
@@ -174,16 +233,35 @@ public final class FaultInjectingBackend: BlockBackend {
         try base.writeZeroes(at: offset, length: length, deallocate: deallocate)
     }
 
+    public func writeZeroesQuickly(at offset: UInt64, length: UInt64, deallocate: Bool) throws(BackendError) {
+        try checkWritable(offset, length, "writeZeroes")
+        try injectFault(.writeZeroes, "writeZeroes", offset: offset, length: length)
+        try base.writeZeroesQuickly(at: offset, length: length, deallocate: deallocate)
+    }
+
+    public func read(at offset: UInt64, into vector: IOVector) throws(BackendError) {
+        try checkRange(offset, UInt64(vector.byteCount), "read")
+        try injectFault(.read, "read", offset: offset, length: UInt64(vector.byteCount))
+        try base.read(at: offset, into: vector)
+    }
+
+    public func write(at offset: UInt64, from vector: IOVector, forceUnitAccess: Bool) throws(BackendError) {
+        try checkWritable(offset, UInt64(vector.byteCount), "write")
+        try injectFault(.write, "write", offset: offset, length: UInt64(vector.byteCount))
+        try base.write(at: offset, from: vector, forceUnitAccess: forceUnitAccess)
+    }
+
     public func allocationMap(at offset: UInt64, length: UInt64) throws(BackendError) -> [AllocationExtent] {
         try checkRange(offset, length, "allocationMap")
         try injectFault(.allocationMap, "allocationMap", offset: offset, length: length)
         return try base.allocationMap(at: offset, length: length)
     }
 
-    /// Throws the first matching rule's errno, counting it. The range was checked, so
-    /// `offset + length` does not overflow.
+    /// Throws the first matching rule's errno, counting it, or waits at its gate.
+    /// The range was checked, so `offset + length` does not overflow.
     private func injectFault(_ operation: Operations, _ name: String, offset: UInt64, length: UInt64) throws(BackendError) {
         let end = offset + length
+        var gate: Gate? = nil
         let errno: Int32? = state.withLock { state in
             for index in state.entries.indices {
                 let rule = state.entries[index].rule
@@ -192,10 +270,15 @@ public final class FaultInjectingBackend: BlockBackend {
                 if let limit = rule.failureLimit, state.entries[index].injected >= limit { continue }
                 state.entries[index].injected += 1
                 state.injectedTotal += 1
+                if let hold = rule.hold {
+                    gate = hold
+                    return nil
+                }
                 return rule.errno
             }
             return nil
         }
+        gate?.pass()
         if let errno {
             throw BackendError(.system(errno: errno), operation: name, offset: offset, length: length)
         }

@@ -1,46 +1,59 @@
 #if os(Linux)
+import CLinuxIO
 import Glibc
 import Synchronization
 import SystemPackage
 
 /// A namespace stored in a regular file or a block device.
 ///
-/// I/O goes through `pread(2)`/`pwrite(2)` at absolute offsets on one shared
-/// descriptor, so operations from several threads need no lock and never touch the
-/// descriptor's file offset (``allocationMap(at:length:)`` moves it with `lseek(2)`,
-/// which no other operation depends on).
+/// I/O goes through positioned reads and writes (swift-system's
+/// `FileDescriptor` at absolute offsets, `preadv`/`pwritev2` for vectors) on
+/// shared descriptors, so operations from several threads need no lock; the
+/// asynchronous engines (``IOURingEngine``, ``ThreadPoolEngine``) use the same
+/// descriptors and routing.
 ///
 /// Mapping of NVMe commands (NVMe Base Specification 2.0 / NVM Command Set 1.0):
-/// - Read / Write: `pread`/`pwrite` loops (short transfers and `EINTR` are retried).
-///   A read past the end of a regular file (one shortened behind our back) returns
-///   zeroes, as a hole would.
-/// - Write with FUA: `pwritev2(RWF_DSYNC)`; where the C library or kernel lacks it,
-///   `pwrite` followed by `fdatasync(2)`.
-/// - Flush: `fdatasync(2)`. The page cache is the volatile write cache, so
-///   ``hasVolatileWriteCache`` is `true` (Identify Controller VWC).
-/// - Dataset Management Deallocate and Write Zeroes with DEAC:
-///   `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`. Where the file system or
-///   device refuses (`EOPNOTSUPP`, `ENOSYS`, `ENODEV`, `EINVAL`), zeroes are written
-///   instead: the range still reads as zeroes (DLFEAT = 001b) but stays allocated.
-/// - Write Zeroes without DEAC: `fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)`,
-///   which keeps the blocks allocated; where unsupported (tmpfs), a hole is punched and
-///   the range allocated again with `fallocate(FALLOC_FL_KEEP_SIZE)`; where even hole
-///   punching is unsupported, zeroes are written from a shared 1 MiB zero buffer.
+/// - Read / Write: positioned transfers, short ones continued. A read past the end
+///   of a regular file (one shortened behind our back) returns zeroes, as a hole
+///   would.
+/// - Write with FUA: `pwritev2(RWF_DSYNC)`; where the kernel lacks it, the write
+///   followed by `fdatasync(2)`.
+/// - Flush: `fdatasync(2)`. The page cache (and the device's cache) is the volatile
+///   write cache, so ``hasVolatileWriteCache`` is `true` (Identify Controller VWC).
+/// - Regular files: Deallocate and Write Zeroes with DEAC punch a hole
+///   (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`); Write Zeroes without DEAC uses
+///   `FALLOC_FL_ZERO_RANGE`, else punches and allocates again; where the file system
+///   refuses, zeroes are written from a shared 1 MiB buffer.
+/// - Block devices: Deallocate is `BLKDISCARD` (advisory: a discarded range reads
+///   back as whatever the device says, so ``deallocatedReadsZeroes`` is `false`);
+///   Write Zeroes with DEAC is `fallocate(PUNCH_HOLE)` (the kernel's zero-out with
+///   unmap, never a fallback), then `BLKZEROOUT`; without DEAC `BLKZEROOUT`.
+/// - ``writeZeroesQuickly(at:length:deallocate:)`` (NBD FAST_ZERO) refuses with
+///   ``BackendError/Kind/zeroingNotFast`` wherever the only way left is writing
+///   zeroes: the zero-buffer fallback for files, a block device without hardware
+///   Write Zeroes (`queue/write_zeroes_max_bytes` = 0).
 /// - Allocation map (NBD `base:allocation`): an `lseek(SEEK_DATA/SEEK_HOLE)` walk.
 ///   Block devices and file systems that do not support it report everything
 ///   allocated. Granularity is the file system block (``allocationGranularity``).
-///   Note that file systems differ in how they report blocks that are allocated but
-///   unwritten (after `FALLOC_FL_ZERO_RANGE` or `fallocate`): ext4 reports zeroed
-///   ranges as data, tmpfs reports fallocated pages as holes. Both read as zeroes.
+///
+/// Caching (``Caching``): `writeback` goes through the page cache; `none` opens a
+/// second descriptor with `O_DIRECT` and moves aligned transfers straight between
+/// the caller's memory and the device. A transfer whose memory is not aligned as
+/// direct I/O needs is bounced through aligned memory; one whose offset or length
+/// is not aligned (an LBA smaller than the device's, the last partial block of an
+/// image) goes through the buffered descriptor — never refused. Linux keeps the
+/// two coherent (a direct read first writes back cached pages of its range, a
+/// direct write invalidates them).
 ///
 /// Unsupported `fallocate` modes are remembered per backend, so a file system that
 /// refuses one costs one failed system call, not one per command.
 ///
-/// Opening (``init(path:readOnly:createSize:)``):
-/// - The path must name a regular file or a block device whose size is a positive
-///   multiple of 4096 bytes.
-/// - With `createSize` and a missing path, a sparse regular file of that size is
-///   created (`O_CREAT | O_EXCL`, mode 0600, `ftruncate(2)`).
+/// Opening (``init(path:readOnly:createSize:caching:)``):
+/// - The path must name a regular file or a block device of a positive size; any
+///   size is served (the namespace rounds it up to its LBA size and the controller
+///   clips requests at the end).
+/// - With `createSize` and a missing path, a sparse regular file of that size (a
+///   positive multiple of 512) is created (`O_CREAT | O_EXCL`, mode 0600, `ftruncate`).
 /// - With `createSize` and an existing path whose size differs, the open is refused
 ///   rather than the file silently truncated or extended (data loss, or an export
 ///   that is not what was asked for): resize the file or drop the size.
@@ -51,21 +64,47 @@ public final class FileBackend: BlockBackend {
         case blockDevice
     }
 
-    /// The path given to ``init(path:readOnly:createSize:)``.
+    /// The page cache policy (`cache=`).
+    public typealias Caching = FileCaching
+
+    /// What `O_DIRECT` transfers need (statx `STATX_DIOALIGN`).
+    public struct DirectIOAlignment: Sendable, Equatable {
+        /// Alignment of memory addresses and segment lengths.
+        public var memory: Int
+        /// Alignment of file offsets and transfer lengths.
+        public var offset: Int
+    }
+
+    /// The path given to ``init(path:readOnly:createSize:caching:)``.
     public let path: String
     public let byteCount: UInt64
     public let isReadOnly: Bool
     public let fileKind: FileKind
-    /// Whether ``init(path:readOnly:createSize:)`` created the file.
+    public let caching: Caching
+    /// Whether ``init(path:readOnly:createSize:caching:)`` created the file.
     public let wasCreated: Bool
     /// The unit in which the file system allocates storage and reports holes
     /// (`st_blksize`, 4096 on ext4, xfs and tmpfs).
     public let allocationGranularity: UInt64
+    /// Block devices: `BLKROTATIONAL`. Regular files: `false`.
+    public let isRotational: Bool
+    /// Block devices: the logical block size (`BLKSSZGET`); with `cache=none`, at
+    /// least the offset alignment direct I/O needs; otherwise `nil`.
+    public let preferredBlockSize: Int?
+    /// With `cache=none`, what direct transfers need; `nil` otherwise.
+    public let directIOAlignment: DirectIOAlignment?
+    /// Block devices: whether the device zeroes in hardware
+    /// (`queue/write_zeroes_max_bytes` > 0), so `BLKZEROOUT` never writes buffers.
+    public let zeroesInHardware: Bool
     /// `true`: writes land in the page cache (and the device's cache) until
     /// ``flush()``.
     public var hasVolatileWriteCache: Bool { true }
+    public var deallocatedReadsZeroes: Bool { fileKind == .regularFile }
 
-    private let descriptor: OwnedFileDescriptor
+    /// Through the page cache (always open: flushes, misaligned direct transfers).
+    let buffered: OwnedFileDescriptor
+    /// `O_DIRECT` (only with `cache=none`).
+    let direct: OwnedFileDescriptor?
 
     // Capabilities discovered at run time. They start `true` and are cleared, never
     // set again, the first time the kernel says "not supported"; a stale `true` only
@@ -84,55 +123,25 @@ public final class FileBackend: BlockBackend {
     ///   - readOnly: Open `O_RDONLY` and refuse every mutating operation with
     ///     ``BackendError/Kind/readOnly``.
     ///   - createSize: If the path does not exist, create a sparse regular file of this
-    ///     many bytes (a positive multiple of 4096). If it exists, its size must equal
+    ///     many bytes (a positive multiple of 512). If it exists, its size must equal
     ///     this value. `nil`: the path must exist, and its size is the namespace size.
+    ///   - caching: ``Caching/writeback`` (default) or ``Caching/none`` (`O_DIRECT`).
     /// - Throws: ``BackendError/Kind/cannotOpen(path:errno:)`` when the path is missing
-    ///   (`ENOENT`), a directory (`EISDIR`), not accessible (`EACCES`, `EROFS`, ...);
-    ///   ``BackendError/Kind/invalidConfiguration(_:)`` when it is neither a regular
-    ///   file nor a block device, its size is not a positive multiple of 4096, it
-    ///   differs from `createSize`, or `createSize` is invalid or asked of a
-    ///   read-only namespace.
-    public init(path: String, readOnly: Bool = false, createSize: UInt64? = nil) throws(BackendError) {
+    ///   (`ENOENT`), a directory (`EISDIR`), not accessible (`EACCES`, `EROFS`, ...), or
+    ///   refuses `O_DIRECT` (`EINVAL`, tmpfs); ``BackendError/Kind/invalidConfiguration(_:)``
+    ///   when it is neither a regular file nor a block device, it is empty, it differs
+    ///   from `createSize`, or `createSize` is invalid or asked of a read-only namespace.
+    public init(path: String, readOnly: Bool = false, createSize: UInt64? = nil,
+                caching: Caching = .writeback) throws(BackendError) {
         if let size = createSize {
-            guard size > 0, size % backendBlockSize == 0, size <= UInt64(Int64.max) else {
+            guard size > 0, size % 512 == 0, size <= UInt64(Int64.max) else {
                 throw BackendError(
                     .invalidConfiguration(
-                        "requested size \(size) for \(path) is not a positive multiple of 4096 bytes"),
+                        "requested size \(size) for \(path) is not a positive multiple of 512 bytes"),
                     operation: "open", length: size)
             }
         }
-
-        // O_NONBLOCK so that a FIFO named by mistake cannot block the open; it is
-        // rejected just below and has no effect on regular files or block devices.
-        let mode: FileDescriptor.AccessMode = readOnly ? .readOnly : .readWrite
-        var created = false
-        var fd: FileDescriptor
-        do {
-            fd = try Self.open(path, mode, options: [.closeOnExec, .nonBlocking])
-        } catch let error where error == .noSuchFileOrDirectory && createSize != nil {
-            guard !readOnly else {
-                throw BackendError(
-                    .invalidConfiguration(
-                        "\(path) does not exist; refusing to create a file for a read-only namespace"),
-                    operation: "open")
-            }
-            do {
-                fd = try Self.open(path, .readWrite, options: [.closeOnExec, .create, .exclusiveCreate],
-                                   permissions: [.ownerReadWrite])
-                created = true
-            } catch let error where error == .fileExists {
-                // Created by someone else since our first open: use theirs.
-                do {
-                    fd = try Self.open(path, mode, options: [.closeOnExec, .nonBlocking])
-                } catch {
-                    throw BackendError(.cannotOpen(path: path, errno: error.rawValue), operation: "open")
-                }
-            } catch {
-                throw BackendError(.cannotOpen(path: path, errno: error.rawValue), operation: "create")
-            }
-        } catch {
-            throw BackendError(.cannotOpen(path: path, errno: error.rawValue), operation: "open")
-        }
+        let (fd, created) = try Self.openOrCreate(path, readOnly: readOnly, createSize: createSize)
         // From here `owned` closes the descriptor on every exit, thrown or not.
         let owned = OwnedFileDescriptor(fd)
         let failCreate = { () -> Void in
@@ -140,22 +149,23 @@ public final class FileBackend: BlockBackend {
             if created { _ = unlink(path) }
         }
 
-        var status = stat()
-        guard fstat(fd.rawValue, &status) == 0 else {
-            let e = errno
+        let status: Stat
+        do {
+            status = try fd.stat()
+        } catch {
             failCreate()
-            throw BackendError(.system(errno: e), operation: "fstat")
+            throw BackendError(.system(errno: error.rawValue), operation: "fstat")
         }
         let kind: FileKind
-        switch status.st_mode & S_IFMT {
-        case S_IFREG: kind = .regularFile
-        case S_IFBLK: kind = .blockDevice
-        case S_IFDIR:
+        switch status.type {
+        case .regular: kind = .regularFile
+        case .blockSpecial: kind = .blockDevice
+        case .directory:
             throw BackendError(.cannotOpen(path: path, errno: EISDIR), operation: "open")
         default:
             throw BackendError(
                 .invalidConfiguration(
-                    "\(path) is \(Self.describeType(status.st_mode)); a namespace needs a regular file or a block device"),
+                    "\(path) is \(Self.describe(status.type)); a namespace needs a regular file or a block device"),
                 operation: "open")
         }
         // Back to blocking I/O (F_SETFL only changes O_APPEND/O_NONBLOCK/... flags).
@@ -165,32 +175,29 @@ public final class FileBackend: BlockBackend {
         }
 
         var size: UInt64
+        var rotational = false
+        var logicalBlockSize: Int? = nil
+        var hardwareZeroing = false
         switch kind {
         case .regularFile:
-            size = UInt64(status.st_size)
+            size = UInt64(status.size)
             if created, let requested = createSize {
                 // ftruncate extends with a hole: the file costs no storage until written.
-                var result: CInt
-                repeat { result = ftruncate(fd.rawValue, off_t(requested)) } while result != 0 && errno == EINTR
-                guard result == 0 else {
-                    let e = errno
+                do {
+                    try fd.resize(to: Int64(requested))
+                } catch {
                     failCreate()
-                    throw BackendError(.system(errno: e), operation: "ftruncate", length: requested)
+                    throw BackendError(.system(errno: (error as? Errno)?.rawValue ?? EIO), operation: "ftruncate",
+                                       length: requested)
                 }
                 size = requested
             }
         case .blockDevice:
-            var deviceSize: UInt64 = 0
-            // BLKGETSIZE64 writes one UInt64 through its pointer argument. The
-            // Glibc overlay's `ioctl(_:_:_: UnsafeMutableRawPointer)` forwards to the
-            // variadic C ioctl through a C shim, so the variadic call is made correctly.
-            let result = withUnsafeMutableBytes(of: &deviceSize) { bytes in
-                ioctl(fd.rawValue, LinuxFileAPI.BLKGETSIZE64, bytes.baseAddress!)
-            }
-            guard result == 0 else {
-                throw BackendError(.system(errno: errno), operation: "ioctl(BLKGETSIZE64)")
-            }
-            size = deviceSize
+            let device = try BlockDeviceInfo(fd.rawValue, deviceID: UInt64(status.specialDeviceID.rawValue))
+            size = device.byteCount
+            rotational = device.isRotational
+            logicalBlockSize = device.logicalBlockSize
+            hardwareZeroing = device.zeroesInHardware
         }
         if let requested = createSize, requested != size {
             throw BackendError(
@@ -199,274 +206,74 @@ public final class FileBackend: BlockBackend {
                         + "existing files are never resized: resize it yourself or omit the size"),
                 operation: "open", length: requested)
         }
-        guard size > 0, size % backendBlockSize == 0 else {
-            throw BackendError(
-                .invalidConfiguration(
-                    "\(path) is \(size) bytes; a namespace size must be a positive multiple of 4096 bytes"),
-                operation: "open", length: size)
+        guard size > 0 else {
+            throw BackendError(.invalidConfiguration("\(path) is empty; a namespace needs at least one byte"),
+                               operation: "open")
+        }
+
+        var directDescriptor: OwnedFileDescriptor? = nil
+        var alignment: DirectIOAlignment? = nil
+        if caching == .none {
+            let d: FileDescriptor
+            do {
+                d = try Self.open(path, readOnly ? .readOnly : .readWrite,
+                                  options: [.closeOnExec, FileDescriptor.OpenOptions(rawValue: clinux_O_DIRECT)])
+            } catch {
+                throw BackendError(.cannotOpen(path: path, errno: error.rawValue), operation: "open with O_DIRECT (cache=none)")
+            }
+            directDescriptor = OwnedFileDescriptor(d)
+            alignment = Self.directIOAlignment(d.rawValue, logicalBlockSize: logicalBlockSize)
         }
 
         self.path = path
         self.byteCount = size
         self.isReadOnly = readOnly
         self.fileKind = kind
+        self.caching = caching
         self.wasCreated = created
-        self.allocationGranularity = status.st_blksize > 0 ? UInt64(status.st_blksize) : backendBlockSize
-        self.descriptor = owned
+        self.allocationGranularity = status.preferredIOBlockSize > 0 ? UInt64(status.preferredIOBlockSize) : 4096
+        self.isRotational = rotational
+        self.zeroesInHardware = hardwareZeroing
+        self.directIOAlignment = alignment
+        let preferred = max(logicalBlockSize ?? 0, alignment.map { min($0.offset, 4096) } ?? 0)
+        self.preferredBlockSize = preferred > 0 ? preferred : nil
+        self.buffered = owned
+        self.direct = directDescriptor
     }
 
-    private var fd: CInt { descriptor.rawValue }
+    // MARK: Opening
 
-    // MARK: Read and write
-
-    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(BackendError) {
-        try checkRange(offset, UInt64(buffer.count), "read")
-        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
-        var done = 0
-        while done < buffer.count {
-            // base + done .. base + buffer.count lies inside `buffer`; the range check
-            // above keeps offset + done <= byteCount <= Int64.max.
-            let n = pread(fd, base + done, buffer.count - done, off_t(offset + UInt64(done)))
-            if n > 0 {
-                done += n
-            } else if n == 0 {
-                // End of file: only possible if the file was shortened after opening.
-                // What lies beyond reads as a hole would.
-                UnsafeMutableRawBufferPointer(rebasing: buffer[done...]).initializeMemory(as: UInt8.self, repeating: 0)
-                return
-            } else if errno != EINTR {
-                throw BackendError(.system(errno: errno), operation: "read", offset: offset, length: UInt64(buffer.count))
+    /// Opens `path` (creating it with `createSize` when missing); returns the
+    /// descriptor and whether it was created.
+    private static func openOrCreate(_ path: String, readOnly: Bool,
+                                     createSize: UInt64?) throws(BackendError) -> (FileDescriptor, Bool) {
+        // O_NONBLOCK so that a FIFO named by mistake cannot block the open; it is
+        // rejected after the open and has no effect on regular files or block devices.
+        let mode: FileDescriptor.AccessMode = readOnly ? .readOnly : .readWrite
+        do {
+            return (try open(path, mode, options: [.closeOnExec, .nonBlocking]), false)
+        } catch let error where error == .noSuchFileOrDirectory && createSize != nil {
+            guard !readOnly else {
+                throw BackendError(
+                    .invalidConfiguration(
+                        "\(path) does not exist; refusing to create a file for a read-only namespace"),
+                    operation: "open")
             }
-        }
-    }
-
-    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, forceUnitAccess: Bool) throws(BackendError) {
-        try checkWritable(offset, UInt64(buffer.count), "write")
-        guard buffer.count > 0 else { return }
-        if forceUnitAccess, supportsDSyncWrite.load(ordering: .relaxed), let pwritev2 = LinuxFileAPI.pwritev2 {
-            var done = 0
-            while done < buffer.count {
-                // The iovec points into `buffer`, which outlives the call; pwritev2
-                // only reads through it.
-                var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: buffer.baseAddress! + done),
-                                   iov_len: buffer.count - done)
-                let n = pwritev2(fd, &vector, 1, off_t(offset + UInt64(done)), LinuxFileAPI.RWF_DSYNC)
-                if n > 0 {
-                    done += n
-                } else if n < 0, errno == EINTR {
-                    continue
-                } else if n < 0, done == 0, errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL {
-                    // Kernel without RWF_DSYNC (before 4.7) or without the system call.
-                    supportsDSyncWrite.store(false, ordering: .relaxed)
-                    break
-                } else {
-                    throw BackendError(.system(errno: n == 0 ? EIO : errno), operation: "write",
-                                       offset: offset, length: UInt64(buffer.count))
+            do {
+                return (try open(path, .readWrite, options: [.closeOnExec, .create, .exclusiveCreate],
+                                 permissions: [.ownerReadWrite]), true)
+            } catch let error where error == .fileExists {
+                // Created by someone else since our first open: use theirs.
+                do {
+                    return (try open(path, mode, options: [.closeOnExec, .nonBlocking]), false)
+                } catch {
+                    throw BackendError(.cannotOpen(path: path, errno: error.rawValue), operation: "open")
                 }
+            } catch {
+                throw BackendError(.cannotOpen(path: path, errno: error.rawValue), operation: "create")
             }
-            if done == buffer.count { return }
-        }
-        try writeAll(buffer, at: offset, operation: "write", requestOffset: offset, requestLength: UInt64(buffer.count))
-        if forceUnitAccess {
-            try syncData(operation: "write", offset: offset, length: UInt64(buffer.count))
-        }
-    }
-
-    /// `fdatasync(2)`. Does nothing on a read-only namespace, which has nothing to
-    /// make durable.
-    public func flush() throws(BackendError) {
-        guard !isReadOnly else { return }
-        try syncData(operation: "flush", offset: 0, length: 0)
-    }
-
-    // MARK: Deallocate and Write Zeroes
-
-    /// Punches a hole; where the file system or device cannot, writes zeroes (the
-    /// range then reads as zeroes but stays allocated).
-    public func deallocate(at offset: UInt64, length: UInt64) throws(BackendError) {
-        try checkWritable(offset, length, "deallocate")
-        guard length > 0 else { return }
-        try punchHoleOrWriteZeroes(offset: offset, length: length, operation: "deallocate")
-    }
-
-    /// With `deallocate`, as ``deallocate(at:length:)``. Without it,
-    /// `FALLOC_FL_ZERO_RANGE`, falling back to punching a hole and allocating the range
-    /// again, and then to writing zeroes.
-    public func writeZeroes(at offset: UInt64, length: UInt64, deallocate: Bool) throws(BackendError) {
-        try checkWritable(offset, length, "writeZeroes")
-        guard length > 0 else { return }
-        if deallocate {
-            try punchHoleOrWriteZeroes(offset: offset, length: length, operation: "writeZeroes")
-            return
-        }
-        if supportsZeroRange.load(ordering: .relaxed) {
-            switch fallocateRange(LinuxFileAPI.FALLOC_FL_ZERO_RANGE | LinuxFileAPI.FALLOC_FL_KEEP_SIZE,
-                                  offset: offset, length: length) {
-            case .done: return
-            case .unsupported(let permanently):
-                if permanently { supportsZeroRange.store(false, ordering: .relaxed) }
-            case .failed(let e):
-                throw BackendError(.system(errno: e), operation: "writeZeroes", offset: offset, length: length)
-            }
-        }
-        if supportsPunchHole.load(ordering: .relaxed) {
-            switch fallocateRange(LinuxFileAPI.FALLOC_FL_PUNCH_HOLE | LinuxFileAPI.FALLOC_FL_KEEP_SIZE,
-                                  offset: offset, length: length) {
-            case .done:
-                // The range reads as zeroes now; allocate it again where the file
-                // system can (keeping the "stays allocated" promise of no DEAC).
-                guard supportsAllocate.load(ordering: .relaxed) else { return }
-                switch fallocateRange(LinuxFileAPI.FALLOC_FL_KEEP_SIZE, offset: offset, length: length) {
-                case .done: return
-                case .unsupported(let permanently):
-                    if permanently { supportsAllocate.store(false, ordering: .relaxed) }
-                    return
-                case .failed(let e):
-                    // ENOSPC and the like: the zeroes are there, the reservation is not.
-                    throw BackendError(.system(errno: e), operation: "writeZeroes", offset: offset, length: length)
-                }
-            case .unsupported(let permanently):
-                if permanently { supportsPunchHole.store(false, ordering: .relaxed) }
-            case .failed(let e):
-                throw BackendError(.system(errno: e), operation: "writeZeroes", offset: offset, length: length)
-            }
-        }
-        try writeZeroBuffers(offset: offset, length: length, operation: "writeZeroes")
-    }
-
-    // MARK: Allocation map
-
-    /// Walks `lseek(SEEK_DATA)` / `lseek(SEEK_HOLE)` over the range (lseek(2): `ENXIO`
-    /// from `SEEK_DATA` means no data at or after the offset, i.e. a hole up to the
-    /// end). Block devices, and file systems answering `EINVAL`/`EOPNOTSUPP`, report
-    /// the whole range allocated. The result covers the range exactly, in order,
-    /// adjacent extents merged.
-    public func allocationMap(at offset: UInt64, length: UInt64) throws(BackendError) -> [AllocationExtent] {
-        try checkRange(offset, length, "allocationMap")
-        guard length > 0 else { return [] }
-        let end = offset + length
-        let allAllocated = [AllocationExtent(offset: offset, length: length, isAllocated: true)]
-        guard fileKind == .regularFile, supportsSeekHole.load(ordering: .relaxed) else { return allAllocated }
-
-        var extents: [AllocationExtent] = []
-        var position = offset
-        while position < end {
-            // Offsets are <= byteCount <= Int64.max, so the conversions cannot trap.
-            let dataStart = lseek(fd, off_t(position), LinuxFileAPI.SEEK_DATA)
-            if dataStart < 0 {
-                switch errno {
-                case ENXIO:
-                    extents.appendMerged(start: position, end: end, isAllocated: false)
-                    return extents
-                case EINVAL, EOPNOTSUPP:
-                    supportsSeekHole.store(false, ordering: .relaxed)
-                    return allAllocated
-                case let e:
-                    throw BackendError(.system(errno: e), operation: "allocationMap", offset: offset, length: length)
-                }
-            }
-            let data = max(UInt64(dataStart), position)
-            extents.appendMerged(start: position, end: min(data, end), isAllocated: false)
-            if data >= end { break }
-            let holeStart = lseek(fd, off_t(data), LinuxFileAPI.SEEK_HOLE)
-            var hole: UInt64
-            if holeStart < 0 {
-                guard errno == ENXIO else {
-                    throw BackendError(.system(errno: errno), operation: "allocationMap", offset: offset, length: length)
-                }
-                // The file was shortened between the two calls: the rest is beyond EOF.
-                extents.appendMerged(start: data, end: end, isAllocated: false)
-                return extents
-            }
-            hole = UInt64(holeStart)
-            if hole <= data {
-                // A concurrent hole punch between the two calls; report one granule as
-                // data so that the walk always moves forward.
-                hole = data + allocationGranularity
-            }
-            extents.appendMerged(start: data, end: min(hole, end), isAllocated: true)
-            position = hole
-        }
-        return extents
-    }
-
-    // MARK: Helpers
-
-    private enum FallocateOutcome {
-        case done
-        /// The mode is not supported: permanently (`EOPNOTSUPP`, `ENOSYS`, `ENODEV`, or
-        /// no `fallocate` in the C library) or for this request only (`EINVAL`, e.g. a
-        /// block device and a range not aligned to its logical block size).
-        case unsupported(permanently: Bool)
-        case failed(Int32)
-    }
-
-    private func fallocateRange(_ mode: CInt, offset: UInt64, length: UInt64) -> FallocateOutcome {
-        guard let fallocate = LinuxFileAPI.fallocate else { return .unsupported(permanently: true) }
-        while true {
-            // The caller range-checked [offset, offset+length) against byteCount <= Int64.max.
-            if fallocate(fd, mode, off_t(offset), off_t(length)) == 0 { return .done }
-            switch errno {
-            case EINTR: continue
-            case EOPNOTSUPP, ENOSYS, ENODEV: return .unsupported(permanently: true)
-            case EINVAL: return .unsupported(permanently: false)
-            case let e: return .failed(e)
-            }
-        }
-    }
-
-    private func punchHoleOrWriteZeroes(offset: UInt64, length: UInt64, operation: String) throws(BackendError) {
-        if supportsPunchHole.load(ordering: .relaxed) {
-            switch fallocateRange(LinuxFileAPI.FALLOC_FL_PUNCH_HOLE | LinuxFileAPI.FALLOC_FL_KEEP_SIZE,
-                                  offset: offset, length: length) {
-            case .done: return
-            case .unsupported(let permanently):
-                if permanently { supportsPunchHole.store(false, ordering: .relaxed) }
-            case .failed(let e):
-                throw BackendError(.system(errno: e), operation: operation, offset: offset, length: length)
-            }
-        }
-        try writeZeroBuffers(offset: offset, length: length, operation: operation)
-    }
-
-    /// Writes zeroes over the range, at most ``ZeroBuffer/count`` bytes per call.
-    private func writeZeroBuffers(offset: UInt64, length: UInt64, operation: String) throws(BackendError) {
-        var position = offset
-        let end = offset + length
-        while position < end {
-            let n = Int(min(UInt64(ZeroBuffer.count), end - position))
-            try writeAll(UnsafeRawBufferPointer(rebasing: ZeroBuffer.bytes[..<n]), at: position,
-                         operation: operation, requestOffset: offset, requestLength: length)
-            position += UInt64(n)
-        }
-    }
-
-    /// `pwrite` until all of `buffer` is written; errors name the whole request.
-    private func writeAll(_ buffer: UnsafeRawBufferPointer, at offset: UInt64, operation: String,
-                          requestOffset: UInt64, requestLength: UInt64) throws(BackendError) {
-        guard let base = buffer.baseAddress else { return }
-        var done = 0
-        while done < buffer.count {
-            // base + done .. base + buffer.count lies inside `buffer`; offsets were
-            // range-checked against byteCount <= Int64.max.
-            let n = pwrite(fd, base + done, buffer.count - done, off_t(offset + UInt64(done)))
-            if n > 0 {
-                done += n
-            } else if n < 0, errno == EINTR {
-                continue
-            } else {
-                // pwrite returning 0 for a non-empty buffer would loop forever: report EIO.
-                throw BackendError(.system(errno: n == 0 ? EIO : errno), operation: operation,
-                                   offset: requestOffset, length: requestLength)
-            }
-        }
-    }
-
-    private func syncData(operation: String, offset: UInt64, length: UInt64) throws(BackendError) {
-        while fdatasync(fd) != 0 {
-            guard errno == EINTR else {
-                throw BackendError(.system(errno: errno), operation: operation, offset: offset, length: length)
-            }
+        } catch {
+            throw BackendError(.cannotOpen(path: path, errno: error.rawValue), operation: "open")
         }
     }
 
@@ -483,21 +290,82 @@ public final class FileBackend: BlockBackend {
         }
     }
 
-    private static func describeType(_ mode: mode_t) -> String {
-        switch mode & S_IFMT {
-        case S_IFCHR: "a character device"
-        case S_IFIFO: "a FIFO"
-        case S_IFSOCK: "a socket"
-        case S_IFLNK: "a symbolic link"
-        default: "of unknown type (st_mode \(String(mode, radix: 8)))"
+    /// statx `STATX_DIOALIGN`; without it (older kernels, some file systems) the
+    /// logical block size of a block device, else 4096 for both, which every
+    /// device accepts.
+    private static func directIOAlignment(_ fd: CInt, logicalBlockSize: Int?) -> DirectIOAlignment {
+        var memory: UInt32 = 0
+        var offset: UInt32 = 0
+        if clinux_direct_io_alignment(fd, &memory, &offset) == 0, memory > 0, offset > 0,
+           memory.nonzeroBitCount == 1, offset.nonzeroBitCount == 1 {
+            return DirectIOAlignment(memory: Int(memory), offset: Int(offset))
+        }
+        let fallback = logicalBlockSize ?? 4096
+        return DirectIOAlignment(memory: fallback, offset: fallback)
+    }
+
+    private static func describe(_ type: FileType) -> String {
+        switch type {
+        case .characterSpecial: "a character device"
+        case .fifo: "a FIFO"
+        case .socket: "a socket"
+        case .symbolicLink: "a symbolic link"
+        default: "of unknown type (st_mode \(String(type.rawValue, radix: 8)))"
         }
     }
 }
 
-/// The one owner of an open file descriptor: closes it exactly once, when the owner
-/// is destroyed. Non-copyable, so the descriptor cannot be closed twice or used after
-/// close by a copy outliving it.
-struct OwnedFileDescriptor: ~Copyable, Sendable {
+/// What the kernel says about a block device.
+struct BlockDeviceInfo {
+    var byteCount: UInt64
+    var logicalBlockSize: Int
+    var isRotational: Bool
+    var zeroesInHardware: Bool
+
+    init(_ fd: CInt, deviceID: UInt64) throws(BackendError) {
+        var bytes: UInt64 = 0
+        var result = clinux_block_size_bytes(fd, &bytes)
+        guard result == 0 else { throw BackendError(.system(errno: -result), operation: "ioctl(BLKGETSIZE64)") }
+        var logical: UInt32 = 0
+        result = clinux_block_logical_size(fd, &logical)
+        guard result == 0 else { throw BackendError(.system(errno: -result), operation: "ioctl(BLKSSZGET)") }
+        var rotational: UInt32 = 0
+        // Not every driver answers BLKROTATIONAL; a silent one counts as solid state.
+        _ = clinux_block_rotational(fd, &rotational)
+        byteCount = bytes
+        logicalBlockSize = Int(logical)
+        isRotational = rotational != 0
+        let major = clinux_device_major(deviceID), minor = clinux_device_minor(deviceID)
+        zeroesInHardware = (Self.queueAttribute("write_zeroes_max_bytes", major: major, minor: minor) ?? 0) > 0
+    }
+
+    /// `/sys/dev/block/M:m/queue/NAME` (a partition's queue is its disk's).
+    static func queueAttribute(_ name: String, major: UInt32, minor: UInt32) -> UInt64? {
+        for directory in ["queue", "../queue"] {
+            let path = "/sys/dev/block/\(major):\(minor)/\(directory)/\(name)"
+            guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) else { continue }
+            defer { try? fd.close() }
+            var bytes = [UInt8](repeating: 0, count: 64)
+            let n = (try? bytes.withUnsafeMutableBytes { try fd.read(into: $0) }) ?? 0
+            let text = String(decoding: bytes[0..<n], as: UTF8.self).trimmingCharacters(in: " \n")
+            if let value = UInt64(text) { return value }
+        }
+        return nil
+    }
+}
+
+extension String {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let c = s.first, set.contains(c) { s = s.dropFirst() }
+        while let c = s.last, set.contains(c) { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// The one owner of an open file descriptor: closes it exactly once, when the
+/// last reference goes. The descriptor is never closed by anyone else.
+final class OwnedFileDescriptor: Sendable {
     let rawValue: CInt
 
     init(_ descriptor: FileDescriptor) {
@@ -510,24 +378,5 @@ struct OwnedFileDescriptor: ~Copyable, Sendable {
         // close fails, so it must not be retried.
         _ = Glibc.close(rawValue)
     }
-}
-
-/// 1 MiB of zeroes shared by every ``FileBackend`` that has to write zeroes.
-enum ZeroBuffer {
-    static let count = 1 << 20
-
-    private struct Storage: @unchecked Sendable {
-        // Allocated once, zero-filled, never written and never freed: immutable shared
-        // memory, hence safe to read from any thread.
-        let bytes: UnsafeRawBufferPointer
-    }
-
-    private static let storage: Storage = {
-        // calloc returns zeroed memory; a failure this early (1 MiB) is fatal.
-        guard let raw = calloc(1, count) else { fatalError("cannot allocate the 1 MiB zero buffer") }
-        return Storage(bytes: UnsafeRawBufferPointer(start: raw, count: count))
-    }()
-
-    static var bytes: UnsafeRawBufferPointer { storage.bytes }
 }
 #endif

@@ -41,13 +41,13 @@ public final class MemoryBackend: BlockBackend {
     /// Creates a namespace of `byteCount` bytes that reads as zeroes.
     ///
     /// - Throws: ``BackendError/Kind/invalidConfiguration(_:)`` unless `byteCount` is a
-    ///   positive multiple of 4096 no larger than ``maximumByteCount``;
+    ///   positive multiple of 512 no larger than ``maximumByteCount``;
     ///   ``BackendError/Kind/system(errno:)`` (`ENOMEM`) if the page table cannot be
     ///   reserved.
     public init(byteCount: UInt64, readOnly: Bool = false) throws(BackendError) {
-        guard byteCount > 0, byteCount % backendBlockSize == 0 else {
+        guard byteCount > 0, byteCount % 512 == 0 else {
             throw BackendError(
-                .invalidConfiguration("memory namespace size \(byteCount) is not a positive multiple of 4096"),
+                .invalidConfiguration("memory namespace size \(byteCount) is not a positive multiple of 512 bytes"),
                 operation: "create", length: byteCount)
         }
         guard byteCount <= Self.maximumByteCount else {
@@ -56,7 +56,7 @@ public final class MemoryBackend: BlockBackend {
                     "memory namespace size \(byteCount) exceeds the maximum of \(Self.maximumByteCount) bytes"),
                 operation: "create", length: byteCount)
         }
-        guard let table = PageTable(pageCount: Int(byteCount / backendBlockSize)) else {
+        guard let table = PageTable(pageCount: Int((byteCount + backendBlockSize - 1) / backendBlockSize)) else {
             throw BackendError(.system(errno: ENOMEM), operation: "create", length: byteCount)
         }
         self.byteCount = byteCount

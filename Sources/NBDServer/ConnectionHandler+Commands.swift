@@ -390,7 +390,11 @@ extension NBDConnectionHandler {
     }
 
     /// WRITE_ZEROES: Write Zeroes (with Deallocate unless NO_HOLE) for the whole
-    /// blocks, read-modify-write of zeroes for partial blocks at the edges.
+    /// blocks, read-modify-write of zeroes for partial blocks at the edges. With
+    /// FAST_ZERO the whole blocks are zeroed only if the storage can without
+    /// writing zeroes, else the request fails at once with ENOTSUP (proto.md
+    /// `NBD_CMD_FLAG_FAST_ZERO`); the edges, at most two partial blocks, are
+    /// always written.
     private func writeZeroes(_ r: NBDRequest) {
         if r.length == 0 {
             replyStatus(r.cookie, .success)
@@ -403,6 +407,7 @@ extension NBDConnectionHandler {
         let alignedStop = stop & ~mask
         let fua = r.flags.contains(.fua)
         let deallocate = !r.flags.contains(.noHole)
+        let fastOnly = r.flags.contains(.fastZero)
         let qp = queuePair!
         let memory = export.memory
         let gate = export.rmwGate
@@ -416,11 +421,13 @@ extension NBDConnectionHandler {
         if alignedStart >= alignedStop {
             partial(start, stop)
         } else {
-            if start < alignedStart { partial(start, alignedStart) }
+                // The fast part first: a FAST_ZERO the storage cannot do fast fails
+            // before any edge is written.
             steps.append { done in
                 qp.writeZeroes(lba: alignedStart >> shift, blocks: (alignedStop - alignedStart) >> shift,
-                               deallocate: deallocate, fua: fua, completion: done)
+                               deallocate: deallocate, fua: fua, fastOnly: fastOnly, completion: done)
             }
+            if start < alignedStart { partial(start, alignedStart) }
             if alignedStop < stop { partial(alignedStop, stop) }
         }
         if start & mask != 0 || stop & mask != 0 { export.statistics.bump(export.statistics.unalignedRequests) }
@@ -480,7 +487,9 @@ extension NBDConnectionHandler {
         let maxLength = UInt64(UInt32.max) & ~((UInt64(1) << shift) - 1)
         for d in descriptors {
             let a = max(d.startingLBA << shift, position)
-            let b = (d.startingLBA + UInt64(d.blockCount)) << shift
+            // The last block may reach past the end of an export whose size is not
+            // a whole number of blocks: extents stop at the end.
+            let b = min((d.startingLBA + UInt64(d.blockCount)) << shift, export.size)
             guard b > a else { continue }
             let state: NBDAllocationState = d.deallocated ? [.hole, .zero] : []
             let length = min(b - a, maxLength)

@@ -15,6 +15,7 @@ extension NBDErrno {
             case (0, 0x20), (1, 0x82): self = .eperm                // write protected
             case (0, 0x02), (0, 0x01), (0, 0x0B): self = .einval    // invalid field / opcode / namespace
             case (0, 0x08), (0, 0x07): self = .eshutdown            // aborted
+            case (7, 0xC0): self = .enotsup                         // zeroing not fast (FAST_ZERO)
             default: self = .eio
             }
         case .aborted: self = .eshutdown

@@ -68,7 +68,7 @@ public final class Export: Sendable {
                 fileBacked = false
             case .file(let path):
                 #if os(Linux)
-                backend = try FileBackend(path: path, readOnly: spec.readOnly, createSize: spec.size)
+                backend = try FileBackend(path: path, readOnly: spec.readOnly, createSize: spec.size, caching: spec.cache)
                 fileBacked = true
                 #else
                 throw ExportError(export: spec.name, problem: "file backing needs Linux")
@@ -78,13 +78,17 @@ public final class Export: Sendable {
             throw ExportError(export: spec.name, problem: error.description)
         }
         if let wrap = options.wrapBackend { backend = wrap(backend) }
+        // The LBA size: as asked, else what the storage prefers (NVMe offers 512 and
+        // 4096; a 2048-byte device sector fits in 4096), else 512.
+        let blockSize = spec.blockSize ?? ((backend.preferredBlockSize ?? 512) > 512 ? 4096 : 512)
+        exactSize = backend.byteCount
         do {
             memory = try HostMemory(byteCount: options.hostMemoryBytes)
         } catch {
             throw ExportError(export: spec.name, problem: "cannot map DMA memory: \(error)")
         }
         do {
-            let ns = try Namespace(backend: backend, blockSize: spec.blockSize)
+            let ns = try Namespace(backend: backend, blockSize: blockSize, io: spec.io)
             var co = ControllerOptions()
             co.maximumIOQueuePairs = max(loops.count, 1)
             co.maximumDataTransferSize = options.maximumDataTransferSize
@@ -99,6 +103,7 @@ public final class Export: Sendable {
         } catch {
             throw ExportError(export: spec.name, problem: error.description)
         }
+        for note in controller.storageNotes { Self.logOnce(note, logger) }
         var dopts = DriverOptions()
         dopts.ioQueuePairs = max(loops.count, 1)
         dopts.queueDepth = options.queueDepth
@@ -127,6 +132,7 @@ public final class Export: Sendable {
         queueByLoop = map
 
         var flags: NBDTransmissionFlags = [.hasFlags, .sendFlush, .sendDF, .canMultiConn, .sendCache]
+        if info.isRotational { flags.insert(.rotational) }
         if spec.readOnly {
             // Advertise exactly what works: TRIM, WRITE_ZEROES and FUA (a write flag)
             // would all be refused with EPERM, so a read-only export offers none of
@@ -135,12 +141,14 @@ public final class Export: Sendable {
         } else {
             flags.formUnion([.sendFUA, .sendTrim, .sendWriteZeroes, .sendFastZero])
         }
-        let preferred = UInt32(max(4096, spec.blockSize))
+        let preferred = UInt32(max(4096, blockSize))
         // Minimum 1: unaligned requests are served with read-modify-write, so clients
         // that did not negotiate sizes get the spec's defaults.
         let constraints = (try? NBDBlockSizeConstraints(minimum: 1, preferred: preferred,
                                                         maximum: UInt32(options.maximumPayload))) ?? .default
-        nbd = NBDExport(name: spec.name, description: spec.exportDescription, size: info.byteCount, flags: flags,
+        // The exact size of the storage: the namespace rounds it up to whole
+        // blocks, and the controller answers the padding with zeroes.
+        nbd = NBDExport(name: spec.name, description: spec.exportDescription, size: exactSize, flags: flags,
                         blockSize: constraints)
         watchdog = options.watchdogMilliseconds > 0
             ? Watchdog(driver: driver, export: spec.name, intervalMilliseconds: options.watchdogMilliseconds,
@@ -161,7 +169,17 @@ public final class Export: Sendable {
     }
 
     public var blockShift: Int { Int(namespace.blockSizeShift) }
-    public var size: UInt64 { namespace.byteCount }
+    /// The export's size in bytes: the storage's exact size (the namespace may
+    /// end up to one logical block later).
+    public var size: UInt64 { exactSize }
+    private let exactSize: UInt64
+
+    /// Logs `message` the first time this process sees it (io_uring refused for
+    /// every file export is said once, not per export).
+    private static func logOnce(_ message: String, _ logger: Logger) {
+        if loggedOnce.withLock({ $0.insert(message).inserted }) { logger.warning("\(message)") }
+    }
+    private static let loggedOnce = Locked<Set<String>>([])
 
     /// Flushes the namespace, shuts the controller down (CC.SHN) and stops its thread.
     public func close() {

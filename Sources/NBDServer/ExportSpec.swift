@@ -1,5 +1,8 @@
-/// What one export is: its name, backing, size and LBA format, as given on the
-/// command line (`--export name=disk,size=4G,lba=4096`) or built in code.
+import BlockBackends
+
+/// What one export is: its name, backing, size and LBA format, and how its
+/// storage runs, as given on the command line
+/// (`--export name=disk,file=disk.img,cache=none,aio=io_uring`) or built in code.
 public struct ExportSpec: Hashable, Sendable {
     public enum Backing: Hashable, Sendable {
         /// Sparse process memory.
@@ -12,32 +15,43 @@ public struct ExportSpec: Hashable, Sendable {
     /// Sent in NBD_INFO_DESCRIPTION and NBD_REP_SERVER.
     public var exportDescription: String?
     public var backing: Backing
-    /// Bytes; `nil` means "the file's size" (file backing only).
+    /// Bytes (a positive multiple of 512); `nil` means "the file's size" (file
+    /// backing only; an existing file may have any size).
     public var size: UInt64?
-    /// NVMe LBA data size: 512 or 4096.
-    public var blockSize: Int
+    /// NVMe LBA data size, 512 or 4096; `nil` picks what the storage prefers (a
+    /// block device's logical block size, the alignment direct I/O needs), else 512.
+    public var blockSize: Int?
     public var readOnly: Bool
+    /// File backing: through the page cache or `O_DIRECT` (`cache=`).
+    public var cache: FileCaching
+    /// How the backend's operations run (`aio=`); `nil`: io_uring for files and
+    /// block devices (worker threads where refused), inline for memory.
+    public var io: StorageIO?
 
     public init(name: String = "", description: String? = nil, backing: Backing = .memory, size: UInt64? = 1 << 30,
-                blockSize: Int = 512, readOnly: Bool = false) {
+                blockSize: Int? = nil, readOnly: Bool = false, cache: FileCaching = .writeback, io: StorageIO? = nil) {
         self.name = name
         self.exportDescription = description
         self.backing = backing
         self.size = size
         self.blockSize = blockSize
         self.readOnly = readOnly
+        self.cache = cache
+        self.io = io
     }
 
     /// The default export: 1 GiB of memory named "".
     public static let `default` = ExportSpec()
 
     /// The keys ``parse(_:)`` accepts, for help texts.
-    public static let syntax = "name=NAME,size=SIZE[K|M|G|T],file=PATH,lba=512|4096,readonly,description=TEXT"
+    public static let syntax =
+        "name=NAME,size=SIZE[K|M|G|T],file=PATH,lba=512|4096,cache=writeback|none,aio=io_uring|threads,readonly,description=TEXT"
 
     /// Parses a comma-separated `key=value` list. Keys: `name` (default ""), `size`
     /// (bytes or with a binary K/M/G/T suffix; default 1G for memory, the file's
     /// size for an existing file), `file` (file or block device backing; memory
-    /// otherwise), `lba` (512 or 4096), `readonly` (or `ro`), `description`.
+    /// otherwise), `lba` (512 or 4096), `cache` (`writeback` or `none`, files
+    /// only), `aio` (`io_uring` or `threads`), `readonly` (or `ro`), `description`.
     /// `description` may contain commas only as the last key.
     public static func parse(_ text: String) throws(ExportSpecError) -> ExportSpec {
         var spec = ExportSpec(size: nil)
@@ -92,6 +106,19 @@ public struct ExportSpec: Hashable, Sendable {
                     throw ExportSpecError("lba=\(v): accepted 512 or 4096", text)
                 }
                 spec.blockSize = n
+            case "cache":
+                let v = try required()
+                guard let c = FileCaching(rawValue: v) else {
+                    throw ExportSpecError("cache=\(v): accepted writeback or none", text)
+                }
+                spec.cache = c
+            case "aio":
+                let v = try required()
+                switch v {
+                case "io_uring": spec.io = .ioUring
+                case "threads": spec.io = .threads(workers: StorageIO.defaultWorkers)
+                default: throw ExportSpecError("aio=\(v): accepted io_uring or threads", text)
+                }
             case "readonly", "ro":
                 guard value == nil || value == "true" || value == "1" else {
                     throw ExportSpecError("readonly takes no value", text)
@@ -107,9 +134,13 @@ public struct ExportSpec: Hashable, Sendable {
         }
         if !sawSize, case .memory = spec.backing { spec.size = 1 << 30 }
         if let size = spec.size {
-            guard size > 0, size % 4096 == 0 else {
-                throw ExportSpecError("size \(size) must be a positive multiple of 4096 bytes", text)
+            guard size > 0, size % 512 == 0 else {
+                throw ExportSpecError("size \(size) must be a positive multiple of 512 bytes "
+                                      + "(an existing file of any size is served whole: omit size=)", text)
             }
+        }
+        if spec.cache != .writeback, case .memory = spec.backing {
+            throw ExportSpecError("cache= applies to file exports (file=PATH) only", text)
         }
         return spec
     }
@@ -139,7 +170,10 @@ public struct ExportSpec: Hashable, Sendable {
         case .memory: backingText = "memory"
         case .file(let p): backingText = "file \(p)"
         }
-        return "export '\(name)': \(backingText), \(size.map { "\($0) bytes" } ?? "file size"), LBA \(blockSize)\(readOnly ? ", read-only" : "")"
+        var cacheText = ""
+        if case .file = backing { cacheText = ", cache=\(cache.rawValue)" }
+        return "export '\(name)': \(backingText), \(size.map { "\($0) bytes" } ?? "file size")\(cacheText)"
+            + "\(readOnly ? ", read-only" : "")"
     }
 }
 

@@ -52,8 +52,9 @@ public final class NBDServer: Sendable {
         var exports: [Export] = []
         do {
             for spec in configuration.exports {
-                exports.append(try Export(spec: spec, loops: loops, options: configuration.exportOptions))
-                logger.info("\(spec.summary), NVMe LBA \(exports.last!.namespace.blockSize), shadow doorbells \(exports.last!.driver.shadowDoorbellsEnabled ? "on" : "off")")
+                exports.append(try Export(spec: spec, loops: loops, options: configuration.exportOptions, logger: logger))
+                let e = exports.last!
+                logger.info("\(spec.summary), \(e.size) bytes, NVMe LBA \(e.namespace.blockSize), storage \(e.controller.storageEngines.joined(separator: "+")), shadow doorbells \(e.driver.shadowDoorbellsEnabled ? "on" : "off")")
             }
         } catch {
             for e in exports { e.close() }

@@ -74,4 +74,6 @@ public enum IdentifyCNS: UInt8, Sendable {
     case namespace = 0x00
     case controller = 0x01
     case activeNamespaceList = 0x02
+    /// I/O Command Set Independent Identify Namespace (NVMe 2.0, §5.17.2.9).
+    case namespaceIndependent = 0x08
 }

@@ -74,6 +74,11 @@ public struct NVMeStatus: Hashable, Sendable, CustomStringConvertible {
     public static let writeFault = NVMeStatus(type: .mediaAndDataIntegrity, code: 0x80)
     public static let unrecoveredReadError = NVMeStatus(type: .mediaAndDataIntegrity, code: 0x81)
 
+    // MARK: Vendor Specific (SCT 7h)
+    /// Write Zeroes with ``SubmissionQueueEntry/fastZeroOnlyBit`` that could only be
+    /// done by writing zeroes: nothing was changed (this emulation's extension).
+    public static let zeroingNotFast = NVMeStatus(type: .vendorSpecific, code: 0xC0, doNotRetry: true)
+
     /// Namespace is Write Protected (§4.6.1.2.1, Figure 94, 20h).
     public static let namespaceWriteProtected = NVMeStatus(type: .generic, code: 0x20, doNotRetry: true)
 
@@ -107,6 +112,7 @@ public struct NVMeStatus: Hashable, Sendable, CustomStringConvertible {
         case (1, 0x82): "Attempted Write to Read Only Range"
         case (2, 0x80): "Write Fault"
         case (2, 0x81): "Unrecovered Read Error"
+        case (7, 0xC0): "Zeroing Not Fast (vendor specific)"
         default: "Status SCT \(codeType) SC 0x\(String(code, radix: 16))"
         }
     }

@@ -130,4 +130,9 @@ public struct SubmissionQueueEntry: Hashable, Sendable {
     public static let forceUnitAccessBit: UInt32 = 1 << 30
     /// Deallocate: CDW12 bit 25 (Write Zeroes).
     public static let deallocateBit: UInt32 = 1 << 25
+    /// Write Zeroes CDW13 bit 31, a vendor extension of this emulation (CDW13 is
+    /// reserved for Write Zeroes in the NVM Command Set): zero only if it can be
+    /// done without writing zeroes, else fail with ``NVMeStatus/zeroingNotFast``
+    /// (what NBD's `NBD_CMD_FLAG_FAST_ZERO` asks of a server).
+    public static let fastZeroOnlyBit: UInt32 = 1 << 31
 }

@@ -44,8 +44,8 @@ extension ControllerCore {
             }
             complete(sq, cid: cid, status: configureDoorbellBuffer(e))
         case .abort:
-            // Commands execute when fetched, so none is ever outstanding to abort:
-            // DW0 bit 0 set = "command not aborted" (§5.1).
+            // Backend work already started is not interrupted (a best effort the
+            // specification allows): DW0 bit 0 set = "command not aborted" (§5.1).
             complete(sq, cid: cid, status: .success, dw0: 1)
         case .asynchronousEventRequest:
             guard outstandingAsyncEvents.count <= Int(IdentifyController().asynchronousEventRequestLimit) else {
@@ -84,6 +84,9 @@ extension ControllerCore {
         case .namespace:
             guard let ns = namespace(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
             bytes = ns.identify(allocatedBytes: (ns.backend as? MemoryBackend)?.allocatedByteCount).encode()
+        case .namespaceIndependent:
+            guard let ns = namespace(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
+            bytes = ns.identifyIndependent().encode()
         case .activeNamespaceList:
             guard e.namespaceIdentifier < 0xFFFF_FFFE else { return .invalidNamespaceOrFormat }
             var o = 0
@@ -232,8 +235,11 @@ extension ControllerCore {
     private func deleteSubmissionQueue(_ e: SubmissionQueueEntry) -> NVMeStatus {
         let qid = Int(e.cdw10 & 0xFFFF)
         guard qid != 0, qid < submissionQueues.count, let sq = submissionQueues[qid] else { return .invalidQueueIdentifier }
-        // Commands execute when fetched: none is left to abort. Completions still
-        // waiting for room in the completion queue are dropped with the queue.
+        // Commands whose backend work is running finish first and are posted while
+        // the queue still exists (QEMU cancels or waits for its AIO the same way).
+        // Completions still waiting for room in the completion queue are dropped
+        // with the queue.
+        drainStorage(post: true)
         let cq = sq.completionQueue
         let kept = cq.backlog[cq.backlogStart...].filter { $0.submissionQueueIdentifier != sq.id }
         cq.backlog = Array(kept)

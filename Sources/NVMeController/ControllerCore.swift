@@ -18,6 +18,11 @@ final class ControllerCore {
     let memory: HostMemory
     let options: ControllerOptions
     let namespaces: [Namespace]
+    /// The namespaces as run: their engines and in-flight counts (same order).
+    let runtimes: [NamespaceRuntime]
+    /// What a parked controller waits on when storage runs asynchronously (the
+    /// engines signal it; traps too). `nil` when every namespace is inline.
+    let wake: WakeSignal?
     let counters: ControllerCounters
     let vectors: [InterruptVector]
     let mailbox: TrapMailbox
@@ -50,12 +55,20 @@ final class ControllerCore {
     var commandsThisRound = 0
     var segments: [DMASegment] = []
     var scratchPage: UnsafeMutableRawBufferPointer
+    /// Commands whose backend work is running, by tag (see `StorageCompletion.swift`).
+    var commandsInFlight: [InFlightCommand?] = []
+    var freeTags: [Int] = []
+    /// Operations running on engines, all namespaces together, and the most ever.
+    var storageInFlight = 0
+    var storageInFlightPeak = 0
 
-    init(memory: HostMemory, namespaces: [Namespace], options: ControllerOptions,
-         counters: ControllerCounters, mailbox: TrapMailbox) {
+    init(memory: HostMemory, namespaces: [Namespace], runtimes: [NamespaceRuntime], wake: WakeSignal?,
+         options: ControllerOptions, counters: ControllerCounters, mailbox: TrapMailbox) {
         self.memory = memory
         self.options = options
         self.namespaces = namespaces
+        self.runtimes = runtimes
+        self.wake = wake
         self.counters = counters
         self.mailbox = mailbox
         vectors = (0..<options.interruptVectors).map { InterruptVector(number: UInt16($0)) }
@@ -159,6 +172,8 @@ final class ControllerCore {
     /// Asynchronous Event Request and the doorbell buffer configuration are dropped;
     /// features return to their defaults.
     func reset() {
+        // Drain first: nothing may land in host memory or a queue after this.
+        drainStorage(post: false)
         if enabled { counters.bump(counters.resets) }
         enabled = false
         fatal = false
@@ -181,6 +196,9 @@ final class ControllerCore {
     /// Normal or abrupt shutdown notification: make writes durable and report
     /// shutdown processing complete (CSTS.SHST = 10b).
     private func shutDown() {
+        // Commands in flight complete first (their queues still exist), then
+        // everything they wrote is made durable.
+        drainStorage(post: true)
         for ns in namespaces { _ = try? ns.backend.flush() }
         setStatus { $0.shutdownStatus = 0b10 }
     }
@@ -211,6 +229,12 @@ final class ControllerCore {
             }
             i += 1
         }
+        if wake != nil {
+            // One hand-over for everything started this round, then whatever has
+            // finished (page-cache hits often finish during the hand-over itself).
+            commitStorage()
+            if storageInFlight > 0, reapStorage(post: true) > 0 { worked = true }
+        }
         for cq in activeCompletionQueues {
             if cq.backlogCount > 0, drainBacklog(cq) { worked = true }
             signal(cq)
@@ -230,6 +254,11 @@ final class ControllerCore {
             // Hold back while completions are waiting for room (QEMU limits the
             // requests in flight per queue the same way).
             guard cq.backlogCount < sq.size else { break }
+            // Hold back while the command's namespace is at its in-flight bound.
+            if wake != nil, sq.id != 0, mustHoldBack(sq) {
+                counters.bump(counters.inFlightLimitStalls)
+                break
+            }
             // `base` covers `size` entries (checked at creation) and head < size.
             let entry = SubmissionQueueEntry(bytes: UnsafeRawBufferPointer(
                 start: sq.base + sq.head * SubmissionQueueEntry.size, count: SubmissionQueueEntry.size))

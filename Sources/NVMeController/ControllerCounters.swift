@@ -36,12 +36,22 @@ public final class ControllerCounters: Sendable {
     let wakeups = Atomic<UInt64>(0)
     let pollHits = Atomic<UInt64>(0)
     let resets = Atomic<UInt64>(0)
+    // Asynchronous namespaces.
+    let storageOperations = Atomic<UInt64>(0)
+    let storageInFlightPeak = Atomic<UInt64>(0)
+    let inFlightLimitStalls = Atomic<UInt64>(0)
 
     public init() {}
 
     @inline(__always)
     func bump(_ counter: borrowing Atomic<UInt64>, by n: UInt64 = 1) {
         counter.add(n, ordering: .relaxed)
+    }
+
+    /// Sets a high-water mark (only the controller thread writes it).
+    @inline(__always)
+    func raise(_ counter: borrowing Atomic<UInt64>, to value: UInt64) {
+        if counter.load(ordering: .relaxed) < value { counter.store(value, ordering: .relaxed) }
     }
 
     /// A consistent-enough copy of every counter (each read atomically).
@@ -73,7 +83,10 @@ public final class ControllerCounters: Sendable {
             parks: parks.load(ordering: .relaxed),
             wakeups: wakeups.load(ordering: .relaxed),
             pollHits: pollHits.load(ordering: .relaxed),
-            resets: resets.load(ordering: .relaxed))
+            resets: resets.load(ordering: .relaxed),
+            storageOperations: storageOperations.load(ordering: .relaxed),
+            storageInFlightPeak: storageInFlightPeak.load(ordering: .relaxed),
+            inFlightLimitStalls: inFlightLimitStalls.load(ordering: .relaxed))
     }
 }
 
@@ -122,6 +135,13 @@ public struct ControllerStatistics: Codable, Hashable, Sendable {
     public var pollHits: UInt64
     /// Controller resets (CC.EN 1 → 0).
     public var resets: UInt64
+    /// Backend operations started on an asynchronous engine (io_uring, threads).
+    public var storageOperations: UInt64
+    /// The most backend operations in flight at once.
+    public var storageInFlightPeak: UInt64
+    /// Times the controller left a command in its queue because the namespace was
+    /// at its in-flight bound.
+    public var inFlightLimitStalls: UInt64
 
     /// I/O commands of the NVM command set processed.
     public var ioCommands: UInt64 {

@@ -26,6 +26,13 @@ public final class EmulatedController: @unchecked Sendable {
     public let counters = ControllerCounters()
     public let isStepped: Bool
 
+    /// How each namespace's backend runs ("inline", "io_uring", "threads"), in
+    /// namespace order.
+    public let storageEngines: [String]
+    /// Why a namespace runs on something other than what it asked for (io_uring
+    /// refused, say), one line each, for the log.
+    public let storageNotes: [String]
+
     private let mailbox: TrapMailbox
     /// Confined to the controller thread (or the stepping caller): the invariant
     /// that makes this class's `@unchecked Sendable` sound. Host threads reach it
@@ -34,6 +41,7 @@ public final class EmulatedController: @unchecked Sendable {
     private var thread: Thread?
     private let finished = ConditionMutex()
     private var running = false
+    private var steppedStopped = false
     private var traps: [RegisterWrite] = []
 
     /// - Parameters:
@@ -50,8 +58,30 @@ public final class EmulatedController: @unchecked Sendable {
         self.options = options
         self.namespaces = namespaces
         isStepped = stepped
-        mailbox = TrapMailbox(handsOff: !stepped)
-        core = ControllerCore(memory: memory, namespaces: namespaces, options: options, counters: counters, mailbox: mailbox)
+        var wake: WakeSignal? = nil
+        if namespaces.contains(where: { $0.io != .inline }) {
+            do {
+                wake = try WakeSignal()
+            } catch {
+                throw .invalid("cannot create the controller's eventfd: \(error)")
+            }
+        }
+        var runtimes: [NamespaceRuntime] = []
+        var notes: [String] = []
+        for ns in namespaces {
+            guard let wake else {
+                runtimes.append(NamespaceRuntime(namespace: ns, engine: nil))
+                continue
+            }
+            let (engine, note) = StorageEngines.make(for: ns.backend, io: ns.io, capacity: ns.maximumInFlight, wake: wake)
+            runtimes.append(NamespaceRuntime(namespace: ns, engine: engine))
+            if let note { notes.append("namespace \(ns.id): \(note)") }
+        }
+        storageEngines = runtimes.map { $0.engine?.name ?? "inline" }
+        storageNotes = notes
+        mailbox = TrapMailbox(handsOff: !stepped, wake: wake)
+        core = ControllerCore(memory: memory, namespaces: namespaces, runtimes: runtimes, wake: wake, options: options,
+                              counters: counters, mailbox: mailbox)
         traps.reserveCapacity(64)
         if !stepped { start() }
     }
@@ -70,7 +100,16 @@ public final class EmulatedController: @unchecked Sendable {
     /// Stops the controller thread (the device is unplugged). Pending traps are
     /// released; later MMIO writes do nothing. Idempotent.
     public func stop() {
-        guard !isStepped, finished.withLock({ running }) else { return }
+        if isStepped {
+            // No thread to end; the stepping caller owns the core. Backend work
+            // still running is drained and the engines' workers stopped.
+            if finished.withLock({ !steppedStopped }) {
+                finished.withLock { steppedStopped = true }
+                core.closeStorage()
+            }
+            return
+        }
+        guard finished.withLock({ running }) else { return }
         mailbox.close()
         finished.withLock {
             while running { finished.wait() }
@@ -143,6 +182,13 @@ public final class EmulatedController: @unchecked Sendable {
         while steps < maximumSteps {
             while turn() && steps < maximumSteps { steps += 1 }
             if mailbox.hasPending { continue }
+            if core.storageInFlight > 0 {
+                // Idle means nothing in flight either: wait for the storage.
+                core.wake?.drain()
+                if !core.hasStorageCompletions { core.wake?.wait(timeoutMilliseconds: 1000) }
+                steps += 1
+                continue
+            }
             if core.armForPark() { steps += 1; continue }
             return true
         }
@@ -155,6 +201,12 @@ public final class EmulatedController: @unchecked Sendable {
         precondition(isStepped, "queue state is only stable in stepped mode")
         guard Int(qid) < core.submissionQueues.count, let sq = core.submissionQueues[Int(qid)] else { return nil }
         return (sq.head, sq.tail)
+    }
+
+    /// Stepped mode: backend operations in flight on the namespaces' engines.
+    public var storageInFlight: Int {
+        precondition(isStepped, "queue state is only stable in stepped mode")
+        return core.storageInFlight
     }
 
     /// Stepped mode: completions held for room in completion queue `qid`.
@@ -205,12 +257,14 @@ public final class EmulatedController: @unchecked Sendable {
             polling = false
             if core.armForPark() { continue }
             counters.bump(counters.parks)
-            guard mailbox.park() else { break }
+            let open = core.wake == nil ? mailbox.park() : mailbox.parkOnSignal { core.hasStorageCompletions }
+            guard open else { break }
             counters.bump(counters.wakeups)
             lastWork = MonotonicClock.nanoseconds()
         }
-        // Release anything still recorded, then report the thread gone.
+        // Release anything still recorded; no backend work may outlive the device.
         mailbox.take(into: &traps)
+        core.closeStorage()
         finished.withLock {
             running = false
             finished.broadcast()

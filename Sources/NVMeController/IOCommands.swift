@@ -1,8 +1,19 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import BlockBackends
 import DMA
 import NVMe
 
 /// NVM command set I/O commands (NVM Command Set Specification 1.0, §3).
+///
+/// Each command is validated when fetched (errors complete at once) and its
+/// backend work becomes a ``StorageOperation``: run on the spot for an inline
+/// namespace (memory), started on the namespace's engine otherwise, in which
+/// case the completion is posted when the operation finishes (see
+/// `StorageCompletion.swift`). Transfers are clipped at the backend's last byte:
+/// reads of the padding up to the next logical block return zeroes, writes to it
+/// are dropped.
 extension ControllerCore {
     func executeIO(_ e: SubmissionQueueEntry, on sq: DeviceSubmissionQueue) {
         let cid = e.commandIdentifier
@@ -11,33 +22,34 @@ extension ControllerCore {
             complete(sq, cid: cid, status: .invalidCommandOpcode)
             return
         }
-        let status: NVMeStatus
+        let status: NVMeStatus?
         switch op {
         case .read:
             counters.bump(counters.reads)
-            status = readWrite(e, write: false)
+            status = readWrite(e, on: sq, write: false)
         case .write:
             counters.bump(counters.writes)
-            status = readWrite(e, write: true)
+            status = readWrite(e, on: sq, write: true)
         case .flush:
             counters.bump(counters.flushes)
-            status = flush(e)
+            status = flush(e, on: sq)
         case .writeZeroes:
             counters.bump(counters.writeZeroes)
-            status = writeZeroes(e)
+            status = writeZeroes(e, on: sq)
         case .datasetManagement:
             counters.bump(counters.datasetManagement)
-            status = datasetManagement(e)
+            status = datasetManagement(e, on: sq)
         case .getAllocationMap:
             counters.bump(counters.allocationMaps)
-            status = allocationMap(e)
+            status = allocationMap(e, on: sq)
         }
-        complete(sq, cid: cid, status: status)
+        if let status { complete(sq, cid: cid, status: status) }
     }
 
     /// Read (02h) and Write (01h), §3.2.4 / §3.2.6.
-    private func readWrite(_ e: SubmissionQueueEntry, write: Bool) -> NVMeStatus {
-        guard let ns = namespace(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
+    private func readWrite(_ e: SubmissionQueueEntry, on sq: DeviceSubmissionQueue, write: Bool) -> NVMeStatus? {
+        guard let rt = runtime(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
+        let ns = rt.namespace
         let lba = e.startingLBA
         let count = UInt64(e.numberOfLogicalBlocks0) + 1
         let bytes = Int(count) << Int(ns.blockSizeShift)
@@ -46,71 +58,58 @@ extension ControllerCore {
         if write && ns.backend.isReadOnly { return .namespaceWriteProtected }
         if let s = mapData(e, length: bytes) { return s }
         let fua = e.cdw12 & SubmissionQueueEntry.forceUnitAccessBit != 0 || !volatileWriteCacheEnabled
-        var offset = lba << UInt64(ns.blockSizeShift)
-        do {
-            for seg in segments {
-                if write {
-                    try ns.backend.write(at: offset, from: UnsafeRawBufferPointer(start: seg.pointer, count: seg.length),
-                                         forceUnitAccess: fua)
-                } else {
-                    try ns.backend.read(at: offset, into: UnsafeMutableRawBufferPointer(start: seg.pointer, count: seg.length))
-                }
-                offset += UInt64(seg.length)
-            }
-        } catch {
-            return status(for: error, write: write)
+        let offset = lba << UInt64(ns.blockSizeShift)
+        var vector = IOVector()
+        for seg in segments { vector.append(IOSegment(base: seg.pointer, count: seg.length)) }
+        let inside = Int(min(UInt64(bytes), ns.backend.byteCount - min(offset, ns.backend.byteCount)))
+        if inside < bytes {
+            if !write { vector.dropping(bytes: inside).zero() }
+            vector = vector.prefix(bytes: inside)
         }
-        if write {
-            counters.bump(counters.bytesWritten, by: UInt64(bytes))
-        } else {
-            counters.bump(counters.bytesRead, by: UInt64(bytes))
-        }
-        return .success
+        let accounting: InFlightCommand.Accounting = write ? .written(UInt64(bytes)) : .read(UInt64(bytes))
+        guard inside > 0 else { return settle(.done, accounting: accounting, entry: e, runtime: rt) }
+        let operation: StorageOperation = write
+            ? .write(offset: offset, from: vector, forceUnitAccess: fua)
+            : .read(offset: offset, into: vector)
+        return run(operation, on: rt, sq: sq, entry: e, accounting: accounting)
     }
 
     /// Flush (00h), §3.2.2: NSID FFFFFFFFh flushes every namespace.
-    private func flush(_ e: SubmissionQueueEntry) -> NVMeStatus {
-        let targets: [Namespace]
+    private func flush(_ e: SubmissionQueueEntry, on sq: DeviceSubmissionQueue) -> NVMeStatus? {
         if e.namespaceIdentifier == broadcastNamespaceID {
-            targets = namespaces
-        } else if let ns = namespace(e.namespaceIdentifier) {
-            targets = [ns]
-        } else {
-            return .invalidNamespaceOrFormat
+            return runOnEvery(.flush, sq: sq, entry: e)
         }
-        do {
-            for ns in targets { try ns.backend.flush() }
-        } catch {
-            return status(for: error, write: true)
-        }
-        return .success
+        guard let rt = runtime(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
+        return run(.flush, on: rt, sq: sq, entry: e, accounting: .mutation)
     }
 
     /// Write Zeroes (08h), §3.2.8: CDW12 bit 25 DEAC lets the range be deallocated
-    /// (DLFEAT says deallocated blocks read as zeroes), bit 30 FUA.
-    private func writeZeroes(_ e: SubmissionQueueEntry) -> NVMeStatus {
-        guard let ns = namespace(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
+    /// (DLFEAT says whether deallocated blocks read as zeroes), bit 30 FUA; CDW13
+    /// bit 31, this emulation's "fast only" (``SubmissionQueueEntry/fastZeroOnlyBit``).
+    private func writeZeroes(_ e: SubmissionQueueEntry, on sq: DeviceSubmissionQueue) -> NVMeStatus? {
+        guard let rt = runtime(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
+        let ns = rt.namespace
         let lba = e.startingLBA
         let count = UInt64(e.numberOfLogicalBlocks0) + 1
         guard ns.contains(lba: lba, count: count) else { return .lbaOutOfRange }
         if ns.backend.isReadOnly { return .namespaceWriteProtected }
-        let deallocate = e.cdw12 & SubmissionQueueEntry.deallocateBit != 0
-        let fua = e.cdw12 & SubmissionQueueEntry.forceUnitAccessBit != 0
-        do {
-            try ns.backend.writeZeroes(at: lba << UInt64(ns.blockSizeShift), length: count << UInt64(ns.blockSizeShift),
-                                       deallocate: deallocate)
-            if fua { try ns.backend.flush() }
-        } catch {
-            return status(for: error, write: true)
+        guard let range = clipped(lba: lba, count: count, ns) else {
+            return settle(.done, accounting: .mutation, entry: e, runtime: rt)
         }
-        return .success
+        let operation = StorageOperation.writeZeroes(
+            offset: range.lowerBound, length: range.upperBound - range.lowerBound,
+            deallocate: e.cdw12 & SubmissionQueueEntry.deallocateBit != 0,
+            quickly: e.cdw13 & SubmissionQueueEntry.fastZeroOnlyBit != 0,
+            forceUnitAccess: e.cdw12 & SubmissionQueueEntry.forceUnitAccessBit != 0)
+        return run(operation, on: rt, sq: sq, entry: e, accounting: .mutation)
     }
 
     /// Dataset Management (09h), §3.2.3: CDW10 bits 7:0 number of ranges (0-based),
     /// CDW11 bit 2 Attribute – Deallocate. Every range is checked before any is
     /// acted on; without AD the command is advisory and does nothing.
-    private func datasetManagement(_ e: SubmissionQueueEntry) -> NVMeStatus {
-        guard let ns = namespace(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
+    private func datasetManagement(_ e: SubmissionQueueEntry, on sq: DeviceSubmissionQueue) -> NVMeStatus? {
+        guard let rt = runtime(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
+        let ns = rt.namespace
         let count = Int(e.cdw10 & 0xFF) + 1
         guard let data = copyFromHost(count: count * DatasetManagementRange.size, e) else {
             return mapData(e, length: count * DatasetManagementRange.size) ?? .dataTransferError
@@ -123,32 +122,54 @@ extension ControllerCore {
         }
         guard e.cdw11 & DatasetManagementRange.deallocateAttribute != 0 else { return .success }
         if ns.backend.isReadOnly { return .namespaceWriteProtected }
-        do {
-            for r in ranges where r.blockCount > 0 {
-                try ns.backend.deallocate(at: r.startingLBA << UInt64(ns.blockSizeShift),
-                                          length: UInt64(r.blockCount) << UInt64(ns.blockSizeShift))
-            }
-        } catch {
-            return status(for: error, write: true)
+        let byteRanges = ranges.compactMap { r in
+            r.blockCount > 0 ? clipped(lba: r.startingLBA, count: UInt64(r.blockCount), ns) : nil
         }
-        return .success
+        guard !byteRanges.isEmpty else { return settle(.done, accounting: .mutation, entry: e, runtime: rt) }
+        return run(.deallocate(ranges: byteRanges), on: rt, sq: sq, entry: e, accounting: .mutation)
     }
 
     /// Get Allocation Map (vendor specific 82h); see ``AllocationMapDescriptor``.
-    private func allocationMap(_ e: SubmissionQueueEntry) -> NVMeStatus {
-        guard let ns = namespace(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
+    private func allocationMap(_ e: SubmissionQueueEntry, on sq: DeviceSubmissionQueue) -> NVMeStatus? {
+        guard let rt = runtime(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
+        let ns = rt.namespace
         let lba = e.startingLBA
         let count = UInt64(e.cdw12)
         let bufferBytes = Int(e.cdw13)
         guard count > 0, bufferBytes >= 32, bufferBytes % 16 == 0,
               bufferBytes <= options.maximumTransferBytes else { return .invalidField }
         guard ns.contains(lba: lba, count: count) else { return .lbaOutOfRange }
+        // The padding past the backend's end has nothing allocated.
+        guard let range = clipped(lba: lba, count: count, ns) else {
+            return settle(.extents([]), accounting: .allocationMap, entry: e, runtime: rt)
+        }
+        return run(.allocationMap(offset: range.lowerBound, length: range.upperBound - range.lowerBound),
+                   on: rt, sq: sq, entry: e, accounting: .allocationMap)
+    }
+
+    /// The bytes of `[lba, lba+count)` that lie inside the backend, or `nil` when
+    /// the range is all padding.
+    private func clipped(lba: UInt64, count: UInt64, _ ns: Namespace) -> Range<UInt64>? {
         let shift = UInt64(ns.blockSizeShift)
-        let extents: [AllocationExtent]
-        do {
-            extents = try ns.backend.allocationMap(at: lba << shift, length: count << shift)
-        } catch {
-            return status(for: error, write: false)
+        let start = lba << shift
+        let end = min((lba + count) << shift, ns.backend.byteCount)
+        return start < end ? start..<end : nil
+    }
+
+    /// Encodes the allocation map of a Get Allocation Map command from the
+    /// backend's extents (which cover the part of the range inside the backend;
+    /// the rest is reported deallocated) and copies it to the host.
+    func completeAllocationMap(_ e: SubmissionQueueEntry, extents: [AllocationExtent], runtime rt: NamespaceRuntime) -> NVMeStatus {
+        let ns = rt.namespace
+        let lba = e.startingLBA
+        let count = UInt64(e.cdw12)
+        let bufferBytes = Int(e.cdw13)
+        let shift = UInt64(ns.blockSizeShift)
+        var extents = extents
+        let covered = extents.last.map { $0.offset + $0.length } ?? (lba << shift)
+        let rangeEnd = (lba + count) << shift
+        if covered < rangeEnd {
+            extents.append(AllocationExtent(offset: covered, length: rangeEnd - covered, isAllocated: false))
         }
         let capacity = (bufferBytes - AllocationMapDescriptor.headerSize) / AllocationMapDescriptor.size
         var descriptors: [AllocationMapDescriptor] = []
@@ -185,14 +206,12 @@ extension ControllerCore {
         switch error.kind {
         case .outOfRange: return .lbaOutOfRange
         case .readOnly: return .namespaceWriteProtected
+        case .zeroingNotFast: return .zeroingNotFast
         case .system(let e) where e == ENOSPC || e == EDQUOT: return .capacityExceeded
         case .system(let e) where e == EIO: return write ? .writeFault : .unrecoveredReadError
         case .system(let e) where e == EROFS || e == EPERM || e == EACCES: return .namespaceWriteProtected
+        case .system(let e) where e == ECANCELED: return .commandAbortRequested
         case .system, .cannotOpen, .invalidConfiguration: return .internalError
         }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -1,3 +1,4 @@
+import BlockBackends
 import DMA
 import Synchronization
 
@@ -31,13 +32,17 @@ final class TrapMailbox: @unchecked Sendable {
     private var open = true
     /// Whether writers wait for the controller (threaded mode) or only record (stepped mode).
     private let handsOff: Bool
+    /// With asynchronous storage the controller parks on this eventfd instead of
+    /// the condition, so that storage completions wake it as traps do.
+    private let wakeSignal: WakeSignal?
 
     /// Lets the controller thread see pending traps without taking the lock.
     private let pendingCount = Atomic<Int>(0)
     private let openFlag = Atomic<Bool>(true)
 
-    init(handsOff: Bool) {
+    init(handsOff: Bool, wake: WakeSignal? = nil) {
         self.handsOff = handsOff
+        self.wakeSignal = wake
         queue.reserveCapacity(64)
     }
 
@@ -58,7 +63,7 @@ final class TrapMailbox: @unchecked Sendable {
         pendingCount.add(1, ordering: .releasing)
         let wake = parked
         lock.unlock()
-        if wake { lock.signal(Self.controllerCondition) }
+        if wake { wakeController() }
         guard handsOff else { return }
         lock.lock()
         while taken < ticket && open {
@@ -83,9 +88,14 @@ final class TrapMailbox: @unchecked Sendable {
         lock.broadcast(Self.writerCondition)
     }
 
+    private func wakeController() {
+        if let wakeSignal { wakeSignal.signal() } else { lock.signal(Self.controllerCondition) }
+    }
+
     /// Controller side: sleeps until a trap arrives or the mailbox closes. Returns
     /// `false` when closed.
     func park() -> Bool {
+        if wakeSignal != nil { return parkOnSignal(storageReady: { false }) }
         lock.lock()
         defer { lock.unlock() }
         while queue.isEmpty && open {
@@ -94,6 +104,27 @@ final class TrapMailbox: @unchecked Sendable {
             parked = false
         }
         return open
+    }
+
+    /// Controller side, with asynchronous storage: sleeps until a trap arrives, a
+    /// storage completion signals, or the mailbox closes. The eventfd is cleared
+    /// first and `storageReady` checked after `parked` is set, so neither a trap
+    /// (it sees `parked` under the lock and signals) nor a completion (it signals
+    /// after becoming visible) can slip between the check and the sleep. May
+    /// return without work (a stale signal): the caller just runs another round.
+    func parkOnSignal(storageReady: () -> Bool) -> Bool {
+        guard let wakeSignal else { return park() }
+        wakeSignal.drain()
+        lock.lock()
+        guard queue.isEmpty && open else {
+            lock.unlock()
+            return isOpenFast
+        }
+        parked = true
+        lock.unlock()
+        if !storageReady() { wakeSignal.wait(timeoutMilliseconds: -1) }
+        lock.withLock { parked = false }
+        return isOpenFast
     }
 
     /// Stops the hand-off: releases waiting writers and a parked controller; later
@@ -105,6 +136,7 @@ final class TrapMailbox: @unchecked Sendable {
             lock.broadcast(Self.writerCondition)
             lock.signal(Self.controllerCondition)
         }
+        wakeSignal?.signal()
     }
 
     /// Under the lock (for register reads).

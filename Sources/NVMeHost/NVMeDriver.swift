@@ -113,7 +113,18 @@ public final class NVMeDriver: @unchecked Sendable {
             _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: nsid,
                                                       cdw10: UInt32(IdentifyCNS.namespace.rawValue)),
                                  data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Namespace \(nsid)")
-            infos.append(NamespaceInfo(id: nsid, identify: IdentifyNamespace(decoding: idBuffer.bytes())))
+            var info = NamespaceInfo(id: nsid, identify: IdentifyNamespace(decoding: idBuffer.bytes()))
+            // CNS 08h (NVMe 2.0) for Rotational Media; a controller without it
+            // answers Invalid Field and the namespace counts as solid state (Linux
+            // asks the same way and treats a failure alike).
+            if let cqe = try? adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: nsid,
+                                                                cdw10: UInt32(IdentifyCNS.namespaceIndependent.rawValue)),
+                                           data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1),
+                                           operation: "Identify Namespace \(nsid) (command set independent)"),
+               cqe.status.isSuccess {
+                info.isRotational = IdentifyNamespaceIndependent(decoding: idBuffer.bytes()).rotationalMedia
+            }
+            infos.append(info)
         }
         namespaces = infos
 

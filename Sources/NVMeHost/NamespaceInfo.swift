@@ -16,6 +16,8 @@ public struct NamespaceInfo: Hashable, Sendable {
     public var writeZeroesDeallocates: Bool
     /// NUSE.
     public var utilization: UInt64
+    /// I/O Command Set Independent Identify Namespace NSFEAT bit 4 (Rotational Media).
+    public var isRotational = false
 
     public init(id: UInt32, identify: IdentifyNamespace) {
         self.id = id

@@ -44,8 +44,11 @@ extension QueuePair {
     }
 
     public func writeZeroes(namespace nsid: UInt32 = 1, lba: UInt64, blocks: UInt64, deallocate: Bool,
-                            fua: Bool = false) async throws(NVMeError) {
-        try await result { writeZeroes(namespace: nsid, lba: lba, blocks: blocks, deallocate: deallocate, fua: fua, completion: $0) }
+                            fua: Bool = false, fastOnly: Bool = false) async throws(NVMeError) {
+        try await result {
+            writeZeroes(namespace: nsid, lba: lba, blocks: blocks, deallocate: deallocate, fua: fua, fastOnly: fastOnly,
+                        completion: $0)
+        }
     }
 
     public func deallocate(namespace nsid: UInt32 = 1, ranges: [(lba: UInt64, blocks: UInt64)]) async throws(NVMeError) {

@@ -73,9 +73,13 @@ extension QueuePair {
         }
     }
 
-    /// Write Zeroes (08h), with the Deallocate bit when `deallocate`.
+    /// Write Zeroes (08h), with the Deallocate bit when `deallocate`. With
+    /// `fastOnly` the controller zeroes only if it can without writing zeroes and
+    /// otherwise fails with ``NVMeStatus/zeroingNotFast`` (the emulation's vendor
+    /// bit ``SubmissionQueueEntry/fastZeroOnlyBit``; NBD FAST_ZERO).
     public func writeZeroes(namespace nsid: UInt32 = 1, lba: UInt64, blocks: UInt64, deallocate: Bool, fua: Bool = false,
-                            deferDoorbell: Bool = false, completion: @escaping RequestCompletion) {
+                            fastOnly: Bool = false, deferDoorbell: Bool = false,
+                            completion: @escaping RequestCompletion) {
         guard blocks > 0 else { return completion(.success(())) }
         let per: UInt64 = 65536
         let parts = Int((blocks + per - 1) / per)
@@ -88,6 +92,7 @@ extension QueuePair {
             e.startingLBA = lba + start
             e.cdw12 = UInt32(n - 1) | (deallocate ? SubmissionQueueEntry.deallocateBit : 0)
                 | (fua ? SubmissionQueueEntry.forceUnitAccessBit : 0)
+            e.cdw13 = fastOnly ? SubmissionQueueEntry.fastZeroOnlyBit : 0
             let first = lba + start
             submit(e, deferDoorbell: deferDoorbell || start + n < blocks) { cqe in
                 tracker.finish(cqe.status.isSuccess ? nil

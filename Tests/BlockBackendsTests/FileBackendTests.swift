@@ -5,6 +5,7 @@ import Glibc
 import Testing
 
 @testable import BlockBackends
+import CLinuxIO
 
 @Suite("FileBackend")
 struct FileBackendTests {
@@ -140,8 +141,8 @@ struct FileBackendTests {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         try #require(fd >= 0)
         defer { close(fd) }
-        #expect(lseek(fd, 0, LinuxFileAPI.SEEK_HOLE) == 256 * 1024)
-        #expect(lseek(fd, 256 * 1024, LinuxFileAPI.SEEK_DATA) == 512 * 1024)
+        #expect(lseek(fd, 0, clinux_SEEK_HOLE) == 256 * 1024)
+        #expect(lseek(fd, 256 * 1024, clinux_SEEK_DATA) == 512 * 1024)
 
         #expect(try backend.allocationMap(at: 0, length: Self.size) == extents([
             (0, 256 * 1024, true), (256 * 1024, 512 * 1024, false), (512 * 1024, Self.size, true),
@@ -227,26 +228,48 @@ struct FileBackendTests {
         }
     }
 
-    @Test("files of a size that is not a positive multiple of 4096 are refused",
-          arguments: [Int64(0), 1, 4095, 4097, 1_000_000])
-    func badFileSize(size: Int64) throws {
+    @Test("an existing file of any positive size is served whole; an empty one is refused",
+          arguments: [Int64(0), 1, 511, 4095, 4097, 1_000_000, Int64(2048 * 333)])
+    func anyFileSize(size: Int64) throws {
         let directory = try TemporaryDirectory(under: NSTemporaryDirectory())
         let path = directory.path + "/odd.img"
         #expect(FileManager.default.createFile(atPath: path, contents: nil))
         #expect(truncate(path, off_t(size)) == 0)
         for readOnly in [false, true] {
             do {
-                _ = try FileBackend(path: path, readOnly: readOnly)
-                Issue.record("size \(size) accepted")
-            } catch {
+                let backend = try FileBackend(path: path, readOnly: readOnly)
+                #expect(size > 0, "empty file accepted")
+                #expect(backend.byteCount == UInt64(size))
+                // The last byte is readable, one past it is not.
+                var byte: UInt8 = 1
+                try withUnsafeMutableBytes(of: &byte) { try backend.read(at: UInt64(size) - 1, into: $0) }
+                #expect(byte == 0)
+                #expect(throws: BackendError.self) {
+                    try withUnsafeMutableBytes(of: &byte) { try backend.read(at: UInt64(size), into: $0) }
+                }
+            } catch let error as BackendError {
                 guard case .invalidConfiguration(let message) = error.kind else {
                     Issue.record("unexpected \(error)")
                     continue
                 }
-                #expect(message.contains(path) && message.contains("\(size) bytes") && message.contains("multiple of 4096"),
-                        "\(message)")
+                #expect(size == 0, "size \(size) refused: \(message)")
+                #expect(message.contains(path) && message.contains("empty"), "\(message)")
             }
         }
+    }
+
+    @Test("created files must be a positive multiple of 512 bytes",
+          arguments: [UInt64(1), 511, 1000, 1_000_000])
+    func createSizeRule(size: UInt64) throws {
+        let directory = try TemporaryDirectory(under: NSTemporaryDirectory())
+        let path = directory.path + "/new.img"
+        let error = try #require(throws: BackendError.self) { _ = try FileBackend(path: path, createSize: size) }
+        guard case .invalidConfiguration(let message) = error.kind else {
+            Issue.record("unexpected \(error)")
+            return
+        }
+        #expect(message.contains("\(size)") && message.contains("multiple of 512"), "\(message)")
+        #expect(!FileManager.default.fileExists(atPath: path))
     }
 
     @Test("size requests: mismatch refused, invalid refused, read-only never creates")
@@ -269,7 +292,7 @@ struct FileBackendTests {
             }
             #expect(fileStat(path)?.size == 8192)
         }
-        // Requested sizes must be positive multiples of 4096.
+        // Requested sizes must be positive multiples of 512 no larger than Int64.max.
         for requested: UInt64 in [0, 100, 4097, UInt64.max - 4095] {
             let missing = directory.path + "/never-\(requested).img"
             let error = try #require(throws: BackendError.self) { _ = try FileBackend(path: missing, createSize: requested) }

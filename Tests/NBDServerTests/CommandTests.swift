@@ -31,7 +31,7 @@ struct CommandTests {
             for (i, spec) in exports.enumerated() {
                 let idlePages = f.dmaPagesInUse(export: spec.name)
                 let c = try f.client(mode.transport, export: spec.name, structured: mode.structured)
-                var exercise = CommandExercise(fixture: f, client: c, export: spec.name, blockSize: spec.blockSize,
+                var exercise = CommandExercise(fixture: f, client: c, export: spec.name, blockSize: spec.blockSize!,
                                                size: Self.size, structured: mode.structured, fileBacked: false,
                                                seed: UInt64(0x5EED_0000 + i))
                 try exercise.run()

@@ -25,6 +25,9 @@ final class Rig: @unchecked Sendable {
         var backend: (@Sendable (UInt64) throws -> any BlockBackend)? = nil
         var retries = 5
         var memoryBytes = 1 << 30
+        /// How the namespaces' backends run (`nil`: io_uring for files, inline otherwise).
+        var io: StorageIO? = nil
+        var maximumInFlight = Namespace.defaultMaximumInFlight
     }
 
     init(_ c: Config = Config()) throws {
@@ -34,7 +37,8 @@ final class Rig: @unchecked Sendable {
         for i in 0..<c.namespaces {
             let b = try c.backend?(c.namespaceBytes) ?? MemoryBackend(byteCount: c.namespaceBytes)
             backends.append(b)
-            namespaces.append(try Namespace(id: UInt32(i + 1), backend: b, blockSize: c.blockSize))
+            namespaces.append(try Namespace(id: UInt32(i + 1), backend: b, blockSize: c.blockSize, io: c.io,
+                                            maximumInFlight: c.maximumInFlight))
         }
         self.backends = backends
         controller = try EmulatedController(memory: memory, namespaces: namespaces, options: c.controller, stepped: c.stepped)
