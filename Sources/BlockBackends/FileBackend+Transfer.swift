@@ -1,6 +1,7 @@
 #if os(Linux)
 import CLinuxIO
 import Glibc
+import Synchronization
 import SystemPackage
 
 /// Reads, writes and Flush of a ``FileBackend``, and the direct-I/O routing the
@@ -19,8 +20,16 @@ extension FileBackend {
     /// The route for `length` bytes at `offset` whose memory is `vector`.
     func route(offset: UInt64, length: Int, vector: IOVector) -> TransferRoute {
         guard let a = directIOAlignment else { return .buffered }
-        guard offset % UInt64(a.offset) == 0, length % a.offset == 0, length > 0 else { return .buffered }
-        return vector.isAligned(to: a.memory) ? .direct : .bounce
+        guard offset % UInt64(a.offset) == 0, length % a.offset == 0, length > 0 else {
+            bufferedTransfers.add(1, ordering: .relaxed)
+            return .buffered
+        }
+        if vector.isAligned(to: a.memory) {
+            directTransfers.add(1, ordering: .relaxed)
+            return .direct
+        }
+        bouncedTransfers.add(1, ordering: .relaxed)
+        return .bounce
     }
 
     /// The descriptor a route uses.

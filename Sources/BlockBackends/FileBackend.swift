@@ -116,6 +116,12 @@ public final class FileBackend: BlockBackend {
     let supportsSeekHole = Atomic<Bool>(true)
     let supportsDSyncWrite = Atomic<Bool>(true)
 
+    /// With `cache=none`: transfers that went straight to the device, through
+    /// bounce memory, and through the page cache (see ``TransferRoute``).
+    public let directTransfers = Atomic<UInt64>(0)
+    public let bouncedTransfers = Atomic<UInt64>(0)
+    public let bufferedTransfers = Atomic<UInt64>(0)
+
     /// Opens (or creates) the namespace file.
     ///
     /// - Parameters:

@@ -17,14 +17,23 @@ public final class LoopDevice: Sendable {
 
     deinit { _ = Self.run(losetup, ["--detach", path]) }
 
+    /// `/sys/block/loopN/queue/NAME`, as the kernel reports it.
+    public func queueAttribute(_ name: String) -> String? {
+        let device = path.split(separator: "/").last.map(String.init) ?? ""
+        return (try? String(contentsOfFile: "/sys/block/\(device)/queue/\(name)", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// Attaches `backingFile`; `.failure` carries the reason it could not.
-    public static func attach(_ backingFile: String, directIO: Bool = false) -> Result<LoopDevice, LoopDeviceUnavailable> {
+    public static func attach(_ backingFile: String, directIO: Bool = false,
+                              sectorSize: Int? = nil) -> Result<LoopDevice, LoopDeviceUnavailable> {
         guard geteuid() == 0 else { return .failure(LoopDeviceUnavailable(reason: "loop devices need root")) }
         guard let losetup = ["/usr/sbin/losetup", "/sbin/losetup", "/usr/bin/losetup"]
             .first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             return .failure(LoopDeviceUnavailable(reason: "losetup is not installed"))
         }
-        let (status, output) = run(losetup, ["--find", "--show"] + (directIO ? ["--direct-io=on"] : []) + [backingFile])
+        let (status, output) = run(losetup, ["--find", "--show"] + (directIO ? ["--direct-io=on"] : [])
+                                   + (sectorSize.map { ["--sector-size", "\($0)"] } ?? []) + [backingFile])
         let device = output.trimmingCharacters(in: .whitespacesAndNewlines)
         guard status == 0, device.hasPrefix("/dev/") else {
             return .failure(LoopDeviceUnavailable(reason: "losetup could not attach a loop device (status \(status))"))
