@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Crash consistency of the file backend: kill -9 of the server during a write
 load, then check that every write acknowledged before a completed FLUSH (or
-acknowledged with FUA) is intact after a restart.
+acknowledged with FUA) is intact after a restart. Every round runs once per
+storage configuration: page cache or O_DIRECT (cache=), io_uring or worker
+threads (aio=).
 
     scripts/integration/crash-consistency.py [path/to/nvme-nbd] [rounds]
 
@@ -28,6 +30,8 @@ ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 BLOCKS = 4096            # 16 MiB of 4 KiB blocks, rewritten many times
 BLOCK = 4096
 QD = 32
+STORAGE = ["cache=writeback,aio=io_uring", "cache=none,aio=io_uring",
+           "cache=writeback,aio=threads", "cache=none,aio=threads"]
 
 
 def content(block, seq):
@@ -46,8 +50,8 @@ def parse(data):
     return block, seq
 
 
-def start(image, sock, log):
-    p = subprocess.Popen([BIN, "serve", "--unix", sock, "--export", f"file={image},size=64M,lba=4096",
+def start(image, sock, log, storage):
+    p = subprocess.Popen([BIN, "serve", "--unix", sock, "--export", f"file={image},size=64M,lba=4096,{storage}",
                           "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 20
     while time.time() < deadline:
@@ -62,11 +66,12 @@ def start(image, sock, log):
     raise RuntimeError("server did not start")
 
 
-def one_round(workdir, round_no, rng):
-    image = os.path.join(workdir, "crash.img")
-    sock = os.path.join(workdir, f"crash{round_no}.sock")
+def one_round(workdir, round_no, rng, storage):
+    tag = storage.replace("=", "-").replace(",", "-")
+    image = os.path.join(workdir, f"crash-{tag}.img")
+    sock = os.path.join(workdir, f"crash{round_no}-{tag}.sock")
     log = open(os.path.join(workdir, "server.log"), "a")
-    server, h = start(image, sock, log)
+    server, h = start(image, sock, log, storage)
     issued = {}          # seq -> block
     acked_order = []     # seqs in ack order
     durable = set()      # seqs that must survive
@@ -104,7 +109,7 @@ def one_round(workdir, round_no, rng):
         h.close()
     except Exception:  # noqa: BLE001 - the server is gone
         pass
-    server, h = start(image, sock, log)
+    server, h = start(image, sock, log, storage)
     required = {}
     for s in durable:
         b = issued[s]
@@ -134,7 +139,7 @@ def one_round(workdir, round_no, rng):
     h.shutdown()
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=20)
-    print(f"  round {round_no}: {len(issued)} writes issued, {len(acked_order)} acknowledged, "
+    print(f"  round {round_no} ({storage}): {len(issued)} writes issued, {len(acked_order)} acknowledged, "
           f"{len(durable)} durable (FLUSH/FUA), {len(required)} blocks checked against a durable write")
     return problems
 
@@ -146,12 +151,13 @@ def main():
     failed = False
     with tempfile.TemporaryDirectory(prefix="nvme-nbd-crash.") as workdir:
         for r in range(1, ROUNDS + 1):
-            problems = one_round(workdir, r, rng)
-            if problems:
-                failed = True
-                print(f"FAIL crash-consistency round {r}: {len(problems)} problems, e.g. {problems[:5]}")
-            else:
-                print(f"PASS crash-consistency round {r}")
+            for storage in STORAGE:
+                problems = one_round(workdir, r, rng, storage)
+                if problems:
+                    failed = True
+                    print(f"FAIL crash-consistency round {r} ({storage}): {len(problems)} problems, e.g. {problems[:5]}")
+                else:
+                    print(f"PASS crash-consistency round {r} ({storage})")
     sys.exit(1 if failed else 0)
 
 

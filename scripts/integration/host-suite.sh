@@ -158,5 +158,61 @@ h.shutdown()
 \""
 stop_server
 
+# Storage engines and caching: fio with verification on file exports in each
+# configuration, and on a loop block device when this runs as root.
+for storage in "cache=writeback,aio=io_uring" "cache=none,aio=io_uring" "cache=writeback,aio=threads" "cache=none,aio=threads"; do
+    name="file-${storage//[=,]/-}"
+    start_server "$name" --export "file=$WORK/$name.img,size=512M,$storage" || { fail "$name-start" "server did not start"; continue; }
+    check "$name-fio-randrw-verify" fio_nbd rw --rw=randrw --bs=4k --iodepth=32 --size=96m --verify=crc32c --verify_fatal=1 \
+        --name=big --rw=write --bs=1m --iodepth=8 --size=64m --offset=256m --verify=crc32c --verify_fatal=1 --fsync=4
+    stop_server; rc=$?; [[ $rc -eq 0 ]] && pass "$name-graceful-stop" || fail "$name-graceful-stop" "exit $rc"
+done
+if [[ $(id -u) -eq 0 ]] && command -v losetup >/dev/null; then
+    truncate -s 256M "$WORK/loop-backing.img"
+    if LOOP=$(losetup --find --show --sector-size 4096 "$WORK/loop-backing.img" 2>/dev/null); then
+        start_server loopdev --export "file=$LOOP,cache=none" || fail loopdev-start "server did not start"
+        check loopdev-size-and-lba bash -c "test \$(nbdinfo --size '$(URI)') = $((256 << 20)) && \
+            nbdinfo --json '$(URI)' | /usr/bin/python3 -c 'import json,sys; e=json.load(sys.stdin)[\"exports\"][0]; \
+assert e[\"block_size_preferred\"] >= 4096, e'"
+        check loopdev-fio-verify fio_nbd rw --rw=randrw --bs=4k --iodepth=32 --size=64m --verify=crc32c --verify_fatal=1
+        stop_server
+        losetup --detach "$LOOP"
+    else
+        echo "SKIP loopdev: losetup could not attach a loop device"
+    fi
+else
+    echo "SKIP loopdev: needs root and losetup"
+fi
+
+# Where io_uring is refused (kernel.io_uring_disabled=2, as seccomp or an old
+# kernel would), worker threads take over and the log says so once.
+DISABLED=/proc/sys/kernel/io_uring_disabled
+if [[ -w "$DISABLED" ]]; then
+    old=$(cat "$DISABLED")
+    echo 2 > "$DISABLED"
+    if start_server uring-refused --export "file=$WORK/refused-a.img,size=64M" --export "name=b,file=$WORK/refused-b.img,size=64M"; then
+        check uring-refused-fio-verify fio_nbd rw --rw=randrw --bs=4k --iodepth=16 --size=32m --verify=crc32c --verify_fatal=1
+        stop_server
+        check uring-refused-logged-once bash -c "cat '$WORK/uring-refused.server.log'; \
+            test \$(grep -c 'io_uring unavailable' '$WORK/uring-refused.server.log') -eq 1"
+    else
+        fail uring-refused-start "server did not start with io_uring disabled"
+    fi
+    echo "$old" > "$DISABLED"
+else
+    echo "SKIP uring-refused: $DISABLED is not writable (not root, or a kernel before 6.6)"
+fi
+
+# Images of any size are served whole: 1,000,000 bytes, and one of 2048-byte sectors.
+head -c 1000000 /dev/urandom > "$WORK/odd.img"
+start_server odd --export "file=$WORK/odd.img" || fail odd-start "server did not start"
+check odd-size-exact bash -c "test \$(nbdinfo --size '$(URI)') = 1000000 && \
+    nbdcopy '$(URI)' '$WORK/odd-back.img' && cmp '$WORK/odd.img' '$WORK/odd-back.img'"
+stop_server
+truncate -s $((2048 * 1001)) "$WORK/iso.img"
+start_server iso --export "file=$WORK/iso.img,readonly" || fail iso-start "server did not start"
+check iso-size-exact bash -c "test \$(nbdinfo --size '$(URI)') = $((2048 * 1001))"
+stop_server
+
 echo "host-suite: $PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]
