@@ -89,6 +89,10 @@ let package = Package(
             name: "shadow-doorbell-demo", dependencies: ["NVMeHost", "NVMeController", "BlockBackends", "NVMe"],
             path: "examples/shadow-doorbell-demo", swiftSettings: strict),
 
+        .executableTarget(
+            name: "storage-engine-bench", dependencies: ["BlockBackends"],
+            path: "examples/storage-engine-bench", swiftSettings: strict),
+
         // Helpers every test target shares (a seeded generator).
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "NVMeTests", dependencies: ["NVMe", "TestSupport"], swiftSettings: strict),

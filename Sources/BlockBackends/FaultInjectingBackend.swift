@@ -76,9 +76,11 @@ public final class FaultInjectingBackend: BlockBackend {
             self.failureLimit = failureLimit
         }
 
-        /// Holds matching operations (at most `limit` of them) until `gate` opens.
-        public init(holding operations: Operations, range: Range<UInt64>? = nil, until gate: Gate, limit: Int? = nil) {
-            self.init(operations: operations, range: range, errno: 0, failureLimit: limit)
+        /// Holds matching operations (at most `limit` of them) until `gate` opens;
+        /// then they run, or fail with `errno` when it is not 0.
+        public init(holding operations: Operations, range: Range<UInt64>? = nil, until gate: Gate, limit: Int? = nil,
+                    thenFailWith errno: Int32 = 0) {
+            self.init(operations: operations, range: range, errno: errno, failureLimit: limit)
             hold = gate
         }
     }
@@ -272,7 +274,7 @@ public final class FaultInjectingBackend: BlockBackend {
                 state.injectedTotal += 1
                 if let hold = rule.hold {
                     gate = hold
-                    return nil
+                    return rule.errno == 0 ? nil : rule.errno
                 }
                 return rule.errno
             }

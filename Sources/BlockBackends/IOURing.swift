@@ -19,9 +19,13 @@ final class IOURing {
 
     /// Sets up a ring of `entries` submission and `completionEntries` completion
     /// entries (both rounded up to powers of two by the kernel).
-    init(entries: Int, completionEntries: Int) throws(Errno) {
+    init(entries: Int, completionEntries: Int, flags: UInt32 = 0) throws(Errno) {
         ring = .allocate(capacity: 1)
-        let result = clinux_uring_setup(ring, UInt32(entries), UInt32(completionEntries), 0)
+        var result = clinux_uring_setup(ring, UInt32(entries), UInt32(completionEntries), flags)
+        if result == -EINVAL && flags != 0 {
+            // A kernel that does not know a flag: plain ring.
+            result = clinux_uring_setup(ring, UInt32(entries), UInt32(completionEntries), 0)
+        }
         guard result == 0 else {
             ring.deallocate()
             throw Errno(rawValue: -result)

@@ -18,6 +18,8 @@ public struct ExportOptions: Sendable {
     public var pollNanoseconds = ControllerOptions.recommendedPollNanoseconds
     /// The controller's polling window while its queues run deep.
     public var deepPollNanoseconds = ControllerOptions.recommendedDeepPollNanoseconds
+    /// The controller's polling window while backend work is in flight.
+    public var storagePollNanoseconds = ControllerOptions.recommendedStoragePollNanoseconds
     /// Identify Controller MDTS.
     public var maximumDataTransferSize: UInt8 = 7
     /// DMA arena per export (virtual; pages cost memory only once used).
@@ -97,6 +99,7 @@ public final class Export: Sendable {
             co.doorbellBufferConfig = options.shadowDoorbells
             co.pollNanoseconds = options.pollNanoseconds
             co.deepPollNanoseconds = options.deepPollNanoseconds
+            co.storagePollNanoseconds = options.storagePollNanoseconds
             co.maximumQueueEntries = max(options.queueDepth, 2)
             co.serialNumber = "NVMENBD-\(Self.serialSuffix(spec.name))"
             controller = try EmulatedController(memory: memory, namespaces: [ns], options: co)

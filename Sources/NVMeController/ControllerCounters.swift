@@ -40,6 +40,7 @@ public final class ControllerCounters: Sendable {
     let storageOperations = Atomic<UInt64>(0)
     let storageInFlightPeak = Atomic<UInt64>(0)
     let inFlightLimitStalls = Atomic<UInt64>(0)
+    let flushesCoalesced = Atomic<UInt64>(0)
 
     public init() {}
 
@@ -86,7 +87,8 @@ public final class ControllerCounters: Sendable {
             resets: resets.load(ordering: .relaxed),
             storageOperations: storageOperations.load(ordering: .relaxed),
             storageInFlightPeak: storageInFlightPeak.load(ordering: .relaxed),
-            inFlightLimitStalls: inFlightLimitStalls.load(ordering: .relaxed))
+            inFlightLimitStalls: inFlightLimitStalls.load(ordering: .relaxed),
+            flushesCoalesced: flushesCoalesced.load(ordering: .relaxed))
     }
 }
 
@@ -142,6 +144,9 @@ public struct ControllerStatistics: Codable, Hashable, Sendable {
     /// Times the controller left a command in its queue because the namespace was
     /// at its in-flight bound.
     public var inFlightLimitStalls: UInt64
+    /// Flushes answered without an `fdatasync` of their own: nothing had completed
+    /// since a successful Flush, or one in flight covered them.
+    public var flushesCoalesced: UInt64
 
     /// I/O commands of the NVM command set processed.
     public var ioCommands: UInt64 {

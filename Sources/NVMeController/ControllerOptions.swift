@@ -36,6 +36,14 @@ public struct ControllerOptions: Sendable, Hashable {
     /// ``pollBatchLimit``: long enough to bridge the gap between two bursts of
     /// submissions without parking (and making the next submission trap).
     public var deepPollNanoseconds: UInt64 = 0
+    /// How long the controller keeps polling, yielding, after its last work while
+    /// backend operations are in flight on an engine (their completions are due
+    /// soon), in nanoseconds; 0 parks as soon as the queues are idle and lets the
+    /// storage wake it. Parking costs a wake-up per completion batch, on a
+    /// virtual machine tens of microseconds each; polling costs CPU.
+    public var storagePollNanoseconds: UInt64 = 0
+    /// The storage polling window `nvme-nbd serve` uses by default (`--storage-poll-us`).
+    public static let recommendedStoragePollNanoseconds: UInt64 = 200_000
     /// Commands taken from one submission queue before the controller turns to the
     /// next queue and signals completions (round-robin arbitration burst).
     public var arbitrationBurst: Int = 16

@@ -245,13 +245,19 @@ public final class EmulatedController: @unchecked Sendable {
                 lastWork = MonotonicClock.nanoseconds()
                 continue
             }
-            let window = depth16 <= options.pollBatchLimit * 16 ? options.pollNanoseconds : options.deepPollNanoseconds
+            var window = depth16 <= options.pollBatchLimit * 16 ? options.pollNanoseconds : options.deepPollNanoseconds
+            var yielding = window == options.pollNanoseconds
+            if core.storageInFlight > 0 && options.storagePollNanoseconds > window {
+                // Backend work is in flight: its completions are due.
+                window = options.storagePollNanoseconds
+                yielding = true
+            }
             if window > 0 && MonotonicClock.nanoseconds() &- lastWork < window {
                 // Polling: EventIdx stays at "never trap" and the shadow tails and the
                 // mailbox are re-read each turn; yielding lets the host's threads run on
                 // a busy machine instead of being starved by the poll.
                 polling = true
-                if window == options.pollNanoseconds { sched_yield() }
+                if yielding { sched_yield() }
                 continue
             }
             polling = false

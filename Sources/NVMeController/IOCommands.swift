@@ -80,7 +80,10 @@ extension ControllerCore {
             return runOnEvery(.flush, sq: sq, entry: e)
         }
         guard let rt = runtime(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
-        return run(.flush, on: rt, sq: sq, entry: e, accounting: .mutation)
+        guard let engine = rt.engine else {
+            return run(.flush, on: rt, sq: sq, entry: e, accounting: .flush(generation: 0))
+        }
+        return flushCoalesced(on: rt, engine, sq: sq, entry: e)
     }
 
     /// Write Zeroes (08h), §3.2.8: CDW12 bit 25 DEAC lets the range be deallocated

@@ -7,6 +7,14 @@ final class NamespaceRuntime {
     let namespace: Namespace
     let engine: (any StorageEngine)?
     var inFlight = 0
+    /// Mutations (writes, zeroing, deallocation) completed so far: the write
+    /// generation. Starts at 1, so the first Flush always reaches the storage.
+    var writeGeneration: UInt64 = 1
+    /// The write generation the last successful Flush covered.
+    var durableGeneration: UInt64 = 0
+    /// Flushes running on the engine: the generation each covers, and the tag of
+    /// its command (later Flushes it covers wait on it).
+    var flushesInFlight: [(generation: UInt64, tag: Int)] = []
 
     init(namespace: Namespace, engine: (any StorageEngine)?) {
         self.namespace = namespace
@@ -24,11 +32,22 @@ struct InFlightCommand {
         case written(UInt64)
         case mutation
         case allocationMap
+        /// A Flush covering write generation `generation` (0: not coalesced, a
+        /// broadcast Flush).
+        case flush(generation: UInt64)
 
         var isWrite: Bool {
             switch self {
-            case .written, .mutation: true
+            case .written, .mutation, .flush: true
             case .read, .allocationMap: false
+            }
+        }
+
+        /// Whether the operation changes data (it advances the write generation).
+        var isMutation: Bool {
+            switch self {
+            case .written, .mutation: true
+            case .read, .allocationMap, .flush: false
             }
         }
     }
@@ -40,6 +59,8 @@ struct InFlightCommand {
     var pending: Int
     /// The first failure among them.
     var status: NVMeStatus = .success
+    /// Flushes that completed along with this one (it covers what they need).
+    var followers: [(sq: DeviceSubmissionQueue, cid: UInt16)] = []
 }
 
 /// Asynchronous namespaces (DESIGN.md "Asynchronous namespaces"): starting
@@ -65,6 +86,31 @@ extension ControllerCore {
         return nil
     }
 
+    /// Flush on one namespace with an engine, coalesced as QEMU's block layer
+    /// coalesces flushes (`bdrv_co_flush`: `write_gen`, `flushed_gen`,
+    /// `flush_started_gen`). A Flush must make durable every write that completed
+    /// before it was fetched: if the last successful Flush already covered them,
+    /// it completes at once; if one in flight covers them (no write completed
+    /// since it started), it completes with that one; otherwise it starts its own
+    /// `fdatasync`. Nothing is held up behind it.
+    func flushCoalesced(on rt: NamespaceRuntime, _ engine: any StorageEngine, sq: DeviceSubmissionQueue,
+                        entry: SubmissionQueueEntry) -> NVMeStatus? {
+        let needed = rt.writeGeneration
+        if rt.durableGeneration >= needed {
+            counters.bump(counters.flushesCoalesced)
+            return .success
+        }
+        if let covering = rt.flushesInFlight.first(where: { $0.generation >= needed }) {
+            counters.bump(counters.flushesCoalesced)
+            commandsInFlight[covering.tag]!.followers.append((sq, entry.commandIdentifier))
+            return nil
+        }
+        let tag = allocateTag(InFlightCommand(sq: sq, entry: entry, accounting: .flush(generation: needed), pending: 1))
+        rt.flushesInFlight.append((needed, tag))
+        start(.flush, tag: tag, on: rt, engine)
+        return nil
+    }
+
     /// Runs `operation` on every namespace (a broadcast Flush): inline ones now,
     /// the others on their engines under one tag. `nil` when some are in flight.
     func runOnEvery(_ operation: StorageOperation, sq: DeviceSubmissionQueue, entry: SubmissionQueueEntry) -> NVMeStatus? {
@@ -72,7 +118,7 @@ extension ControllerCore {
         var tag: Int? = nil
         for rt in runtimes {
             if let engine = rt.engine {
-                let t = tag ?? allocateTag(InFlightCommand(sq: sq, entry: entry, accounting: .mutation, pending: 0))
+                let t = tag ?? allocateTag(InFlightCommand(sq: sq, entry: entry, accounting: .flush(generation: 0), pending: 0))
                 tag = t
                 commandsInFlight[t]!.pending += 1
                 start(operation, tag: t, on: rt, engine)
@@ -121,7 +167,7 @@ extension ControllerCore {
             case .read(let n): counters.bump(counters.bytesRead, by: n)
             case .written(let n): counters.bump(counters.bytesWritten, by: n)
             case .allocationMap: return completeAllocationMap(entry, extents: [], runtime: rt)
-            case .mutation: break
+            case .mutation, .flush: break
             }
             return .success
         }
@@ -172,6 +218,11 @@ extension ControllerCore {
         rt.inFlight -= 1
         storageInFlight -= 1
         guard var command = commandsInFlight[tag] else { return }
+        if command.accounting.isMutation { rt.writeGeneration += 1 }
+        if case .flush(let generation) = command.accounting, generation > 0 {
+            rt.flushesInFlight.removeAll { $0.tag == tag }
+            if result == .done { rt.durableGeneration = max(rt.durableGeneration, generation) }
+        }
         if post {
             let s = settle(result, accounting: command.accounting, entry: command.entry, runtime: rt)
             if !s.isSuccess && command.status.isSuccess { command.status = s }
@@ -183,7 +234,9 @@ extension ControllerCore {
         }
         commandsInFlight[tag] = nil
         freeTags.append(tag)
-        if post { complete(command.sq, cid: command.entry.commandIdentifier, status: command.status) }
+        guard post else { return }
+        complete(command.sq, cid: command.entry.commandIdentifier, status: command.status)
+        for f in command.followers { complete(f.sq, cid: f.cid, status: command.status) }
     }
 
     /// Waits until no operation is in flight. With `post` their completions are
@@ -206,6 +259,7 @@ extension ControllerCore {
         if !post {
             commandsInFlight.removeAll(keepingCapacity: true)
             freeTags.removeAll(keepingCapacity: true)
+            for rt in runtimes { rt.flushesInFlight.removeAll() }
         }
     }
 

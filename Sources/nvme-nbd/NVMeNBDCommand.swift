@@ -33,6 +33,9 @@ struct ExportOptionsGroup: ParsableArguments {
     @Option(name: .customLong("deep-poll-us"), help: "Microseconds the controller polls before parking while its queues run deep (more than 4 commands per round).")
     var deepPollMicroseconds = Int(ControllerOptions.recommendedDeepPollNanoseconds / 1000)
 
+    @Option(name: .customLong("storage-poll-us"), help: "Microseconds the controller polls before parking while file or block-device I/O is in flight (0: park and let the completion wake it).")
+    var storagePollMicroseconds = Int(ControllerOptions.recommendedStoragePollNanoseconds / 1000)
+
     @Option(name: .customLong("mdts"), help: "Identify Controller MDTS: transfers up to 4 KiB << MDTS per command (1...10).")
     var mdts = 7
 
@@ -47,6 +50,7 @@ struct ExportOptionsGroup: ParsableArguments {
         guard (2...4096).contains(queueDepth) else { throw ValidationError("--queue-depth \(queueDepth): accepted 2...4096") }
         guard (0...10_000_000).contains(pollMicroseconds) else { throw ValidationError("--poll-us \(pollMicroseconds): accepted 0...10000000") }
         guard (0...10_000_000).contains(deepPollMicroseconds) else { throw ValidationError("--deep-poll-us \(deepPollMicroseconds): accepted 0...10000000") }
+        guard (0...10_000_000).contains(storagePollMicroseconds) else { throw ValidationError("--storage-poll-us \(storagePollMicroseconds): accepted 0...10000000") }
         guard (1...10).contains(mdts) else { throw ValidationError("--mdts \(mdts): accepted 1...10") }
         _ = try specs()
     }
@@ -57,6 +61,7 @@ struct ExportOptionsGroup: ParsableArguments {
         o.queueDepth = queueDepth
         o.pollNanoseconds = UInt64(pollMicroseconds) * 1000
         o.deepPollNanoseconds = UInt64(deepPollMicroseconds) * 1000
+        o.storagePollNanoseconds = UInt64(storagePollMicroseconds) * 1000
         o.maximumDataTransferSize = UInt8(mdts)
         return o
     }

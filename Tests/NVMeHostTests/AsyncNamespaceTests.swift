@@ -170,6 +170,58 @@ import Testing
         }
     }
 
+    // MARK: Flush coalescing
+
+    @Test("a Flush covered by one in flight waits for it; with no write since the last Flush, none reaches the storage")
+    func flushCoalescing() async throws {
+        let (rig, fault) = try Self.faultRig(workers: 4)
+        defer { rig.close() }
+        let gate = FaultInjectingBackend.Gate()
+        let held = fault.addRule(.init(holding: .flush, until: gate))
+        try await guarded(rig) {
+            let qp = rig.qp
+            try await qp.write(lba: 0, randomBytes(4096, seed: 20))
+            let done = Shared(0)
+            qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }   // F1: reaches the storage
+            #expect(gate.waitUntilHolding(1, milliseconds: Int(WaitScale.seconds(20) * 1000)))
+            qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }   // F2: covered by F1
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(fault.faultCount(for: held) == 1, "F2 started a backend flush of its own")
+            try await qp.write(lba: 8, randomBytes(4096, seed: 21))              // a write completes
+            qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }   // F3: needs its own
+            #expect(gate.waitUntilHolding(2, milliseconds: Int(WaitScale.seconds(20) * 1000)), "F3 did not reach the storage")
+            #expect(done.value == 0, "a Flush completed before the backend flush it waits for")
+            gate.open()
+            #expect(await eventually { done.value == 3 })
+            // Nothing written since: answered without the storage.
+            try await qp.flush()
+            #expect(fault.faultCount(for: held) == 2)
+            #expect(rig.controller.counters.snapshot().flushesCoalesced == 2)
+        }
+    }
+
+    @Test("a failed Flush fails the Flushes waiting on it, and the next one goes to the storage again")
+    func flushCoalescingFailure() async throws {
+        let (rig, fault) = try Self.faultRig(workers: 4)
+        defer { rig.close() }
+        let gate = FaultInjectingBackend.Gate()
+        fault.addRule(.init(holding: .flush, until: gate, limit: 1, thenFailWith: EIO))
+        try await guarded(rig) {
+            let qp = rig.qp
+            try await qp.write(lba: 0, randomBytes(4096, seed: 22))
+            let failures = Shared(0)
+            qp.flush { r in if case .failure = r { failures.withLock { $0 += 1 } } }   // held, then fails
+            #expect(gate.waitUntilHolding(1, milliseconds: Int(WaitScale.seconds(20) * 1000)))
+            qp.flush { r in if case .failure = r { failures.withLock { $0 += 1 } } }   // waits on it
+            try await Task.sleep(for: .milliseconds(50))
+            gate.open()
+            #expect(await eventually { failures.value == 2 }, "both Flushes report the failure")
+            // Nothing became durable: the next Flush reaches the storage (and succeeds).
+            try await qp.flush()
+            #expect(rig.controller.counters.snapshot().flushesCoalesced == 1)
+        }
+    }
+
     // MARK: The in-flight bound
 
     @Test("at the in-flight bound the controller stops fetching; every command still completes")
