@@ -25,6 +25,8 @@ public final class ThreadPoolEngine: StorageEngine, @unchecked Sendable {
     private var results: [(Int, StorageResult)] = []
     private var closing = false
     private var running = 0
+    /// Workers waiting for a job.
+    private var idle = 0
     /// Results waiting, readable without the lock.
     private let ready = Atomic<Int>(0)
 
@@ -56,12 +58,14 @@ public final class ThreadPoolEngine: StorageEngine, @unchecked Sendable {
 
     public func commit() {
         guard !staged.isEmpty else { return }
-        let n = staged.count
-        lock.withLock {
+        // Wake as many idle workers as there are new jobs, no more (a broadcast
+        // would wake every worker to fight over a few jobs).
+        let wakeups: Int = lock.withLock {
             jobs.append(contentsOf: staged)
+            return min(staged.count, idle)
         }
         staged.removeAll(keepingCapacity: true)
-        if n == 1 { lock.signal(0) } else { lock.broadcast(0) }
+        for _ in 0..<wakeups { lock.signal(0) }
     }
 
     @discardableResult
@@ -106,7 +110,11 @@ public final class ThreadPoolEngine: StorageEngine, @unchecked Sendable {
     private func work() {
         lock.lock()
         while true {
-            while jobsStart == jobs.count && !closing { lock.wait(0) }
+            while jobsStart == jobs.count && !closing {
+                idle += 1
+                lock.wait(0)
+                idle -= 1
+            }
             if jobsStart == jobs.count { break }
             let (operation, tag) = jobs[jobsStart]
             jobsStart += 1
