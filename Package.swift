@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "NVMe", targets: ["NVMe"]),
         .library(name: "NVMeController", targets: ["NVMeController"]),
         .library(name: "NVMeHost", targets: ["NVMeHost"]),
+        .library(name: "PCIe", targets: ["PCIe"]),
         .library(name: "NBDProtocol", targets: ["NBDProtocol"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .library(name: "DMA", targets: ["DMA"]),
@@ -43,16 +44,18 @@ let package = Package(
             name: "BlockBackends",
             dependencies: ["DMA", "CLinuxIO", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict),
+        // The seam between driver and device: a PCI function (BAR0, MSI-X).
+        .target(name: "PCIe", swiftSettings: strict),
         // The emulated device.
         .target(
             name: "NVMeController",
-            dependencies: ["NVMe", "DMA", "BlockBackends",
+            dependencies: ["NVMe", "DMA", "PCIe", "BlockBackends",
                            .product(name: "Atomics", package: "swift-atomics")],
             swiftSettings: strict),
-        // The driver.
+        // The driver: it sees a PCI function and its own memory, never the device.
         .target(
             name: "NVMeHost",
-            dependencies: ["NVMe", "DMA", "NVMeController",
+            dependencies: ["NVMe", "DMA", "PCIe",
                            .product(name: "Atomics", package: "swift-atomics")],
             swiftSettings: strict),
         // NBD wire format and handshake as pure state machines over bytes.

@@ -47,13 +47,13 @@ public enum ControllerFuzzer {
         guard let controller = try? EmulatedController(memory: memory, namespaces: [ns], options: options, stepped: true)
         else { return }
         // Enable with a 16-entry admin queue pair.
-        controller.mmioWrite32(RegisterOffset.aqa, AdminQueueAttributes(
+        controller.write32(bar0: RegisterOffset.aqa, AdminQueueAttributes(
             submissionQueueSize0: UInt16(queueEntries - 1), completionQueueSize0: UInt16(queueEntries - 1)).raw)
-        controller.mmioWrite64(RegisterOffset.asq, queueBase(0, completion: false))
-        controller.mmioWrite64(RegisterOffset.acq, queueBase(0, completion: true))
+        controller.write64(bar0: RegisterOffset.asq, queueBase(0, completion: false))
+        controller.write64(bar0: RegisterOffset.acq, queueBase(0, completion: true))
         let enable = ControllerConfiguration(enable: true, memoryPageSize: 0, ioSubmissionQueueEntrySize: 6,
                                              ioCompletionQueueEntrySize: 4).raw
-        controller.mmioWrite32(RegisterOffset.cc, enable)
+        controller.write32(bar0: RegisterOffset.cc, enable)
         controller.step()
 
         var tails = [Int](repeating: 0, count: 5)
@@ -92,12 +92,12 @@ public enum ControllerFuzzer {
                 _ = memory.write(e.bytes, at: address)
                 tails[q] = (tails[q] + 1) % queueEntries
                 if steer & 64 == 0 {
-                    controller.mmioWrite32(RegisterOffset.doorbell(queue: UInt16(q), completion: false, stride: 0), UInt32(tails[q]))
+                    controller.write32(bar0: RegisterOffset.doorbell(queue: UInt16(q), completion: false, stride: 0), UInt32(tails[q]))
                 }
             case 3:
                 // A raw register or doorbell write anywhere in BAR0.
                 let offset = UInt32(r.u16()) & ~3
-                controller.mmioWrite32(offset, r.u32())
+                controller.write32(bar0: offset, r.u32())
             case 4:
                 // A shadow doorbell or EventIdx store.
                 let page = r.byte() & 1 == 0 ? shadowPage : eventIndexPage
@@ -115,11 +115,11 @@ public enum ControllerFuzzer {
                 controller.runUntilIdle(maximumSteps: 64)
             default:
                 // Reset, maybe followed by a new enable.
-                controller.mmioWrite32(RegisterOffset.cc, 0)
+                controller.write32(bar0: RegisterOffset.cc, 0)
                 controller.step()
                 tails = [Int](repeating: 0, count: 5)
                 if r.byte() & 1 == 0 {
-                    controller.mmioWrite32(RegisterOffset.cc, enable)
+                    controller.write32(bar0: RegisterOffset.cc, enable)
                     controller.step()
                 }
             }

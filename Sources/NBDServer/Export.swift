@@ -20,6 +20,8 @@ public struct ExportOptions: Sendable {
     public var deepPollNanoseconds = ControllerOptions.recommendedDeepPollNanoseconds
     /// The controller's polling window while backend work is in flight.
     public var storagePollNanoseconds = ControllerOptions.recommendedStoragePollNanoseconds
+    /// How the controller keeps EventIdx (SPDK's or QEMU's policy).
+    public var eventIndexPolicy = EventIndexPolicy.spdk
     /// Identify Controller MDTS.
     public var maximumDataTransferSize: UInt8 = 7
     /// DMA arena per export (virtual; pages cost memory only once used).
@@ -100,6 +102,7 @@ public final class Export: Sendable {
             co.pollNanoseconds = options.pollNanoseconds
             co.deepPollNanoseconds = options.deepPollNanoseconds
             co.storagePollNanoseconds = options.storagePollNanoseconds
+            co.eventIndexPolicy = options.eventIndexPolicy
             co.maximumQueueEntries = max(options.queueDepth, 2)
             co.serialNumber = "NVMENBD-\(Self.serialSuffix(spec.name))"
             controller = try EmulatedController(memory: memory, namespaces: [ns], options: co)
@@ -119,13 +122,14 @@ public final class Export: Sendable {
             // vector is steered to one CPU: completions and replies happen there.
             return .custom { qp in loop.execute { qp.processCompletions() } }
         }
-        driver = NVMeDriver(controller: controller, options: dopts)
+        driver = NVMeDriver(function: controller, memory: memory, options: dopts)
         do {
             try driver.start()
         } catch {
             controller.stop()
             throw ExportError(export: spec.name, problem: "controller bring-up failed: \(error)")
         }
+        for warning in driver.warnings { logger.warning("export '\(spec.name)': \(warning)") }
         guard let info = driver.namespaces.first else {
             throw ExportError(export: spec.name, problem: "the controller reports no namespace")
         }

@@ -272,6 +272,7 @@ extension ControllerCore {
     }
 
     private func configureDoorbellBuffer(_ e: SubmissionQueueEntry) -> NVMeStatus {
+        if let failure = options.doorbellBufferConfigFailure { return failure }
         let page = UInt64(HostMemory.pageSize)
         guard e.prp1 != 0, e.prp2 != 0, e.prp1 % page == 0, e.prp2 % page == 0, e.prp1 != e.prp2,
               memory.pointer(at: e.prp1, length: Int(page)) != nil,
@@ -279,22 +280,31 @@ extension ControllerCore {
         doorbellBuffer = (e.prp1, e.prp2)
         // Existing queues switch over; the controller writes their current tail and
         // head into the shadow page (as QEMU, SPDK and openvmm do) and EventIdx to
-        // "never trap" while it is awake. The admin queue stays on MMIO.
+        // "never trap" while it is awake (SPDK's policy) or to what it has consumed
+        // (QEMU's). The admin queue stays on MMIO.
         for qid in 1..<submissionQueues.count {
             if let sq = submissionQueues[qid], let (shadow, ei) = doorbellEntries(qid: qid, completion: false) {
                 sq.shadowTail = shadow
                 sq.eventIndex = ei
                 shadow.storeRelease(UInt32(sq.tail))
                 sq.armed = false
-                sq.eventIndexBase = sq.head
-                writeNeverEventIndex(ei, head: sq.head, size: sq.size)
+                if options.eventIndexPolicy == .spdk {
+                    writeNeverEventIndex(ei, head: sq.head, size: sq.size)
+                } else {
+                    // QEMU leaves EventIdx as the host zeroed it (= the tail consumed, 0).
+                    ei.storeRelaxed(UInt32(sq.tail))
+                }
             }
             if let cq = completionQueues[qid], let (shadow, ei) = doorbellEntries(qid: qid, completion: true) {
                 cq.shadowHead = shadow
                 cq.eventIndex = ei
                 shadow.storeRelease(UInt32(cq.head))
                 cq.armed = false
-                writeNeverEventIndex(ei, head: cq.head, size: cq.size)
+                if options.eventIndexPolicy == .spdk {
+                    writeNeverEventIndex(ei, head: cq.head, size: cq.size)
+                } else {
+                    ei.storeRelaxed(UInt32(cq.head))
+                }
             }
         }
         return .success

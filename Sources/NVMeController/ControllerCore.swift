@@ -32,6 +32,8 @@ final class ControllerCore {
     // Controller state (controller thread only).
     var enabled = false
     var fatal = false
+    /// CC.SHN as last acted on (shutdown runs on the 00b → non-zero transition).
+    var acceptedShutdownNotification: UInt8 = 0
     var submissionQueues: [DeviceSubmissionQueue?]
     var completionQueues: [DeviceCompletionQueue?] {
         didSet { activeCompletionQueues = completionQueues.compactMap { $0 } }
@@ -96,13 +98,19 @@ final class ControllerCore {
         counters.bump(counters.mmioRegisterWrites)
         if w.offset == RegisterOffset.cc {
             let cc = ControllerConfiguration(raw: UInt32(truncatingIfNeeded: w.value))
+            let previousShutdown = acceptedShutdownNotification
+            acceptedShutdownNotification = cc.shutdownNotification
             if cc.enable && !enabled {
                 enable(cc)
             } else if !cc.enable && enabled {
                 reset()
             }
-            if cc.enable && enabled && cc.shutdownNotification != 0 {
+            // QEMU's nvme_write_bar: act on SHN going from 00b to non-zero (a CC write
+            // repeating it changes nothing); clearing SHN clears SHST.
+            if cc.shutdownNotification != 0 && previousShutdown == 0 && enabled {
                 shutDown()
+            } else if cc.shutdownNotification == 0 && previousShutdown != 0 {
+                setStatus { $0.shutdownStatus = 0 }
             }
         }
     }
@@ -143,20 +151,26 @@ final class ControllerCore {
     // MARK: Enable, reset, shutdown (§3.5, §3.7.2)
 
     private func enable(_ cc: ControllerConfiguration) {
-        let aqa = registers.adminQueueAttributes
-        let asq = registers.adminSubmissionQueueBase
-        let acq = registers.adminCompletionQueueBase
+        // The register file is shared with host threads (their traps record into
+        // it under the mailbox lock): read it under the lock too.
+        let (aqa, asq, acq) = mailbox.withLock {
+            (registers.adminQueueAttributes, registers.adminSubmissionQueueBase, registers.adminCompletionQueueBase)
+        }
         let sqSize = Int(aqa.submissionQueueSize0) + 1
         let cqSize = Int(aqa.completionQueueSize0) + 1
-        // QEMU's nvme_start_ctrl checks: a failed enable leaves CSTS.RDY clear and
-        // the host times out after CAP.TO.
+        // QEMU's nvme_start_ctrl checks. A failed enable leaves CSTS.RDY clear and
+        // sets CSTS.CFS (QEMU: `csts = NVME_CSTS_FAILED`), so the host gives up at
+        // once instead of waiting out CAP.TO.
         guard cc.memoryPageSize == 0, cc.commandSetSelected == 0,
               cc.ioSubmissionQueueEntrySize == 6, cc.ioCompletionQueueEntrySize == 4,
               sqSize >= 2, cqSize >= 2,
               asq % UInt64(HostMemory.pageSize) == 0, acq % UInt64(HostMemory.pageSize) == 0,
               let sqBase = memory.pointer(at: asq, length: sqSize * SubmissionQueueEntry.size),
               let cqBase = memory.pointer(at: acq, length: cqSize * CompletionQueueEntry.size)
-        else { return }
+        else {
+            setStatus { $0.ready = false; $0.fatal = true }
+            return
+        }
         let cq = DeviceCompletionQueue(id: 0, base: cqBase, size: cqSize, vector: vectors[0], interruptsEnabled: true)
         let sq = DeviceSubmissionQueue(id: 0, base: sqBase, size: sqSize, completionQueue: cq)
         cq.attachedSubmissionQueues = 1
@@ -198,6 +212,7 @@ final class ControllerCore {
     private func shutDown() {
         // Commands in flight complete first (their queues still exist), then
         // everything they wrote is made durable.
+        counters.bump(counters.shutdowns)
         drainStorage(post: true)
         for ns in namespaces { _ = try? ns.backend.flush() }
         setStatus { $0.shutdownStatus = 0b10 }
@@ -268,10 +283,20 @@ final class ControllerCore {
             did = true
             execute(entry, on: sq)
         }
-        if sq.id != 0, !sq.armed, let ei = sq.eventIndex {
-            // Keep "never trap" ahead of the host as the head moves on.
-            let moved = (sq.head - sq.eventIndexBase + sq.size) % sq.size
-            if moved >= sq.size / 2 { writeNeverEventIndex(ei, head: sq.head, size: sq.size); sq.eventIndexBase = sq.head }
+        if did, sq.id != 0, let ei = sq.eventIndex {
+            switch options.eventIndexPolicy {
+            case .spdk:
+                // Keep "never trap" right behind the head as it moves: left where it
+                // was, the host would cross it once more than the consumed count of
+                // entries were outstanding again, and trap for nothing.
+                if !sq.armed { writeNeverEventIndex(ei, head: sq.head, size: sq.size) }
+            case .qemu:
+                // QEMU's nvme_update_sq_eventidx: EventIdx = the tail consumed, so the
+                // host's next submission past it traps.
+                ei.storeRelaxed(UInt32(sq.tail))
+                counters.bump(counters.eventIndexWrites)
+                readShadowTail(sq, sq.shadowTail!)
+            }
         }
         signal(cq)
         return did
@@ -284,7 +309,10 @@ final class ControllerCore {
         let t = Int(shadow.loadAcquire())
         if t < sq.size {
             sq.tail = t
-        } else if t != sq.tail {
+            sq.invalidShadowValue = nil
+        } else if t != sq.invalidShadowValue {
+            // Once per bad value: the host sees one event, not one per round.
+            sq.invalidShadowValue = t
             invalidDoorbell(AsynchronousEvent.invalidDoorbellWriteValue)
         }
     }
@@ -294,11 +322,13 @@ final class ControllerCore {
         counters.bump(counters.shadowDoorbellReads)
         let h = Int(shadow.loadAcquire())
         if h < cq.size {
-            if h != cq.head, !cq.armed, let ei = cq.eventIndex {
+            if h != cq.head, !cq.armed, options.eventIndexPolicy == .spdk, let ei = cq.eventIndex {
                 writeNeverEventIndex(ei, head: h, size: cq.size)
             }
             cq.head = h
-        } else {
+            cq.invalidShadowValue = nil
+        } else if h != cq.invalidShadowValue {
+            cq.invalidShadowValue = h
             invalidDoorbell(AsynchronousEvent.invalidDoorbellWriteValue)
         }
     }
@@ -310,12 +340,23 @@ final class ControllerCore {
         let entry = CompletionQueueEntry(dw0: dw0, submissionQueueHead: UInt16(truncatingIfNeeded: sq.head),
                                          submissionQueueIdentifier: sq.id, commandIdentifier: cid,
                                          phase: false, status: status)
+        if options.eventIndexPolicy == .qemu { updateCompletionEventIndex(cq) }
         if cq.backlogCount == 0 && hasRoom(cq) {
             cq.post(entry)
             counters.bump(counters.completionsPosted)
         } else {
             cq.backlog.append(entry)
         }
+    }
+
+    /// QEMU's nvme_update_cq_eventidx then nvme_update_cq_head, before each post:
+    /// EventIdx = the head known, so the host traps once per batch it consumes.
+    @inline(__always)
+    private func updateCompletionEventIndex(_ cq: DeviceCompletionQueue) {
+        guard cq.id != 0, let ei = cq.eventIndex, let shadow = cq.shadowHead else { return }
+        ei.storeRelaxed(UInt32(cq.head))
+        counters.bump(counters.eventIndexWrites)
+        readShadowHead(cq, shadow)
     }
 
     /// Whether `cq` can take an entry, refreshing the head from the shadow buffer
@@ -355,8 +396,8 @@ final class ControllerCore {
         guard cq.interruptsEnabled else { return }
         if cq.vector.raise() {
             counters.bump(counters.interruptsRaised)
-        } else {
-            counters.bump(counters.interruptsCoalesced)
+        } else if cq.vector.isMasked {
+            counters.bump(counters.interruptsHeld)
         }
     }
 
@@ -373,15 +414,16 @@ final class ControllerCore {
     /// Puts every EventIdx back to "never trap" after the thread woke up.
     private func disarm() {
         anyArmed = false
+        // QEMU's policy keeps EventIdx at what was consumed, awake or not.
+        let never = options.eventIndexPolicy == .spdk
         for qid in activeSubmissionQueueIDs where qid != 0 {
             guard let sq = submissionQueues[Int(qid)], sq.armed, let ei = sq.eventIndex else { continue }
             sq.armed = false
-            sq.eventIndexBase = sq.head
-            writeNeverEventIndex(ei, head: sq.head, size: sq.size)
+            if never { writeNeverEventIndex(ei, head: sq.head, size: sq.size) }
         }
         for cq in activeCompletionQueues where cq.armed {
             cq.armed = false
-            if let ei = cq.eventIndex { writeNeverEventIndex(ei, head: cq.head, size: cq.size) }
+            if never, let ei = cq.eventIndex { writeNeverEventIndex(ei, head: cq.head, size: cq.size) }
         }
     }
 

@@ -10,6 +10,7 @@ public final class ControllerCounters: Sendable {
     let mmioAdminDoorbellWrites = Atomic<UInt64>(0)
     let mmioRegisterWrites = Atomic<UInt64>(0)
     let mmioReads = Atomic<UInt64>(0)
+    let mmioMSIXWrites = Atomic<UInt64>(0)
     let invalidDoorbellWrites = Atomic<UInt64>(0)
     // Shadow doorbell / EventIdx traffic on the device side.
     let shadowDoorbellReads = Atomic<UInt64>(0)
@@ -30,12 +31,13 @@ public final class ControllerCounters: Sendable {
     let completionsPosted = Atomic<UInt64>(0)
     let completionQueueFullStalls = Atomic<UInt64>(0)
     let interruptsRaised = Atomic<UInt64>(0)
-    let interruptsCoalesced = Atomic<UInt64>(0)
+    let interruptsHeld = Atomic<UInt64>(0)
     // Thread life.
     let parks = Atomic<UInt64>(0)
     let wakeups = Atomic<UInt64>(0)
     let pollHits = Atomic<UInt64>(0)
     let resets = Atomic<UInt64>(0)
+    let shutdowns = Atomic<UInt64>(0)
     // Asynchronous namespaces.
     let storageOperations = Atomic<UInt64>(0)
     let storageInFlightPeak = Atomic<UInt64>(0)
@@ -63,6 +65,7 @@ public final class ControllerCounters: Sendable {
             mmioAdminDoorbellWrites: mmioAdminDoorbellWrites.load(ordering: .relaxed),
             mmioRegisterWrites: mmioRegisterWrites.load(ordering: .relaxed),
             mmioReads: mmioReads.load(ordering: .relaxed),
+            mmioMSIXWrites: mmioMSIXWrites.load(ordering: .relaxed),
             invalidDoorbellWrites: invalidDoorbellWrites.load(ordering: .relaxed),
             shadowDoorbellReads: shadowDoorbellReads.load(ordering: .relaxed),
             eventIndexWrites: eventIndexWrites.load(ordering: .relaxed),
@@ -80,11 +83,12 @@ public final class ControllerCounters: Sendable {
             completionsPosted: completionsPosted.load(ordering: .relaxed),
             completionQueueFullStalls: completionQueueFullStalls.load(ordering: .relaxed),
             interruptsRaised: interruptsRaised.load(ordering: .relaxed),
-            interruptsCoalesced: interruptsCoalesced.load(ordering: .relaxed),
+            interruptsHeld: interruptsHeld.load(ordering: .relaxed),
             parks: parks.load(ordering: .relaxed),
             wakeups: wakeups.load(ordering: .relaxed),
             pollHits: pollHits.load(ordering: .relaxed),
             resets: resets.load(ordering: .relaxed),
+            shutdowns: shutdowns.load(ordering: .relaxed),
             storageOperations: storageOperations.load(ordering: .relaxed),
             storageInFlightPeak: storageInFlightPeak.load(ordering: .relaxed),
             inFlightLimitStalls: inFlightLimitStalls.load(ordering: .relaxed),
@@ -104,6 +108,9 @@ public struct ControllerStatistics: Codable, Hashable, Sendable {
     /// Traps: MMIO writes to other registers (CC, AQA, ASQ, ACQ, ...).
     public var mmioRegisterWrites: UInt64
     public var mmioReads: UInt64
+    /// Traps: MSI-X table writes (a Mask Bit set or cleared), as a guest's VM exit
+    /// for each.
+    public var mmioMSIXWrites: UInt64
     /// Doorbell writes naming no queue or carrying a value outside the queue.
     public var invalidDoorbellWrites: UInt64
     /// Loads of a Shadow Doorbell entry by the controller.
@@ -125,10 +132,11 @@ public struct ControllerStatistics: Codable, Hashable, Sendable {
     public var completionsPosted: UInt64
     /// Times the controller held completions because a completion queue was full.
     public var completionQueueFullStalls: UInt64
-    /// Interrupts delivered to the host.
+    /// MSI-X messages sent to the host (one per signalled completion batch; the
+    /// host merges those that arrive while it is already servicing the vector).
     public var interruptsRaised: UInt64
-    /// Completions posted while the vector's previous interrupt was still unhandled.
-    public var interruptsCoalesced: UInt64
+    /// Messages held by a masked vector (sent on unmask).
+    public var interruptsHeld: UInt64
     /// Times the controller thread went idle (armed EventIdx and slept).
     public var parks: UInt64
     /// Times it was woken again by a trap.
@@ -137,6 +145,8 @@ public struct ControllerStatistics: Codable, Hashable, Sendable {
     public var pollHits: UInt64
     /// Controller resets (CC.EN 1 → 0).
     public var resets: UInt64
+    /// Shutdown notifications acted on (CC.SHN 00b → non-zero).
+    public var shutdowns: UInt64
     /// Backend operations started on an asynchronous engine (io_uring, threads).
     public var storageOperations: UInt64
     /// The most backend operations in flight at once.

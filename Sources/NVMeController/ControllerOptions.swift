@@ -48,9 +48,16 @@ public struct ControllerOptions: Sendable, Hashable {
     /// QD32: 34.7k IOPS without, 28.9k with 200 µs); it pays where the controller
     /// has a core to itself.
     public static let recommendedStoragePollNanoseconds: UInt64 = 0
+    /// How the controller keeps EventIdx (DESIGN.md "EventIdx policies"): like
+    /// SPDK, or like QEMU.
+    public var eventIndexPolicy: EventIndexPolicy = .spdk
     /// Commands taken from one submission queue before the controller turns to the
     /// next queue and signals completions (round-robin arbitration burst).
     public var arbitrationBurst: Int = 16
+    /// Fault injection: answer Doorbell Buffer Config with this status although
+    /// OACS bit 8 is set (firmware that refuses it), to exercise a driver's
+    /// fallback to MMIO doorbells. `nil`: the command works.
+    public var doorbellBufferConfigFailure: NVMeStatus? = nil
     /// Identify Controller serial and model numbers.
     public var serialNumber: String = "NVMENBD0001"
     public var modelNumber: String = "nvme-nbd emulated controller"
@@ -80,6 +87,19 @@ public struct ControllerOptions: Sendable, Hashable {
         }
         guard arbitrationBurst >= 1 else { throw .invalid("arbitration burst must be at least 1") }
     }
+}
+
+/// The two EventIdx policies in the field (DESIGN.md "EventIdx policies").
+public enum EventIndexPolicy: String, Sendable, Hashable, CaseIterable {
+    /// SPDK's `vfio_user.c`: while awake, EventIdx stays where the host never
+    /// crosses it (one behind the head); it is armed (= the tail consumed, or for a
+    /// completion queue holding completions, the head known) only just before the
+    /// controller parks, and the completion queue head is otherwise never asked for.
+    case spdk
+    /// QEMU's `hw/nvme`: SQ EventIdx = the tail consumed after every fetch, CQ
+    /// EventIdx = the head known before every post, so the host traps once per
+    /// batch of submissions or of consumed completions, awake or not.
+    case qemu
 }
 
 /// A controller or namespace configuration that cannot be built.

@@ -17,8 +17,8 @@ final class DeviceSubmissionQueue {
     var eventIndex: SharedWord?
     /// EventIdx currently asks the host to trap on its next submission.
     var armed = false
-    /// The head value the last "never trap" EventIdx was derived from.
-    var eventIndexBase = 0
+    /// An out-of-range shadow tail already reported (one event per bad value).
+    var invalidShadowValue: Int?
 
     init(id: UInt16, base: UnsafeMutableRawPointer, size: Int, completionQueue: DeviceCompletionQueue) {
         self.id = id
@@ -44,6 +44,8 @@ final class DeviceCompletionQueue {
     var shadowHead: SharedWord?
     var eventIndex: SharedWord?
     var armed = false
+    /// An out-of-range shadow head already reported (one event per bad value).
+    var invalidShadowValue: Int?
     var attachedSubmissionQueues = 0
     /// Completions waiting for room, oldest first (from `backlogStart`).
     var backlog: [CompletionQueueEntry] = []

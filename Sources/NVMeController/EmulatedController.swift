@@ -5,22 +5,25 @@ import Foundation
 import Glibc
 #endif
 import NVMe
+import PCIe
 
 /// An emulated NVMe controller on PCIe (NVMe Base Specification 2.0; NVMe 1.3
 /// Doorbell Buffer Config, §5.7), with its namespaces, running on its own thread
 /// as QEMU's iothread runs `hw/nvme`.
 ///
-/// The host reaches it only through BAR0 — ``mmioWrite32(_:_:)``,
-/// ``mmioWrite64(_:_:)``, ``mmioRead32(_:)``, ``mmioRead64(_:)`` — and the
-/// memory both share (``HostMemory``). An MMIO write is a trap: the writer waits
-/// until the controller thread has taken it. Completions arrive as interrupts on
-/// the ``InterruptVector``s the host connects.
+/// The host reaches it only as a ``PCIFunction``: BAR0 reads and writes —
+/// registers, doorbells and the MSI-X table — and the MSI-X messages it programs,
+/// plus the memory the host handed it at creation (``HostMemory``, the guest's
+/// RAM, which the device reads and writes by DMA). A BAR write is a trap: the
+/// writer waits until the controller thread has taken it. The MSI-X table lies
+/// after the doorbells, at the next 4 KiB boundary (as in QEMU's `hw/nvme`).
 ///
 /// In **stepped** mode there is no thread: traps are only recorded and the caller
 /// drives the device with ``step()`` and ``runUntilIdle()`` — for tests that need
 /// to see exactly when the host traps.
-public final class EmulatedController: @unchecked Sendable {
+public final class EmulatedController: PCIFunction, @unchecked Sendable {
     public let memory: HostMemory
+    public let msix: MSIXCapability
     public let options: ControllerOptions
     public let namespaces: [Namespace]
     public let counters = ControllerCounters()
@@ -34,6 +37,9 @@ public final class EmulatedController: @unchecked Sendable {
     public let storageNotes: [String]
 
     private let mailbox: TrapMailbox
+    /// The MSI-X vectors (immutable objects; their state is atomic): reachable from
+    /// host threads, unlike the core.
+    private let vectors: [InterruptVector]
     /// Confined to the controller thread (or the stepping caller): the invariant
     /// that makes this class's `@unchecked Sendable` sound. Host threads reach it
     /// only through the mailbox.
@@ -58,6 +64,11 @@ public final class EmulatedController: @unchecked Sendable {
         self.options = options
         self.namespaces = namespaces
         isStepped = stepped
+        // Doorbells of every possible queue, then the table on the next 4 KiB boundary.
+        let doorbellEnd = Int(RegisterOffset.doorbellBase) + 2 * (options.maximumIOQueuePairs + 1) * (4 << Int(options.doorbellStride))
+        let table = (doorbellEnd + 4095) / 4096 * 4096
+        msix = MSIXCapability(vectors: options.interruptVectors, tableOffset: UInt32(table),
+                              pendingBitArrayOffset: UInt32(table + options.interruptVectors * Int(MSIXTable.entrySize)))
         var wake: WakeSignal? = nil
         if namespaces.contains(where: { $0.io != .inline }) {
             do {
@@ -82,6 +93,7 @@ public final class EmulatedController: @unchecked Sendable {
         mailbox = TrapMailbox(handsOff: !stepped, wake: wake)
         core = ControllerCore(memory: memory, namespaces: namespaces, runtimes: runtimes, wake: wake, options: options,
                               counters: counters, mailbox: mailbox)
+        vectors = core.vectors
         traps.reserveCapacity(64)
         if !stepped { start() }
     }
@@ -116,15 +128,24 @@ public final class EmulatedController: @unchecked Sendable {
         }
     }
 
-    // MARK: BAR0
+    // MARK: BAR0 (PCIFunction)
 
-    /// A 32-bit MMIO write: the trap.
-    public func mmioWrite32(_ offset: UInt32, _ value: UInt32) {
-        trap(RegisterWrite(offset: offset, value: UInt64(value), width: 4))
+    /// A 32-bit BAR0 write: the trap. MSI-X table writes take effect when recorded.
+    public func write32(bar0 offset: UInt32, _ value: UInt32) {
+        let w = RegisterWrite(offset: offset, value: UInt64(value), width: 4)
+        guard msix.contains(offset) else { return trap(w) }
+        var release: InterruptVector? = nil
+        mailbox.trap(w) {
+            if let n = msix.vector(atVectorControl: offset), vectors[n].setMask(value & MSIXTable.maskBit != 0) {
+                release = vectors[n]
+            }
+        }
+        // Unmasking sends the message the mask held (§6.8.2.9), outside the lock.
+        release?.send()
     }
 
-    /// A 64-bit MMIO write (ASQ, ACQ).
-    public func mmioWrite64(_ offset: UInt32, _ value: UInt64) {
+    /// A 64-bit BAR0 write (ASQ, ACQ): the trap.
+    public func write64(bar0 offset: UInt32, _ value: UInt64) {
         trap(RegisterWrite(offset: offset, value: value, width: 8))
     }
 
@@ -134,18 +155,36 @@ public final class EmulatedController: @unchecked Sendable {
         }
     }
 
-    public func mmioRead32(_ offset: UInt32) -> UInt32 {
+    public func read32(bar0 offset: UInt32) -> UInt32 {
         counters.bump(counters.mmioReads)
+        if msix.contains(offset) { return msixRead(offset) }
         return UInt32(truncatingIfNeeded: mailbox.withLock { core.registers.read(offset: offset, width: 4) })
     }
 
-    public func mmioRead64(_ offset: UInt32) -> UInt64 {
+    public func read64(bar0 offset: UInt32) -> UInt64 {
         counters.bump(counters.mmioReads)
+        if msix.contains(offset) { return UInt64(msixRead(offset)) | UInt64(msixRead(offset + 4)) << 32 }
         return mailbox.withLock { core.registers.read(offset: offset, width: 8) }
     }
 
-    /// The MSI-X vector `number`, for the host to connect a handler to.
-    public func interruptVector(_ number: Int) -> InterruptVector { core.vectors[number] }
+    /// Vector Control words (the Mask Bit) and the Pending Bit Array; the message
+    /// address and data of an entry read as 0 (the message is the handler).
+    private func msixRead(_ offset: UInt32) -> UInt32 {
+        if let n = msix.vector(atVectorControl: offset) { return vectors[n].isMasked ? MSIXTable.maskBit : 0 }
+        guard offset >= msix.pendingBitArrayOffset else { return 0 }
+        let first = Int(offset - msix.pendingBitArrayOffset) * 8
+        var bits: UInt32 = 0
+        for i in 0..<32 where first + i < core.vectors.count && vectors[first + i].isPending { bits |= 1 << UInt32(i) }
+        return bits
+    }
+
+    public func connectInterrupt(_ vector: Int, to handler: @escaping @Sendable () -> Void) {
+        vectors[vector].connect(handler)
+    }
+
+    public func disconnectInterrupt(_ vector: Int) {
+        vectors[vector].disconnect()
+    }
 
     /// Test hook for fault handling: the controller sets CSTS.CFS and stops
     /// processing commands until the host resets it (CC.EN 1 → 0 → 1).
@@ -223,7 +262,14 @@ public final class EmulatedController: @unchecked Sendable {
         let hadTraps = !traps.isEmpty
         if hadTraps {
             for w in traps {
-                if w.offset == Self.fatalErrorPseudoRegister { core.declareFatal() } else { core.handle(w) }
+                if w.offset == Self.fatalErrorPseudoRegister {
+                    core.declareFatal()
+                } else if msix.contains(w.offset) {
+                    // Applied when recorded; the device only counts it.
+                    counters.bump(counters.mmioMSIXWrites)
+                } else {
+                    core.handle(w)
+                }
             }
             traps.removeAll(keepingCapacity: true)
         }

@@ -1,6 +1,6 @@
 import DMA
 import NVMe
-import NVMeController
+import PCIe
 
 /// One doorbell of a host queue: the MMIO register and, once the Doorbell Buffer
 /// Config command succeeded, its Shadow Doorbell and EventIdx entries.
@@ -11,13 +11,13 @@ import NVMeController
 /// (the store must be ordered before the EventIdx load: `mb()`), the EventIdx
 /// load, and the MMIO write only when EventIdx lies in `[old, new)`.
 struct Doorbell {
-    let controller: EmulatedController
+    let function: any PCIFunction
     let register: UInt32
     var shadow: SharedWord?
     var eventIndex: SharedWord?
 
-    init(controller: EmulatedController, register: UInt32) {
-        self.controller = controller
+    init(function: any PCIFunction, register: UInt32) {
+        self.function = function
         self.register = register
     }
 
@@ -31,7 +31,7 @@ struct Doorbell {
             let ei = UInt16(truncatingIfNeeded: eventIndex.loadRelaxed())
             guard EventIndex.needsEvent(eventIndex: ei, new: value, old: old) else { return false }
         }
-        controller.mmioWrite32(register, UInt32(value))
+        function.write32(bar0: register, UInt32(value))
         return true
     }
 

@@ -17,6 +17,10 @@ public struct DriverOptions: Sendable {
     public var maximumRetries: Int = 5
     /// Admin commands and CSTS.RDY transitions are given this long.
     public var adminTimeoutMilliseconds: Int = 10_000
+    /// Called wherever the driver waits for the device (a register to change, an
+    /// admin completion), instead of sleeping: tests that drive a stepped device
+    /// advance it here (`{ controller.step() }`). `nil`: wait for real.
+    public var whileWaiting: (@Sendable () -> Void)? = nil
 
     public init() {}
 }

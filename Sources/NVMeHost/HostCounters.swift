@@ -9,6 +9,7 @@ public final class HostCounters: Sendable {
     let sqMMIOWrites = Atomic<UInt64>(0)
     let cqMMIOWrites = Atomic<UInt64>(0)
     let interruptsHandled = Atomic<UInt64>(0)
+    let interruptsMerged = Atomic<UInt64>(0)
     let waitsForSlot = Atomic<UInt64>(0)
     let splitRequests = Atomic<UInt64>(0)
     let retries = Atomic<UInt64>(0)
@@ -28,6 +29,7 @@ public final class HostCounters: Sendable {
         s.sqMMIODoorbellWrites = sqMMIOWrites.load(ordering: .relaxed)
         s.cqMMIODoorbellWrites = cqMMIOWrites.load(ordering: .relaxed)
         s.interruptsHandled = interruptsHandled.load(ordering: .relaxed)
+        s.interruptsMerged = interruptsMerged.load(ordering: .relaxed)
         s.waitsForSlot = waitsForSlot.load(ordering: .relaxed)
         s.splitRequests = splitRequests.load(ordering: .relaxed)
         s.retries = retries.load(ordering: .relaxed)
@@ -47,6 +49,8 @@ public struct HostStatistics: Codable, Hashable, Sendable {
     public var sqMMIODoorbellWrites: UInt64 = 0
     public var cqMMIODoorbellWrites: UInt64 = 0
     public var interruptsHandled: UInt64 = 0
+    /// MSI-X messages that arrived while the handler was already scheduled.
+    public var interruptsMerged: UInt64 = 0
     /// Commands that waited for a free slot because the queue was full.
     public var waitsForSlot: UInt64 = 0
     /// Requests split into several commands (MDTS and per-command limits).
@@ -67,6 +71,7 @@ public struct HostStatistics: Codable, Hashable, Sendable {
         r.sqMMIODoorbellWrites = a.sqMMIODoorbellWrites + b.sqMMIODoorbellWrites
         r.cqMMIODoorbellWrites = a.cqMMIODoorbellWrites + b.cqMMIODoorbellWrites
         r.interruptsHandled = a.interruptsHandled + b.interruptsHandled
+        r.interruptsMerged = a.interruptsMerged + b.interruptsMerged
         r.waitsForSlot = a.waitsForSlot + b.waitsForSlot
         r.splitRequests = a.splitRequests + b.splitRequests
         r.retries = a.retries + b.retries

@@ -1,28 +1,49 @@
 import DMA
 import Foundation
 import NVMe
-import NVMeController
+import PCIe
 
-/// The host driver: brings an ``EmulatedController`` up as Linux's nvme-pci does
+/// The host driver: brings an NVMe controller up as Linux's nvme-pci does
 /// (`nvme_reset_work`), owns the admin queue and the I/O ``QueuePair``s, and resets
 /// the controller when asked to or when it reports a fatal status.
+///
+/// It sees what a guest's driver sees: a ``PCIFunction`` (BAR0 reads and writes,
+/// MSI-X messages to handlers it programs) and the host memory it owns and hands
+/// to the device for DMA. Nothing of the device's internals.
 ///
 /// Bring-up (DESIGN.md): read CAP; CC.EN = 0 and wait for CSTS.RDY = 0; program
 /// AQA/ASQ/ACQ; CC.EN = 1 and wait for RDY; Identify Controller; Identify Active
 /// Namespace List and each Namespace; Set Features Number of Queues; Create I/O CQ
 /// and SQ per pair; then Doorbell Buffer Config when OACS bit 8 is set.
 public final class NVMeDriver: @unchecked Sendable {
-    public let controller: EmulatedController
+    public let function: any PCIFunction
     public let memory: HostMemory
     public let options: DriverOptions
 
-    /// Set once by ``start()`` (and re-read by ``reset()``), then read-only.
-    public private(set) var identify = IdentifyController()
-    public private(set) var namespaces: [NamespaceInfo] = []
-    public private(set) var queuePairs: [QueuePair] = []
-    public private(set) var limits = TransferLimits(mdts: 0)
+    /// What bring-up learned; ``reset()`` learns it again, so readers on other
+    /// threads take it under a lock.
+    private struct Learned {
+        var identify = IdentifyController()
+        var namespaces: [NamespaceInfo] = []
+        var limits = TransferLimits(mdts: 0)
+        var shadowDoorbellsEnabled = false
+        var warnings: [String] = []
+    }
+    private let learned = Locked(Learned())
+
+    /// Identify Controller, as of the last bring-up.
+    public var identify: IdentifyController { learned.withLock { $0.identify } }
+    /// The active namespaces, as of the last bring-up.
+    public var namespaces: [NamespaceInfo] { learned.withLock { $0.namespaces } }
+    public var limits: TransferLimits { learned.withLock { $0.limits } }
     /// Whether the doorbell buffer is configured.
-    public private(set) var shadowDoorbellsEnabled = false
+    public var shadowDoorbellsEnabled: Bool { learned.withLock { $0.shadowDoorbellsEnabled } }
+    /// What went wrong but was worked around (a refused Doorbell Buffer Config),
+    /// one line each, oldest first, as Linux's `dev_warn`s.
+    public var warnings: [String] { learned.withLock { $0.warnings } }
+    /// Created by the first ``start()`` and never changed after (a reset re-creates
+    /// the same pairs on the device).
+    public private(set) var queuePairs: [QueuePair] = []
 
     private var admin: QueuePair?
     private let adminLock = ConditionMutex()
@@ -34,18 +55,19 @@ public final class NVMeDriver: @unchecked Sendable {
     private var started = false
     private var stride: UInt8 = 0
 
-    public init(controller: EmulatedController, options: DriverOptions = DriverOptions()) {
-        self.controller = controller
-        memory = controller.memory
+    /// - Parameters:
+    ///   - function: the device, as a PCI function.
+    ///   - memory: the host memory the device was given for DMA; queues, PRP lists,
+    ///     data and the doorbell buffer pages come from it.
+    public init(function: any PCIFunction, memory: HostMemory, options: DriverOptions = DriverOptions()) {
+        self.function = function
+        self.memory = memory
         self.options = options
     }
 
     deinit {
         for t in interruptThreads { t.stop() }
-        if let pages = doorbellPages {
-            memory.freeContiguous(pages.shadow, bytes: HostMemory.pageSize)
-            memory.freeContiguous(pages.eventIndex, bytes: HostMemory.pageSize)
-        }
+        freeDoorbellPages()
     }
 
     // MARK: Bring-up
@@ -60,15 +82,15 @@ public final class NVMeDriver: @unchecked Sendable {
     }
 
     private func bringUp(firstTime: Bool) throws(NVMeError) {
-        let cap = ControllerCapabilities(raw: controller.mmioRead64(RegisterOffset.cap))
+        let cap = ControllerCapabilities(raw: function.read64(bar0: RegisterOffset.cap))
         stride = cap.doorbellStride
         let timeout = max(Int(cap.timeout500ms) * 500, 500)
         guard cap.nvmCommandSet, cap.memoryPageSizeMinimum == 0 else {
             throw NVMeError(.invalidRequest("controller lacks the NVM command set or 4 KiB pages (CAP 0x\(String(cap.raw, radix: 16)))"),
                             operation: "read CAP")
         }
-        if ControllerConfiguration(raw: controller.mmioRead32(RegisterOffset.cc)).enable {
-            controller.mmioWrite32(RegisterOffset.cc, 0)
+        if ControllerConfiguration(raw: function.read32(bar0: RegisterOffset.cc)).enable {
+            function.write32(bar0: RegisterOffset.cc, 0)
         }
         try waitReady(false, timeoutMilliseconds: timeout)
 
@@ -78,17 +100,18 @@ public final class NVMeDriver: @unchecked Sendable {
         if let a = admin {
             adminQueue = a
         } else {
-            adminQueue = try QueuePair(id: 0, depth: adminDepth, controller: controller, memory: memory,
-                                       vector: controller.interruptVector(0), namespaces: [], limits: TransferLimits(mdts: 0))
+            adminQueue = try QueuePair(id: 0, depth: adminDepth, function: function, memory: memory,
+                                       vector: 0, namespaces: [], limits: TransferLimits(mdts: 0))
             admin = adminQueue
-            controller.interruptVector(0).connect { [weak self] in self?.adminInterrupt() }
+            let line = adminQueue.interrupt
+            function.connectInterrupt(0) { [weak self] in if line.message() { self?.adminInterrupt() } }
         }
         adminQueue.activate(shadow: nil)
-        controller.mmioWrite32(RegisterOffset.aqa, AdminQueueAttributes(
+        function.write32(bar0: RegisterOffset.aqa, AdminQueueAttributes(
             submissionQueueSize0: UInt16(adminDepth - 1), completionQueueSize0: UInt16(adminDepth - 1)).raw)
-        controller.mmioWrite64(RegisterOffset.asq, adminQueue.sqAddress)
-        controller.mmioWrite64(RegisterOffset.acq, adminQueue.cqAddress)
-        controller.mmioWrite32(RegisterOffset.cc, ControllerConfiguration(
+        function.write64(bar0: RegisterOffset.asq, adminQueue.sqAddress)
+        function.write64(bar0: RegisterOffset.acq, adminQueue.cqAddress)
+        function.write32(bar0: RegisterOffset.cc, ControllerConfiguration(
             enable: true, memoryPageSize: 0, ioSubmissionQueueEntrySize: 6, ioCompletionQueueEntrySize: 4).raw)
         try waitReady(true, timeoutMilliseconds: timeout)
 
@@ -96,8 +119,8 @@ public final class NVMeDriver: @unchecked Sendable {
         let idBuffer = try dmaBuffer(IdentifyController.size, "Identify")
         _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, cdw10: UInt32(IdentifyCNS.controller.rawValue)),
                              data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Controller")
-        identify = IdentifyController(decoding: idBuffer.bytes())
-        limits = TransferLimits(mdts: identify.maximumDataTransferSize)
+        let identify = IdentifyController(decoding: idBuffer.bytes())
+        let limits = TransferLimits(mdts: identify.maximumDataTransferSize)
         _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: 0,
                                                   cdw10: UInt32(IdentifyCNS.activeNamespaceList.rawValue)),
                              data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Active Namespace List")
@@ -126,7 +149,12 @@ public final class NVMeDriver: @unchecked Sendable {
             }
             infos.append(info)
         }
-        namespaces = infos
+        let namespaces = infos
+        learned.withLock {
+            $0.identify = identify
+            $0.limits = limits
+            $0.namespaces = namespaces
+        }
 
         // Number of Queues: 0-based counts in, granted 0-based counts in DW0.
         let wanted = firstTime ? max(1, options.ioQueuePairs) : queuePairs.count
@@ -139,15 +167,16 @@ public final class NVMeDriver: @unchecked Sendable {
         let depth = min(max(2, options.queueDepth), Int(cap.maximumQueueEntries0) + 1)
         if firstTime {
             for i in 1...granted {
-                let qp = try QueuePair(id: UInt16(i), depth: depth, controller: controller, memory: memory,
-                                       vector: controller.interruptVector(i), namespaces: namespaces, limits: limits)
+                let qp = try QueuePair(id: UInt16(i), depth: depth, function: function, memory: memory,
+                                       vector: i, namespaces: namespaces, limits: limits)
+                let line = qp.interrupt
                 switch options.interrupts(i - 1) {
                 case .dedicatedThread:
                     let thread = InterruptThread(name: "nvme-irq-\(i)") { [unowned qp] in qp.processCompletions() }
                     interruptThreads.append(thread)
-                    qp.vector.connect { thread.fire() }
+                    function.connectInterrupt(i) { if line.message() { thread.fire() } }
                 case .custom(let deliver):
-                    qp.vector.connect { [unowned qp] in deliver(qp) }
+                    function.connectInterrupt(i) { [unowned qp] in if line.message() { deliver(qp) } }
                 case .polled:
                     break
                 }
@@ -161,7 +190,7 @@ public final class NVMeDriver: @unchecked Sendable {
             _ = try adminCommand(SubmissionQueueEntry(
                 opcode: AdminOpcode.createIOCompletionQueue.rawValue, prp1: qp.cqAddress,
                 cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
-                cdw11: UInt32(qp.vector.number) << 16 | 0b11), operation: "Create I/O CQ \(qp.id)")
+                cdw11: UInt32(qp.interrupt.vector) << 16 | 0b11), operation: "Create I/O CQ \(qp.id)")
             _ = try adminCommand(SubmissionQueueEntry(
                 opcode: AdminOpcode.createIOSubmissionQueue.rawValue, prp1: qp.sqAddress,
                 cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
@@ -169,29 +198,19 @@ public final class NVMeDriver: @unchecked Sendable {
         }
 
         // Doorbell Buffer Config, after the queues exist (the controller copies their
-        // current tail and head into the shadow page).
-        shadowDoorbellsEnabled = false
+        // current tail and head into the shadow page). Where the controller refuses
+        // it, the driver warns and carries on with MMIO doorbells, as Linux's
+        // nvme_dbbuf_set does (dev_warn, free the buffers).
+        learned.withLock { $0.shadowDoorbellsEnabled = false }
         var shadows: [(sq: (SharedWord, SharedWord), cq: (SharedWord, SharedWord))]?
         if options.useShadowDoorbells && identify.supportsDoorbellBufferConfig {
-            if doorbellPages == nil {
-                guard let s = memory.allocateContiguous(bytes: HostMemory.pageSize),
-                      let e = memory.allocateContiguous(bytes: HostMemory.pageSize) else {
-                    throw NVMeError(.outOfDMAMemory(bytes: 2 * HostMemory.pageSize), operation: "Doorbell Buffer Config")
-                }
-                doorbellPages = (s, e)
+            do {
+                shadows = try configureDoorbellBuffer()
+                learned.withLock { $0.shadowDoorbellsEnabled = true }
+            } catch {
+                freeDoorbellPages()
+                learned.withLock { $0.warnings.append("Doorbell Buffer Config failed (\(error)); using MMIO doorbells") }
             }
-            let pages = doorbellPages!
-            memory.pointer(at: pages.shadow, length: HostMemory.pageSize)!.initializeMemory(as: UInt8.self, repeating: 0, count: HostMemory.pageSize)
-            memory.pointer(at: pages.eventIndex, length: HostMemory.pageSize)!.initializeMemory(as: UInt8.self, repeating: 0, count: HostMemory.pageSize)
-            _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.doorbellBufferConfig.rawValue,
-                                                      prp1: pages.shadow, prp2: pages.eventIndex),
-                                 operation: "Doorbell Buffer Config")
-            var entries: [(sq: (SharedWord, SharedWord), cq: (SharedWord, SharedWord))] = []
-            for qp in queuePairs {
-                entries.append((sq: try shadowEntry(qp.id, completion: false), cq: try shadowEntry(qp.id, completion: true)))
-            }
-            shadows = entries
-            shadowDoorbellsEnabled = true
         }
 
         // Only now do the pairs go live and dispatch what waited through a reset. Live
@@ -201,6 +220,39 @@ public final class NVMeDriver: @unchecked Sendable {
         for (i, qp) in queuePairs.enumerated() {
             qp.activate(shadow: shadows?[i])
         }
+    }
+
+    /// Allocates (first time) and clears the two pages, sends Doorbell Buffer
+    /// Config, and returns each pair's Shadow Doorbell and EventIdx entries.
+    private func configureDoorbellBuffer() throws(NVMeError) -> [(sq: (SharedWord, SharedWord), cq: (SharedWord, SharedWord))] {
+        if doorbellPages == nil {
+            guard let s = memory.allocateContiguous(bytes: HostMemory.pageSize) else {
+                throw NVMeError(.outOfDMAMemory(bytes: 2 * HostMemory.pageSize), operation: "Doorbell Buffer Config")
+            }
+            guard let e = memory.allocateContiguous(bytes: HostMemory.pageSize) else {
+                memory.freeContiguous(s, bytes: HostMemory.pageSize)
+                throw NVMeError(.outOfDMAMemory(bytes: 2 * HostMemory.pageSize), operation: "Doorbell Buffer Config")
+            }
+            doorbellPages = (s, e)
+        }
+        let pages = doorbellPages!
+        memory.pointer(at: pages.shadow, length: HostMemory.pageSize)!.initializeMemory(as: UInt8.self, repeating: 0, count: HostMemory.pageSize)
+        memory.pointer(at: pages.eventIndex, length: HostMemory.pageSize)!.initializeMemory(as: UInt8.self, repeating: 0, count: HostMemory.pageSize)
+        _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.doorbellBufferConfig.rawValue,
+                                                  prp1: pages.shadow, prp2: pages.eventIndex),
+                             operation: "Doorbell Buffer Config")
+        var entries: [(sq: (SharedWord, SharedWord), cq: (SharedWord, SharedWord))] = []
+        for qp in queuePairs {
+            entries.append((sq: try shadowEntry(qp.id, completion: false), cq: try shadowEntry(qp.id, completion: true)))
+        }
+        return entries
+    }
+
+    private func freeDoorbellPages() {
+        guard let pages = doorbellPages else { return }
+        memory.freeContiguous(pages.shadow, bytes: HostMemory.pageSize)
+        memory.freeContiguous(pages.eventIndex, bytes: HostMemory.pageSize)
+        doorbellPages = nil
     }
 
     private func shadowEntry(_ qid: UInt16, completion: Bool) throws(NVMeError) -> (SharedWord, SharedWord) {
@@ -224,8 +276,8 @@ public final class NVMeDriver: @unchecked Sendable {
     private func waitReady(_ ready: Bool, timeoutMilliseconds: Int) throws(NVMeError) {
         let deadline = MonotonicClock.deadline(afterMilliseconds: timeoutMilliseconds)
         while true {
-            if controller.isStepped { controller.step() }
-            let csts = ControllerStatus(raw: controller.mmioRead32(RegisterOffset.csts))
+            options.whileWaiting?()
+            let csts = ControllerStatus(raw: function.read32(bar0: RegisterOffset.csts))
             if csts.ready == ready { return }
             if ready && csts.fatal { throw NVMeError(.controllerFatal, operation: "enable") }
             if MonotonicClock.nanoseconds() > deadline {
@@ -233,7 +285,7 @@ public final class NVMeDriver: @unchecked Sendable {
                                 operation: ready ? "enable" : "disable")
             }
             // Linux polls CSTS with msleep(); a short sleep keeps this bounded wait cheap.
-            usleep(20)
+            if options.whileWaiting == nil { usleep(20) }
         }
     }
 
@@ -258,21 +310,19 @@ public final class NVMeDriver: @unchecked Sendable {
         let box = CompletionBox()
         admin.submit(entry, data: data) { box.set($0) }
         let deadline = MonotonicClock.deadline(afterMilliseconds: options.adminTimeoutMilliseconds)
-        var steps = 0
         while true {
-            if controller.isStepped {
-                controller.step()
-                admin.processCompletions()
-                steps += 1
-                if box.get() != nil || steps > 1000 { break }
-                continue
-            }
             // Read the interrupt count, then reap (which acknowledges the vector): an
             // entry posted after the acknowledgement raises a new interrupt, so the
             // wait below cannot miss it.
             var seen = adminEvent.withLock { adminInterrupts }
             admin.processCompletions()
             if box.get() != nil { break }
+            if let step = options.whileWaiting {
+                // A device driven by the caller (tests): advance it instead of waiting.
+                step()
+                if MonotonicClock.nanoseconds() > deadline { break }
+                continue
+            }
             let fired: Bool = adminEvent.withLock {
                 while adminInterrupts == seen {
                     if !adminEvent.wait(until: deadline) { return false }
@@ -286,7 +336,7 @@ public final class NVMeDriver: @unchecked Sendable {
             }
         }
         guard let cqe = box.get() else {
-            let csts = ControllerStatus(raw: controller.mmioRead32(RegisterOffset.csts))
+            let csts = ControllerStatus(raw: function.read32(bar0: RegisterOffset.csts))
             if csts.fatal { throw NVMeError(.controllerFatal, operation: name) }
             throw NVMeError(.timeout("no completion within \(options.adminTimeoutMilliseconds) ms"), operation: name)
         }
@@ -309,13 +359,13 @@ public final class NVMeDriver: @unchecked Sendable {
     /// Reaps the admin completion queue now; returns how many entries it found.
     @discardableResult
     public func pollAdminCompletions() -> Int {
-        if controller.isStepped { controller.step() }
+        options.whileWaiting?()
         return admin?.processCompletions() ?? 0
     }
 
     /// Bus addresses of the Shadow Doorbell and EventIdx pages while configured.
     public var doorbellBufferAddresses: (shadow: UInt64, eventIndex: UInt64)? {
-        shadowDoorbellsEnabled ? doorbellPages : nil
+        lifecycle.withLock { shadowDoorbellsEnabled ? doorbellPages : nil }
     }
 
     // MARK: Reset and shutdown
@@ -329,8 +379,8 @@ public final class NVMeDriver: @unchecked Sendable {
     public func reset() throws(NVMeError) -> Int {
         try lifecycle.withLock { () throws(NVMeError) -> Int in
             guard started else { throw NVMeError(.aborted(reason: "driver not started"), operation: "reset") }
-            controller.mmioWrite32(RegisterOffset.cc, 0)
-            let cap = ControllerCapabilities(raw: controller.mmioRead64(RegisterOffset.cap))
+            function.write32(bar0: RegisterOffset.cc, 0)
+            let cap = ControllerCapabilities(raw: function.read64(bar0: RegisterOffset.cap))
             try waitReady(false, timeoutMilliseconds: max(Int(cap.timeout500ms) * 500, 500))
             var requeued = 0
             for qp in queuePairs {
@@ -347,7 +397,7 @@ public final class NVMeDriver: @unchecked Sendable {
     /// Whether the controller reports a fatal status (CSTS.CFS) — what Linux's
     /// timeout handler checks before resetting.
     public var controllerFatal: Bool {
-        ControllerStatus(raw: controller.mmioRead32(RegisterOffset.csts)).fatal
+        ControllerStatus(raw: function.read32(bar0: RegisterOffset.csts)).fatal
     }
 
     /// Orderly shutdown: fails what is still waiting, sends the normal shutdown
@@ -357,20 +407,20 @@ public final class NVMeDriver: @unchecked Sendable {
         lifecycle.withLock {
             guard started else { return }
             started = false
-            var cc = ControllerConfiguration(raw: controller.mmioRead32(RegisterOffset.cc))
+            var cc = ControllerConfiguration(raw: function.read32(bar0: RegisterOffset.cc))
             cc.raw = (cc.raw & ~(0x3 << 14)) | (1 << 14)
-            controller.mmioWrite32(RegisterOffset.cc, cc.raw)
+            function.write32(bar0: RegisterOffset.cc, cc.raw)
             let deadline = MonotonicClock.deadline(afterMilliseconds: options.adminTimeoutMilliseconds)
-            while ControllerStatus(raw: controller.mmioRead32(RegisterOffset.csts)).shutdownStatus != 0b10
+            while ControllerStatus(raw: function.read32(bar0: RegisterOffset.csts)).shutdownStatus != 0b10
                     && MonotonicClock.nanoseconds() < deadline {
-                if controller.isStepped { controller.step() } else { usleep(20) }
+                if let step = options.whileWaiting { step() } else { usleep(20) }
             }
             for qp in queuePairs { qp.failAll(.commandAbortedSQDeletion) }
             admin?.failAll(.commandAbortedSQDeletion)
             for t in interruptThreads { t.stop() }
             interruptThreads = []
-            for qp in queuePairs { qp.vector.disconnect() }
-            controller.interruptVector(0).disconnect()
+            for qp in queuePairs { function.disconnectInterrupt(qp.interrupt.vector) }
+            function.disconnectInterrupt(0)
         }
     }
 

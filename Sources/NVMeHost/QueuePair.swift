@@ -1,6 +1,6 @@
 import DMA
 import NVMe
-import NVMeController
+import PCIe
 
 /// A host submission/completion queue pair (NVMe Base Specification 2.0, §3.3):
 /// what Linux's `struct nvme_queue` is. Many threads and tasks may submit at once;
@@ -20,9 +20,9 @@ public final class QueuePair: @unchecked Sendable {
     public let namespaces: [NamespaceInfo]
     public let limits: TransferLimits
 
-    let controller: EmulatedController
+    let function: any PCIFunction
     let memory: HostMemory
-    let vector: InterruptVector
+    let interrupt: InterruptLine
     let sqAddress: UInt64
     let cqAddress: UInt64
     private let sqBase: UnsafeMutableRawPointer
@@ -83,19 +83,19 @@ public final class QueuePair: @unchecked Sendable {
         var retries: Int
     }
 
-    init(id: UInt16, depth: Int, controller: EmulatedController, memory: HostMemory, vector: InterruptVector,
+    init(id: UInt16, depth: Int, function: any PCIFunction, memory: HostMemory, vector: Int,
          namespaces: [NamespaceInfo], limits: TransferLimits) throws(NVMeError) {
         precondition(depth >= 2 && depth <= 65536)
         self.id = id
         self.depth = depth
-        self.controller = controller
+        self.function = function
         self.memory = memory
-        self.vector = vector
+        self.interrupt = InterruptLine(vector: vector, counters: counters)
         self.namespaces = namespaces
         self.limits = limits
-        let stride = controller.mmioRead64(RegisterOffset.cap).doorbellStrideValue
-        sqDoorbell = Doorbell(controller: controller, register: RegisterOffset.doorbell(queue: id, completion: false, stride: stride))
-        cqDoorbell = Doorbell(controller: controller, register: RegisterOffset.doorbell(queue: id, completion: true, stride: stride))
+        let stride = function.read64(bar0: RegisterOffset.cap).doorbellStrideValue
+        sqDoorbell = Doorbell(function: function, register: RegisterOffset.doorbell(queue: id, completion: false, stride: stride))
+        cqDoorbell = Doorbell(function: function, register: RegisterOffset.doorbell(queue: id, completion: true, stride: stride))
         let sqBytes = depth * SubmissionQueueEntry.size
         let cqBytes = depth * CompletionQueueEntry.size
         guard let sq = memory.allocateContiguous(bytes: sqBytes) else {
@@ -146,7 +146,11 @@ public final class QueuePair: @unchecked Sendable {
             cqDoorbell.eventIndex = shadow?.cq.1
             live = true
         }
-        lock.withLock { dispatchWaiting() }
+        // Commands that waited through the reset go out now; one that cannot be
+        // placed (no PRP list page) fails now, not at some later interrupt.
+        var failed: [(Completion, CompletionQueueEntry)] = []
+        lock.withLock { dispatchWaiting(failures: &failed) }
+        for (c, e) in failed { c(e) }
     }
 
     /// The controller was reset: the rings are gone. Outstanding commands are put
@@ -158,6 +162,12 @@ public final class QueuePair: @unchecked Sendable {
         var requeued: [Pending] = []
         lock.withLock {
             live = false
+            // The rings are gone with the reset: nothing placed is left to ring, and
+            // the queue starts over at 0 when it is created again (a commit arriving
+            // before ``activate`` would otherwise hand the new queue the old tail,
+            // and the controller would execute stale entries).
+            unrung = 0
+            tail = 0
             for cid in slots.indices {
                 guard let completion = slots[cid].completion else { continue }
                 let slot = slots[cid]
@@ -224,6 +234,10 @@ public final class QueuePair: @unchecked Sendable {
             } else {
                 counters.bump(counters.waitsForSlot)
                 waiting.append(Pending(entry: entry, data: data, completion: completion, retries: 0))
+                // Commands placed with a deferred doorbell must not wait behind this
+                // one (it waits for a completion, which needs them rung): ring now,
+                // as Linux's blk-mq calls commit_rqs before it stops dispatching.
+                if live && unrung > 0 { ringSubmissionDoorbell() }
             }
         }
         if let failure {
@@ -235,7 +249,7 @@ public final class QueuePair: @unchecked Sendable {
     /// Rings the submission doorbell for commands submitted with `deferDoorbell`.
     public func commitSubmissions() {
         lock.withLock {
-            if unrung > 0 { ringSubmissionDoorbell() }
+            if live && unrung > 0 { ringSubmissionDoorbell() }
         }
     }
 
@@ -282,8 +296,10 @@ public final class QueuePair: @unchecked Sendable {
         if trapped { counters.bump(counters.sqMMIOWrites) }
     }
 
-    /// Under `lock`: moves waiting commands into free slots.
-    private func dispatchWaiting() {
+    /// Under `lock`: moves waiting commands into free slots; the completions of
+    /// those that cannot be placed go to `failures`, for the caller to run
+    /// outside the lock.
+    private func dispatchWaiting(failures: inout [(Completion, CompletionQueueEntry)]) {
         guard live else { return }
         var placed = false
         while waitingStart < waiting.count, let cid = freeSlots.popLast() {
@@ -292,7 +308,7 @@ public final class QueuePair: @unchecked Sendable {
             if place(p.entry, data: p.data, completion: p.completion, retries: p.retries, cid: cid) {
                 placed = true
             } else {
-                reaped.append((p.completion, CompletionQueueEntry(
+                failures.append((p.completion, CompletionQueueEntry(
                     submissionQueueHead: 0, submissionQueueIdentifier: id, commandIdentifier: 0xFFFF,
                     phase: false, status: .dataTransferError)))
             }
@@ -314,9 +330,10 @@ public final class QueuePair: @unchecked Sendable {
     public func processCompletions() -> Int {
         reapLock.lock()
         defer { reapLock.unlock() }
-        vector.acknowledge()
+        interrupt.acknowledge()
         counters.bump(counters.interruptsHandled)
         var done = 0
+        var batch: [(Completion, CompletionQueueEntry)] = []
         lock.withLock {
             while true {
                 // The CQ covers `depth` entries of 16 bytes and head < depth.
@@ -348,29 +365,38 @@ public final class QueuePair: @unchecked Sendable {
                 if trapped { counters.bump(counters.cqMMIOWrites) }
                 counters.bump(counters.completionsReaped, by: UInt64(done))
             }
-            if waitingStart < waiting.count { dispatchWaiting() }
+            if waitingStart < waiting.count { dispatchWaiting(failures: &reaped) }
+            // Taken under `lock`, the lock every writer of `reaped` holds.
+            swap(&batch, &reaped)
         }
-        // Callbacks outside `lock` (they may submit); `reaped` is only touched under
-        // `reapLock` or `lock` inside it, so it is safe to walk here.
-        let batch = reaped
-        reaped.removeAll(keepingCapacity: true)
+        // Callbacks outside `lock` (they may submit).
         for (c, e) in batch { c(e) }
+        // Hand the emptied array back (keeping its capacity: no allocation per reap).
+        batch.removeAll(keepingCapacity: true)
+        lock.withLock { if reaped.isEmpty { swap(&batch, &reaped) } }
         return done
     }
 
-    /// Polls the completion queue for up to `nanoseconds` with the vector masked,
-    /// reaping as soon as an entry appears (a polled completion, as Linux's
-    /// `nvme_poll` does for poll queues); then unmasks, which delivers an
-    /// interrupt the device raised meanwhile. Returns the entries reaped.
+    /// Polls the completion queue for up to `nanoseconds`, reaping as soon as an
+    /// entry appears (a polled completion, as Linux's `nvme_poll`). The vector
+    /// stays unmasked: masking and unmasking it are two MSI-X table writes, two
+    /// traps (VM exits) per poll, far dearer than the rare interrupt that arrives
+    /// meanwhile and schedules a reap that finds little or nothing. Returns the
+    /// entries reaped.
     @discardableResult
     public func pollCompletions(nanoseconds: UInt64) -> Int {
-        vector.mask()
-        defer { vector.unmask() }
         let deadline = MonotonicClock.nanoseconds() &+ nanoseconds
         while true {
             if completionPending { return processCompletions() }
             if MonotonicClock.nanoseconds() > deadline { return 0 }
         }
+    }
+
+    /// Sets or clears the Mask Bit of this queue's MSI-X vector: a BAR write, so a
+    /// trap (PCI Local Bus Specification 3.0, §6.8.2.9). While masked the device
+    /// holds its messages and sends one on unmask.
+    public func maskInterrupt(_ masked: Bool) {
+        function.write32(bar0: function.msix.vectorControl(interrupt.vector), masked ? MSIXTable.maskBit : 0)
     }
 
     /// Whether the entry at the CQ head carries the current phase (a new completion).

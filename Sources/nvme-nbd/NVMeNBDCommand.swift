@@ -36,6 +36,9 @@ struct ExportOptionsGroup: ParsableArguments {
     @Option(name: .customLong("storage-poll-us"), help: "Microseconds the controller polls before parking while file or block-device I/O is in flight (0: park and let the completion wake it).")
     var storagePollMicroseconds = Int(ControllerOptions.recommendedStoragePollNanoseconds / 1000)
 
+    @Option(name: .customLong("eventidx-policy"), help: ArgumentHelp("How the controller keeps EventIdx: spdk (never-trap while awake, armed only before parking) or qemu (armed after every fetch and before every completion).", valueName: "spdk|qemu"))
+    var eventIndexPolicy: EventIndexPolicy = .spdk
+
     @Option(name: .customLong("mdts"), help: "Identify Controller MDTS: transfers up to 4 KiB << MDTS per command (1...10).")
     var mdts = 7
 
@@ -62,6 +65,7 @@ struct ExportOptionsGroup: ParsableArguments {
         o.pollNanoseconds = UInt64(pollMicroseconds) * 1000
         o.deepPollNanoseconds = UInt64(deepPollMicroseconds) * 1000
         o.storagePollNanoseconds = UInt64(storagePollMicroseconds) * 1000
+        o.eventIndexPolicy = eventIndexPolicy
         o.maximumDataTransferSize = UInt8(mdts)
         return o
     }
@@ -82,3 +86,5 @@ enum LogLevelArgument: String, ExpressibleByArgument, CaseIterable {
     case trace, debug, info, notice, warning, error, critical
     var level: Logger.Level { Logger.Level(rawValue: rawValue)! }
 }
+
+extension EventIndexPolicy: ExpressibleByArgument {}

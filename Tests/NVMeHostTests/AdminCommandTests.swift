@@ -24,9 +24,9 @@ import Testing
         #expect(rig.driver.namespaces[0].deallocatedReadsZeroes)
         #expect(rig.driver.queuePairs.count == 3)
         #expect(rig.driver.shadowDoorbellsEnabled)
-        let csts = ControllerStatus(raw: rig.controller.mmioRead32(RegisterOffset.csts))
+        let csts = ControllerStatus(raw: rig.controller.read32(bar0: RegisterOffset.csts))
         #expect(csts.ready && !csts.fatal)
-        let cc = ControllerConfiguration(raw: rig.controller.mmioRead32(RegisterOffset.cc))
+        let cc = ControllerConfiguration(raw: rig.controller.read32(bar0: RegisterOffset.cc))
         #expect(cc.enable && cc.ioSubmissionQueueEntrySize == 6 && cc.ioCompletionQueueEntrySize == 4)
     }
 
@@ -161,8 +161,8 @@ import Testing
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x0C)) == .asynchronousEventRequestLimitExceeded)
         #expect(events.entries.isEmpty)
         // A doorbell write for a queue that does not exist completes one of them.
-        rig.controller.mmioWrite32(RegisterOffset.doorbell(queue: 9, completion: false, stride: 0), 1)
-        rig.controller.mmioWrite32(RegisterOffset.doorbell(queue: 1, completion: false, stride: 0), 5000)
+        rig.controller.write32(bar0: RegisterOffset.doorbell(queue: 9, completion: false, stride: 0), 1)
+        rig.controller.write32(bar0: RegisterOffset.doorbell(queue: 1, completion: false, stride: 0), 5000)
         try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x0A, cdw10: 7))   // reaps what came before it
         let got = events.entries
         #expect(got.count == 2)

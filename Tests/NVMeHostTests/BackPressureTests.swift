@@ -244,7 +244,7 @@ final class HandQueue {
             let e = UInt16(truncatingIfNeeded: ei.loadRelaxed())
             guard EventIndex.needsEvent(eventIndex: e, new: UInt16(value), old: old) else { return false }
         }
-        rig.controller.mmioWrite32(register, UInt32(value))
+        rig.controller.write32(bar0: register, UInt32(value))
         return true
     }
 

@@ -169,7 +169,7 @@ import Testing
         // The reset's CC.EN = 0 is recorded (the register reads back 0) while its trap
         // waits for the controller thread, which is stuck in the backend.
         #expect(await eventually {
-            !ControllerConfiguration(raw: rig.controller.mmioRead32(RegisterOffset.cc)).enable
+            !ControllerConfiguration(raw: rig.controller.read32(bar0: RegisterOffset.cc)).enable
         })
         #expect(reset.finished == nil)
         gate.open()

@@ -28,6 +28,9 @@ final class Rig: @unchecked Sendable {
         /// How the namespaces' backends run (`nil`: io_uring for files, inline otherwise).
         var io: StorageIO? = nil
         var maximumInFlight = Namespace.defaultMaximumInFlight
+        /// Stepped mode: also run this after each step the driver takes while it
+        /// waits (to act in the middle of a bring-up).
+        var afterStep: (@Sendable () -> Void)? = nil
     }
 
     init(_ c: Config = Config()) throws {
@@ -50,7 +53,13 @@ final class Rig: @unchecked Sendable {
         o.maximumRetries = c.retries
         let delivery = c.interrupts
         o.interrupts = { _ in delivery }
-        driver = NVMeDriver(controller: controller, options: o)
+        if c.stepped {
+            // The stepping hook: the driver advances the device wherever it waits.
+            let device = controller
+            let after = c.afterStep
+            o.whileWaiting = { device.step(); after?() }
+        }
+        driver = NVMeDriver(function: controller, memory: memory, options: o)
         try driver.start()
     }
 

@@ -106,7 +106,7 @@ func run(shadow: Bool, settings: Settings) throws {
     options.ioQueuePairs = settings.queuePairs
     options.queueDepth = 1024
     options.useShadowDoorbells = shadow
-    let driver = NVMeDriver(controller: controller, options: options)
+    let driver = NVMeDriver(function: controller, memory: memory, options: options)
     try driver.start()
     defer { driver.shutdown() }
 
@@ -156,7 +156,7 @@ func run(shadow: Bool, settings: Settings) throws {
       \(settings.mebibytes) MiB written and read back, verified: \(Int(io)) commands of \(blockBytes / 1024) KiB, QD \(settings.queueDepth) x \(driver.queuePairs.count) queue pairs, \(String(format: "%.2f", seconds)) s (\(String(format: "%.0f", io / seconds)) IOPS)
       MMIO doorbell writes (traps): SQ tail \(c.mmioSQTailDoorbellWrites), CQ head \(c.mmioCQHeadDoorbellWrites)  → \(String(format: "%.4f", Double(c.mmioIODoorbellWrites) / io)) per command
       shadow doorbell writes: SQ \(h.sqShadowDoorbellWrites), CQ \(h.cqShadowDoorbellWrites); EventIdx writes \(c.eventIndexWrites); shadow reads \(c.shadowDoorbellReads)
-      interrupts raised \(c.interruptsRaised) (\(String(format: "%.3f", Double(c.interruptsRaised) / io)) per command), coalesced \(c.interruptsCoalesced), handled \(h.interruptsHandled)
+      interrupts raised \(c.interruptsRaised) (\(String(format: "%.3f", Double(c.interruptsRaised) / io)) per command), held while masked \(c.interruptsHeld), handled \(h.interruptsHandled), merged on the host \(h.interruptsMerged)
       controller parks \(c.parks), wake-ups \(c.wakeups); commands: read \(c.reads) write \(c.writes) errors \(c.commandErrors)
     """)
 }
