@@ -349,12 +349,12 @@ struct FileBackendTests {
         let image = directory.path + "/loop-backing.img"
         let size: UInt64 = 2 << 20
         _ = try FileBackend(path: image, createSize: size)
-        let (status, output) = run(losetup, ["--find", "--show", image])
+        let (status, output) = runProcess(losetup, ["--find", "--show", image])
         let device = output.trimmingCharacters(in: .whitespacesAndNewlines)
         guard status == 0, device.hasPrefix("/dev/") else {
             try Test.cancel("losetup could not attach a loop device (status \(status)); no usable block device")
         }
-        defer { _ = run(losetup, ["--detach", device]) }
+        defer { _ = runProcess(losetup, ["--detach", device]) }
 
         let backend = try FileBackend(path: device)
         #expect(backend.fileKind == .blockDevice)

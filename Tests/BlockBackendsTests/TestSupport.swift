@@ -184,19 +184,6 @@ func fileStat(_ path: String) -> (size: Int64, blocks: Int64)? {
     return (Int64(st.st_size), Int64(st.st_blocks))
 }
 
-/// Runs a program, returning (exit status, standard output).
-func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = FileHandle.nullDevice
-    do { try process.run() } catch { return (-1, "") }
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-}
 
 /// A mutex-guarded value shared with escaping closures (threads).
 final class Locked<Value: Sendable>: Sendable {

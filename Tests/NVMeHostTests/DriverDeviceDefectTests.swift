@@ -215,11 +215,7 @@ import Testing
 
     @Test("while the controller is awake the host never traps, however full the queue runs")
     func neverTrapFollowsTheHead() throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.depth = 8
-        c.interrupts = .polled
-        let rig = try Rig(c)
+        let rig = try Rig.stepped(depth: 8)
         defer { rig.close() }
         let qp = rig.qp
         func flush() { qp.submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1)) { _ in } }
@@ -244,11 +240,7 @@ import Testing
 
     @Test("an out-of-range shadow tail raises one asynchronous event, not one per round")
     func invalidShadowTailReportedOnce() throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.depth = 8
-        c.interrupts = .polled
-        let rig = try Rig(c)
+        let rig = try Rig.stepped(depth: 8)
         defer { rig.close() }
         let (shadowPage, _) = try #require(rig.driver.doorbellBufferAddresses)
         let sqShadow = try #require(rig.memory.word(at: shadowPage + 8))
@@ -268,10 +260,7 @@ import Testing
 
     @Test("shutdown runs once per CC.SHN 00b → non-zero, and clearing SHN clears SHST")
     func shutdownTransitions() throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.interrupts = .polled
-        let rig = try Rig(c)
+        let rig = try Rig.stepped()
         defer { rig.close() }
         let device = rig.controller
         let cc = device.read32(bar0: RegisterOffset.cc)
@@ -296,10 +285,7 @@ import Testing
 
     @Test("an enable the controller cannot honour sets CSTS.CFS at once")
     func failedEnableSetsFatalStatus() throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.interrupts = .polled
-        let rig = try Rig(c)
+        let rig = try Rig.stepped()
         defer { rig.close() }
         let device = rig.controller
         let cc = device.read32(bar0: RegisterOffset.cc)

@@ -69,6 +69,15 @@ final class Rig: @unchecked Sendable {
     }
 
     var qp: QueuePair { driver.queuePairs[0] }
+
+    /// A stepped device (the test drives it) with polled completions.
+    static func stepped(depth: Int = 64) throws -> Rig {
+        var c = Config()
+        c.stepped = true
+        c.depth = depth
+        c.interrupts = .polled
+        return try Rig(c)
+    }
 }
 
 /// A reproducible byte pattern for block `lba` of version `v`.

@@ -15,7 +15,7 @@ public final class LoopDevice: Sendable {
         self.losetup = losetup
     }
 
-    deinit { _ = Self.run(losetup, ["--detach", path]) }
+    deinit { _ = runProcess(losetup, ["--detach", path]) }
 
     /// `/sys/block/loopN/queue/NAME`, as the kernel reports it.
     public func queueAttribute(_ name: String) -> String? {
@@ -32,7 +32,7 @@ public final class LoopDevice: Sendable {
             .first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             return .failure(LoopDeviceUnavailable(reason: "losetup is not installed"))
         }
-        let (status, output) = run(losetup, ["--find", "--show"] + (directIO ? ["--direct-io=on"] : [])
+        let (status, output) = runProcess(losetup, ["--find", "--show"] + (directIO ? ["--direct-io=on"] : [])
                                    + (sectorSize.map { ["--sector-size", "\($0)"] } ?? []) + [backingFile])
         let device = output.trimmingCharacters(in: .whitespacesAndNewlines)
         guard status == 0, device.hasPrefix("/dev/") else {
@@ -41,22 +41,24 @@ public final class LoopDevice: Sendable {
         return .success(LoopDevice(path: device, losetup: losetup))
     }
 
-    static func run(_ executable: String, _ arguments: [String]) -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return (-1, "") }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
 }
 
 /// Why no loop device could be had.
 public struct LoopDeviceUnavailable: Error, CustomStringConvertible {
     public var reason: String
     public var description: String { reason }
+}
+
+/// Runs a program, returning (exit status, standard output).
+public func runProcess(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    do { try process.run() } catch { return (-1, "") }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
