@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "NBDProtocol", targets: ["NBDProtocol"]),
         .library(name: "NBDServer", targets: ["NBDServer"]),
         .library(name: "DMA", targets: ["DMA"]),
+        .library(name: "ConcurrencyHelpers", targets: ["ConcurrencyHelpers"]),
         .library(name: "BlockBackends", targets: ["BlockBackends"]),
         .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
     ],
@@ -30,10 +31,15 @@ let package = Package(
     targets: [
         // The NVMe specification as Swift values: no I/O.
         .target(name: "NVMe", swiftSettings: strict),
+        // Locks, the monotonic clock and counter blocks every threaded layer uses.
+        .target(
+            name: "ConcurrencyHelpers",
+            dependencies: [.product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: strict),
         // DMA-able host memory and the atomic accesses the rings and doorbell buffers need.
         .target(
             name: "DMA",
-            dependencies: [.product(name: "Atomics", package: "swift-atomics")],
+            dependencies: ["ConcurrencyHelpers", .product(name: "Atomics", package: "swift-atomics")],
             swiftSettings: strict),
         // The Linux storage interfaces Swift's Glibc cannot see (built with _GNU_SOURCE):
         // fallocate, pwritev2, O_DIRECT, block-device ioctls, statx DIO alignment, io_uring.
@@ -42,20 +48,20 @@ let package = Package(
         // asynchronous engines (io_uring, worker threads) that run it.
         .target(
             name: "BlockBackends",
-            dependencies: ["DMA", "CLinuxIO", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["DMA", "ConcurrencyHelpers", "CLinuxIO", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict),
         // The seam between driver and device: a PCI function (BAR0, MSI-X).
         .target(name: "PCIe", swiftSettings: strict),
         // The emulated device.
         .target(
             name: "NVMeController",
-            dependencies: ["NVMe", "DMA", "PCIe", "BlockBackends",
+            dependencies: ["NVMe", "DMA", "ConcurrencyHelpers", "PCIe", "BlockBackends",
                            .product(name: "Atomics", package: "swift-atomics")],
             swiftSettings: strict),
         // The driver: it sees a PCI function and its own memory, never the device.
         .target(
             name: "NVMeHost",
-            dependencies: ["NVMe", "DMA", "PCIe",
+            dependencies: ["NVMe", "DMA", "ConcurrencyHelpers", "PCIe",
                            .product(name: "Atomics", package: "swift-atomics")],
             swiftSettings: strict),
         // NBD wire format and handshake as pure state machines over bytes.
@@ -66,7 +72,7 @@ let package = Package(
         // SwiftNIO server binding NBD connections to NVMe host queue pairs.
         .target(
             name: "NBDServer",
-            dependencies: ["NBDProtocol", "NVMe", "NVMeHost", "NVMeController", "BlockBackends", "DMA",
+            dependencies: ["NBDProtocol", "NVMe", "NVMeHost", "NVMeController", "BlockBackends", "DMA", "ConcurrencyHelpers",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")],
@@ -89,7 +95,7 @@ let package = Package(
         .systemLibrary(name: "CNBD", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
 
         .executableTarget(
-            name: "shadow-doorbell-demo", dependencies: ["NVMeHost", "NVMeController", "BlockBackends", "NVMe"],
+            name: "shadow-doorbell-demo", dependencies: ["NVMeHost", "NVMeController", "BlockBackends", "NVMe", "ConcurrencyHelpers"],
             path: "examples/shadow-doorbell-demo", swiftSettings: strict),
 
         .executableTarget(
@@ -99,12 +105,12 @@ let package = Package(
         // Helpers every test target shares (a seeded generator).
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "NVMeTests", dependencies: ["NVMe", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "BlockBackendsTests", dependencies: ["BlockBackends", "CLinuxIO", "DMA", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "BlockBackendsTests", dependencies: ["BlockBackends", "CLinuxIO", "DMA", "ConcurrencyHelpers", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NVMeControllerTests",
-                    dependencies: ["NVMe", "DMA", "NVMeController", "NVMeHost", "BlockBackends", "TestSupport"],
+                    dependencies: ["NVMe", "DMA", "ConcurrencyHelpers", "NVMeController", "NVMeHost", "BlockBackends", "TestSupport"],
                     swiftSettings: strict),
         .testTarget(name: "NVMeHostTests",
-                    dependencies: ["NVMe", "DMA", "NVMeController", "NVMeHost", "BlockBackends", "TestSupport"],
+                    dependencies: ["NVMe", "DMA", "ConcurrencyHelpers", "NVMeController", "NVMeHost", "BlockBackends", "TestSupport"],
                     swiftSettings: strict),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NBDProtocolTests",
@@ -113,7 +119,7 @@ let package = Package(
                                    .product(name: "NIOTestUtils", package: "swift-nio")],
                     swiftSettings: strict),
         .testTarget(name: "NBDServerTests",
-                    dependencies: ["NBDServer", "NBDProtocol", "CNBD", "NVMeController", "NVMeHost", "BlockBackends", "DMA", "TestSupport",
+                    dependencies: ["NBDServer", "NBDProtocol", "CNBD", "NVMeController", "NVMeHost", "BlockBackends", "DMA", "ConcurrencyHelpers", "TestSupport",
                                    .product(name: "NIOCore", package: "swift-nio"),
                                    .product(name: "NIOPosix", package: "swift-nio"),
                                    .product(name: "Logging", package: "swift-log")],

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import ConcurrencyHelpers
 import DMA
 import Glibc
 #elseif canImport(Darwin)

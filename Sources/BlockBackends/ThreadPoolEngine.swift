@@ -1,4 +1,5 @@
 #if os(Linux)
+import ConcurrencyHelpers
 import DMA
 import Foundation
 import Synchronization

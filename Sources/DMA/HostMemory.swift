@@ -1,3 +1,5 @@
+import ConcurrencyHelpers
+
 
 /// The emulation's "physical memory": a DMA-able arena that the host driver
 /// allocates queues, PRP lists, data pages and the doorbell buffers from, and

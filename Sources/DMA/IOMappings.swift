@@ -1,3 +1,4 @@
+import ConcurrencyHelpers
 import Atomics
 
 /// The device's view of host buffers mapped for DMA outside the arena: a tiny

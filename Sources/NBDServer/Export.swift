@@ -1,3 +1,4 @@
+import ConcurrencyHelpers
 import BlockBackends
 import DMA
 import Dispatch

@@ -1,3 +1,4 @@
+import ConcurrencyHelpers
 import DMA
 import Logging
 import NBDProtocol

@@ -1,3 +1,4 @@
+import ConcurrencyHelpers
 import DMA
 import NVMe
 import PCIe

@@ -1,3 +1,4 @@
+import ConcurrencyHelpers
 import DMA
 import TestSupport
 import Foundation
@@ -187,8 +188,8 @@ func fileStat(_ path: String) -> (size: Int64, blocks: Int64)? {
 
 /// A mutex-guarded value shared with escaping closures (threads).
 final class Locked<Value: Sendable>: Sendable {
-    private let mutex: DMA.Locked<Value>
-    init(_ value: Value) { mutex = DMA.Locked(value) }
+    private let mutex: ConcurrencyHelpers.Locked<Value>
+    init(_ value: Value) { mutex = ConcurrencyHelpers.Locked(value) }
     func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
 }

@@ -1,3 +1,4 @@
+import ConcurrencyHelpers
 import DMA
 import TestSupport
 import CNBD
@@ -334,8 +335,8 @@ struct ConcurrencyTests {
 
 /// A mutex-guarded value shared with another thread.
 final class Locked<Value: Sendable>: Sendable {
-    private let mutex: DMA.Locked<Value>
-    init(_ value: Value) { mutex = DMA.Locked(value) }
+    private let mutex: ConcurrencyHelpers.Locked<Value>
+    init(_ value: Value) { mutex = ConcurrencyHelpers.Locked(value) }
     func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
 }

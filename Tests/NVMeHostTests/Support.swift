@@ -1,3 +1,4 @@
+import ConcurrencyHelpers
 import BlockBackends
 import TestSupport
 import DMA
@@ -81,8 +82,8 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) async -> Bool {
 
 /// A value shared with escaping closures and threads.
 final class Shared<Value: Sendable>: Sendable {
-    private let mutex: DMA.Locked<Value>
-    init(_ value: Value) { mutex = DMA.Locked(value) }
+    private let mutex: ConcurrencyHelpers.Locked<Value>
+    init(_ value: Value) { mutex = ConcurrencyHelpers.Locked(value) }
     func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
 }
