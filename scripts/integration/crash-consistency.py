@@ -75,7 +75,11 @@ def one_round(workdir, round_no, rng, storage):
     issued = {}          # seq -> block
     acked_order = []     # seqs in ack order
     durable = set()      # seqs that must survive
-    inflight = {}        # cookie -> ("w", seq, fua) | ("f", acked count at issue)
+    inflight = {}        # cookie -> ("w", seq, fua, block) | ("f", acked count at issue)
+    # Blocks with a write in flight get no second one until it is answered: NBD
+    # does not order requests in flight, so of two overlapping writes either may
+    # land last (as with any block device; a filesystem waits too).
+    busy = set()
     seq = round_no * 10_000_000
     kill_at = time.time() + rng.uniform(1.5, 3.0)
     killed = False
@@ -87,15 +91,19 @@ def one_round(workdir, round_no, rng, storage):
                 continue
             seq += 1
             block = rng.randrange(BLOCKS)
+            while block in busy:
+                block = rng.randrange(BLOCKS)
+            busy.add(block)
             fua = rng.random() < 0.1
             buf = nbd.Buffer.from_bytearray(bytearray(content(block, seq)))
             cookie = h.aio_pwrite(buf, block * BLOCK, flags=nbd.CMD_FLAG_FUA if fua else 0)
-            inflight[cookie] = ("w", seq, fua)
+            inflight[cookie] = ("w", seq, fua, block)
             issued[seq] = block
         h.poll(-1)
         for cookie in [c for c in inflight if h.aio_command_completed(c)]:
             kind = inflight.pop(cookie)
             if kind[0] == "w":
+                busy.discard(kind[3])
                 acked_order.append(kind[1])
                 if kind[2]:
                     durable.add(kind[1])
