@@ -8,6 +8,7 @@
 
 #ifdef __linux__
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <string.h>
@@ -295,3 +296,11 @@ uint32_t clinux_uring_reap(clinux_uring *ring, clinux_cqe *out, uint32_t max) {
 }
 
 #endif /* __linux__ */
+
+#ifdef __linux__
+int clinux_malloc_tuning(int mmap_threshold, int trim_threshold) {
+    int a = mallopt(M_MMAP_THRESHOLD, mmap_threshold);
+    int b = mallopt(M_TRIM_THRESHOLD, trim_threshold);
+    return a == 1 && b == 1;
+}
+#endif

@@ -1,17 +1,17 @@
-import DMA
 import Logging
 import NBDProtocol
 import NIOCore
-import NVMeHost
 
-/// One NBD connection: the handshake (``NBDServerHandshake``), then the
-/// transmission phase, where each request becomes NVMe commands on the queue pair
-/// of the connection's event loop and is answered when they complete (in any
-/// order). Everything here runs on the channel's event loop; completions are
-/// delivered there by the queue pair's interrupt.
+/// One NBD connection, as SwiftNIO glue around pure state machines: the
+/// handshake (``NBDServerHandshake``), then the transmission phase
+/// (``NBDTransmission``), whose actions this handler carries out — requests go
+/// to the ``CommandExecutor``, replies to the channel, reading pauses and
+/// resumes, the connection closes. Everything runs on the channel's event loop.
 ///
-/// Back-pressure: when too many requests or payload bytes are in flight, the
-/// handler stops asking the channel to read until replies drain.
+/// Memory: every read and write draws its bytes from the server-wide
+/// ``ServerMemoryBudget`` when it starts; a write gives them back when it is
+/// answered, a read once its reply has been written to the socket (one write
+/// promise per flush marks that).
 final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -31,80 +31,68 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     var handshakeBuffer: ByteBuffer?
     var handshakeTimer: Scheduled<Void>?
     var registration: Int?
+    /// Shutdown began before the transmission phase (or the connection was
+    /// refused): transmission starts draining.
+    var shutdownRequested = false
 
-    // Transmission.
-    var export: Export!
-    var queuePair: QueuePair!
-    var structuredReplies = false
-    var baseAllocationContext: UInt32?
-    var decoder: NIOSingleStepByteToMessageProcessor<NBDRequestDecoder>!
-    var inFlight = 0
-    var inFlightBytes = 0
-    var readHeld = false
-    var flushScheduled = false
-    var inChannelRead = false
-    var submittedInRead = false
-    var disconnectRequested = false
-    /// Requests decoded while over the limits, oldest first.
-    var deferred = CircularBuffer<(NBDRequest, ByteBuffer?)>()
-    var shuttingDown = false
-    /// Set when the connection entered transmission and was counted in
-    /// `activeConnections` (so the count is given back exactly once).
-    var countedActive = false
-    /// A close waiting for the queued replies to be written (see ``closeIfIdle()``).
-    var closing = false
-    /// Server shutdown: the linger period (see ``beginShutdown()``) is over.
-    var lingerExpired = false
+    // The transmission phase.
+    var session: Session?
+    var decoder: NIOSingleStepByteToMessageProcessor<NBDRequestDecoder>?
+    private var actions: [NBDTransmission.Action] = []
+    /// Set while actions are carried out: a request answered at once then is
+    /// queued in `finishedMeanwhile` instead of re-entering the state machine.
+    private var performing = false
+    private var finishedMeanwhile: [Int] = []
+    private var readPaused = false
+    private var readHeld = false
+    private var inChannelRead = false
+    private var flushScheduled = false
     var lingerTimer: Scheduled<Void>?
+
+    // The memory budget.
+    private let budgetWaiter: Int
+    /// Bytes of the budget this connection holds.
+    private var budgetHeld = 0
+    /// Of those, bytes of read replies queued but not yet flushed.
+    private var heldUntilFlush = 0
+
+    /// What only exists in the transmission phase.
+    struct Session {
+        var machine: NBDTransmission
+        let executor: CommandExecutor
+        let export: Export
+        let wake: @Sendable () -> Void
+    }
 
     init(server: ServerContext, logger: Logger) {
         self.server = server
         self.logger = logger
         handshake = NBDServerHandshake(configuration: server.handshake)
+        budgetWaiter = server.memoryBudget.makeWaiterID()
     }
 
     var bound: NIOLoopBound<NBDConnectionHandler> { NIOLoopBound(self, eventLoop: context.eventLoop) }
 
-    // MARK: Life cycle
+    // MARK: Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        logger[metadataKey: "peer"] = "\(context.remoteAddress.map { "\($0)" } ?? "unix")"
-        let count = server.connectionCount.add(1, ordering: .relaxed).newValue
-        let b = bound
-        registration = server.registry.add { b.eventLoop.execute { b.value.beginShutdown() } }
-        if count > server.limits.maximumConnections || server.shuttingDown.load(ordering: .relaxed) {
-            // Refuse clearly: the greeting, then every option gets ERR_SHUTDOWN/
-            // ERR_POLICY-style replies from a machine that is shutting down.
-            logger.warning("refusing connection: \(count) connections exceed --max-connections \(server.limits.maximumConnections)")
-            handshake.beginShutdown()
-            shuttingDown = true
-        }
-        context.writeAndFlush(wrapOutboundOut(handshake.greeting), promise: nil)
-        let timeout = TimeAmount.seconds(server.limits.handshakeTimeoutSeconds)
-        handshakeTimer = context.eventLoop.scheduleTask(in: timeout) {
-            let h = b.value
-            guard h.phase == .handshake else { return }
-            h.logger.info("handshake timed out after \(h.server.limits.handshakeTimeoutSeconds) s; closing")
-            h.close()
-        }
+        startHandshake(context)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        // Not `phase == .transmission`: close() sets `.closed` before the channel
-        // goes inactive, so every connection the server closed itself (DISC,
-        // shutdown, bad magic) used to stay counted as active forever.
-        if countedActive {
-            countedActive = false
-            export.statistics.activeConnections.add(-1, ordering: .relaxed)
+        if let export = session?.export {
+            export.statistics.subtract(.activeConnections)
         }
         phase = .closed
+        releaseUnflushed()
         handshakeTimer?.cancel()
         lingerTimer?.cancel()
+        server.memoryBudget.forget(budgetWaiter)
         server.connectionCount.subtract(1, ordering: .relaxed)
         if let r = registration { server.registry.remove(r) }
         context.fireChannelInactive()
@@ -114,50 +102,6 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         logger.debug("connection error: \(error)")
         close()
     }
-
-    func close() {
-        guard phase != .closed else { return }
-        phase = .closed
-        context.close(promise: nil)
-    }
-
-    /// Server shutdown: requests in flight finish, every request read from now on
-    /// is answered with ESHUTDOWN, and the connection closes once it is idle and
-    /// either the client has disconnected (NBD_CMD_DISC) or the linger period
-    /// (``ConnectionLimits/shutdownLingerMilliseconds``) is over.
-    ///
-    /// The linger is what makes "subsequently received requests SHOULD get
-    /// NBD_ESHUTDOWN" (proto.md, "Terminating the transmission phase") hold in
-    /// practice: the server used to stop reading and close as soon as it was idle,
-    /// so requests a client had already sent (or that libnbd had queued and sent a
-    /// moment later) were never answered and failed with ENOTCONN on the client.
-    /// A client that receives ESHUTDOWN MUST initiate a soft disconnect, which
-    /// ends the linger early.
-    func beginShutdown() {
-        shuttingDown = true
-        switch phase {
-        case .handshake:
-            handshake.beginShutdown()
-            close()
-        case .transmission:
-            armShutdownLinger()
-            closeIfIdle()
-        case .closed:
-            break
-        }
-    }
-
-    func armShutdownLinger() {
-        guard lingerTimer == nil else { return }
-        let b = bound
-        lingerTimer = context.eventLoop.scheduleTask(in: .milliseconds(server.limits.shutdownLingerMilliseconds)) {
-            let h = b.value
-            h.lingerExpired = true
-            h.closeIfIdle()
-        }
-    }
-
-    // MARK: Reading
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
@@ -177,119 +121,100 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if submittedInRead {
-            submittedInRead = false
-            queuePair.commitSubmissions()
-            // Shallow queues only: with many commands in flight the interrupt comes
-            // soon anyway and polling would take CPU from the controller.
-            let poll = server.limits.completionPollNanoseconds
-            if poll > 0 && queuePair.outstandingCount <= server.limits.completionPollDepth {
-                queuePair.pollCompletions(nanoseconds: poll)
-            }
-        }
-        if flushScheduled {
-            flushScheduled = false
-            context.flush()
-        }
+        session?.executor.commitBatch()
+        if flushScheduled { flushReplies() }
         context.fireChannelReadComplete()
     }
 
     func read(context: ChannelHandlerContext) {
-        if shouldHoldReads {
+        if readPaused {
             readHeld = true
         } else {
             context.read()
         }
     }
 
-    /// Too much in flight, or replies are not leaving (the client does not read).
-    var overLimits: Bool {
-        inFlight >= server.limits.maximumInFlightRequests || inFlightBytes >= server.limits.maximumInFlightBytes
-            || !context.channel.isWritable
-    }
-
-    private var shouldHoldReads: Bool {
-        phase == .transmission && (overLimits || !deferred.isEmpty || disconnectRequested)
-    }
-
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, phase == .transmission {
-            drainDeferred()
-            resumeReadingIfPossible()
-        }
+        if phase == .transmission { step { $0.conditionsChanged(&$1, into: &$2) } }
         context.fireChannelWritabilityChanged()
     }
 
-    private func resumeReadingIfPossible() {
-        if readHeld && !shouldHoldReads {
-            readHeld = false
-            context.read()
+    func close() {
+        guard phase != .closed else { return }
+        phase = .closed
+        releaseUnflushed()
+        context.close(promise: nil)
+    }
+
+    /// Replies that will never be flushed give their memory back.
+    private func releaseUnflushed() {
+        if heldUntilFlush > 0 { giveBack(heldUntilFlush) }
+        heldUntilFlush = 0
+    }
+
+    /// Server shutdown: see ``NBDTransmission`` — requests in flight finish, new
+    /// ones are answered ESHUTDOWN, and the connection closes once idle and the
+    /// client sent NBD_CMD_DISC or the linger
+    /// (``ConnectionLimits/shutdownLingerMilliseconds``) is over.
+    func beginShutdown() {
+        shutdownRequested = true
+        switch phase {
+        case .handshake:
+            handshake.beginShutdown()
+            close()
+        case .transmission:
+            armShutdownLinger()
+            step { $0.beginShutdown(&$1, into: &$2) }
+        case .closed:
+            break
         }
     }
 
-    private func runHandshake() {
-        guard var buffer = handshakeBuffer else { return }
-        let actions = handshake.process(&buffer)
-        // Drop what was consumed, so skipped option data is never kept.
-        if buffer.readableBytes == 0 {
-            handshakeBuffer = nil
-        } else {
-            buffer.discardReadBytes()
-            handshakeBuffer = buffer
+    private func armShutdownLinger() {
+        guard lingerTimer == nil else { return }
+        let b = bound
+        lingerTimer = context.eventLoop.scheduleTask(in: .milliseconds(server.limits.shutdownLingerMilliseconds)) {
+            b.value.step { $0.lingerExpired(&$1, into: &$2) }
         }
-        for action in actions {
-            switch action {
-            case .send(let b):
-                context.write(wrapOutboundOut(b), promise: nil)
-            case .close(let reason):
-                logger.info("closing during handshake: \(reason)")
-                context.flush()
-                close()
-                return
-            case .enterTransmission(let selection):
-                context.flush()
-                guard let export = server.export(named: selection.export.name) else {
-                    logger.error("handshake chose unknown export '\(selection.export.name)'")
-                    close()
-                    return
-                }
-                enterTransmission(export, selection)
-                return
-            }
-        }
-        context.flush()
     }
 
-    private func enterTransmission(_ export: Export, _ selection: NBDExportSelection) {
-        handshakeTimer?.cancel()
-        handshakeTimer = nil
-        self.export = export
-        queuePair = export.queuePair(for: context.eventLoop)
-        structuredReplies = selection.structuredReplies
-        baseAllocationContext = selection.metaContexts.first { $0.name == NBDAllocationState.contextName }?.id
+    // MARK: Transmission
+
+    func enterTransmission(_ export: Export, _ selection: NBDExportSelection) {
+        let b = bound
+        let executor = CommandExecutor(export: export, eventLoop: context.eventLoop, selection: selection,
+                                       allocator: context.channel.allocator, limits: server.limits, sink: self)
+        let configuration = NBDTransmission.Configuration(
+            limits: executor.requestLimits, maximumInFlightRequests: server.limits.maximumInFlightRequests,
+            maximumInFlightBytes: server.limits.maximumInFlightBytes)
+        session = Session(machine: NBDTransmission(configuration: configuration), executor: executor, export: export,
+                          wake: { b.eventLoop.execute { b.value.budgetFreed() } })
         decoder = NIOSingleStepByteToMessageProcessor(NBDRequestDecoder(maximumPayload: export.maximumPayload),
                                                       maximumBufferSize: nil)
         phase = .transmission
-        export.statistics.bump(export.statistics.connections)
-        export.statistics.activeConnections.add(1, ordering: .relaxed)
-        countedActive = true
+        export.statistics.add(.connections)
+        export.statistics.add(.activeConnections)
         logger[metadataKey: "export"] = "\(export.spec.name)"
-        logger.info("transmission: structured replies \(structuredReplies), base:allocation \(baseAllocationContext != nil)")
-        let rest = handshakeBuffer
-        handshakeBuffer = nil
-        if let rest, rest.readableBytes > 0 { decode(rest) }
-        if shuttingDown {
+        logger.info("transmission: structured replies \(selection.structuredReplies), base:allocation \(executor.allocationContext != nil)")
+        if shutdownRequested {
             armShutdownLinger()
-            closeIfIdle()
+            step { $0.beginShutdown(&$1, into: &$2) }
         }
     }
 
-    private func decode(_ bytes: ByteBuffer) {
+    func decode(_ bytes: ByteBuffer) {
+        guard let executor = session?.executor else { return }
         inChannelRead = true
-        defer { inChannelRead = false }
+        executor.batching = true
+        defer {
+            inChannelRead = false
+            executor.batching = false
+        }
         do {
-            try decoder.process(buffer: bytes) { message in
-                self.handle(message)
+            // `decoder` and `session` are separate properties: the machine is
+            // stepped while the decoder is still being accessed.
+            try decoder!.process(buffer: bytes) { message in
+                self.step { $0.receive(message, &$1, into: &$2) }
             }
         } catch {
             logger.info("closing: \(error)")
@@ -297,8 +222,102 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
+    /// Feeds one event to the transmission state machine and carries out the
+    /// actions it returns, in order. An event that arrives while actions are
+    /// being carried out (the channel's writability changing inside a write)
+    /// only adds its actions; the outer call carries them out.
+    func step(_ event: (inout NBDTransmission, inout ConnectionConditions, inout [NBDTransmission.Action]) -> Void) {
+        guard phase == .transmission, session != nil else { return }
+        var conditions = currentConditions()
+        event(&session!.machine, &conditions, &actions)
+        budgetHeld = conditions.held
+        guard !performing else { return }
+        performing = true
+        defer { performing = false }
+        var i = 0
+        while true {
+            while i < actions.count {
+                perform(actions[i])
+                i += 1
+            }
+            // Requests answered at once while acting re-enter the machine now, in order.
+            guard !finishedMeanwhile.isEmpty, phase == .transmission else { break }
+            let cost = finishedMeanwhile.removeFirst()
+            var c = currentConditions()
+            session!.machine.completed(cost: cost, &c, into: &actions)
+            budgetHeld = c.held
+        }
+        actions.removeAll(keepingCapacity: true)
+        finishedMeanwhile.removeAll(keepingCapacity: true)
+    }
+
+    private func currentConditions() -> ConnectionConditions {
+        ConnectionConditions(
+            isWritable: context.channel.isWritable, serverShuttingDown: server.shuttingDown.load(ordering: .relaxed),
+            budget: server.memoryBudget, waiter: budgetWaiter, wake: session!.wake, held: budgetHeld)
+    }
+
+    private func perform(_ action: NBDTransmission.Action) {
+        switch action {
+        case .execute(let request, let payload, let cost):
+            session!.executor.execute(request, payload: payload, cost: cost)
+        case .reject(let cookie, let rejection):
+            session!.executor.reject(cookie: cookie, rejection)
+        case .pauseReading:
+            readPaused = true
+        case .resumeReading:
+            readPaused = false
+            if readHeld {
+                readHeld = false
+                context.read()
+            }
+        case .close:
+            closeAfterReplies()
+        }
+    }
+
+    /// The budget gave memory back: a request that waited for it may start.
+    private func budgetFreed() {
+        step { $0.conditionsChanged(&$1, into: &$2) }
+    }
+
+    /// Closes once every reply queued so far is on the wire: a plain close()
+    /// fails the writes still pending in the channel, so a large read reply the
+    /// client has not drained yet would be cut short by NBD_CMD_DISC or shutdown
+    /// (proto.md: the server MUST handle all outstanding requests first). Write
+    /// promises complete in order, so an empty write's promise marks the end.
+    private func closeAfterReplies() {
+        flushReplies()
+        let b = bound
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
+        written.futureResult.whenComplete { _ in b.value.close() }
+    }
+
     // MARK: Replies
 
+    /// Writes the replies queued so far; the memory of read replies among them
+    /// is given back to the budget once they are written (or fail).
+    private func flushReplies() {
+        flushScheduled = false
+        if heldUntilFlush > 0 {
+            let bytes = heldUntilFlush
+            heldUntilFlush = 0
+            let b = bound
+            let written = context.eventLoop.makePromise(of: Void.self)
+            context.write(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
+            written.futureResult.whenComplete { _ in b.value.giveBack(bytes) }
+        }
+        context.flush()
+    }
+
+    private func giveBack(_ bytes: Int) {
+        budgetHeld -= bytes
+        server.memoryBudget.release(bytes)
+    }
+}
+
+extension NBDConnectionHandler: ReplySink {
     /// Queues `buffer` and arranges one flush for everything queued in this tick.
     func send(_ buffer: ByteBuffer) {
         guard phase != .closed else { return }
@@ -309,83 +328,23 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
             let b = bound
             context.eventLoop.execute {
                 let h = b.value
-                guard h.flushScheduled else { return }
-                h.flushScheduled = false
-                h.context.flush()
+                if h.flushScheduled { h.flushReplies() }
             }
         }
     }
 
-    /// A reply with no data, success or error, in the negotiated reply style.
-    func replyStatus(_ cookie: UInt64, _ error: NBDErrno, message: String = "") {
-        var b = context.channel.allocator.buffer(capacity: 64)
-        if error != .success { export.statistics.bump(export.statistics.errors) }
-        if structuredReplies {
-            if error == .success {
-                b.writeNBDStructuredReplyChunk(NBDStructuredReplyChunk(flags: .done, cookie: cookie, payload: .none))
+    func requestFinished(_ request: NBDRequest, cost: Int) {
+        if cost > 0 {
+            if request.type == .read && phase != .closed {
+                heldUntilFlush += cost
             } else {
-                let text = String(message.utf8.prefix(4096)) ?? ""
-                b.writeNBDStructuredReplyChunk(NBDStructuredReplyChunk(flags: .done, cookie: cookie,
-                                                                       payload: .error(error, message: text)))
+                giveBack(cost)
             }
+        }
+        if performing {
+            finishedMeanwhile.append(cost)
         } else {
-            b.writeNBDSimpleReplyHeader(error: error, cookie: cookie)
-        }
-        send(b)
-    }
-
-    /// Marks a request as started (for back-pressure and shutdown).
-    func begin(_ bytes: Int) {
-        inFlight += 1
-        inFlightBytes += bytes
-    }
-
-    /// Marks a request as answered; resumes reading when below the limits.
-    func end(_ bytes: Int) {
-        inFlight -= 1
-        inFlightBytes -= bytes
-        if !deferred.isEmpty { drainDeferred() }
-        resumeReadingIfPossible()
-        if disconnectRequested || shuttingDown { closeIfIdle() }
-    }
-
-    func closeIfIdle() {
-        guard phase == .transmission, !closing else { return }
-        if shuttingDown {
-            // Decoded but not started: answer ESHUTDOWN.
-            while !deferred.isEmpty {
-                let (r, _) = deferred.removeFirst()
-                if r.type == .disconnect { disconnectRequested = true; continue }
-                begin(0)
-                replyStatus(r.cookie, .eshutdown, message: "server shutting down")
-                inFlight -= 1
-            }
-        }
-        guard inFlight == 0, deferred.isEmpty else { return }
-        if shuttingDown && !disconnectRequested && !lingerExpired { return }
-        closing = true
-        // Close once every reply queued so far is on the wire: a plain close()
-        // fails the writes still pending in the channel, so a large read reply the
-        // client had not drained yet was cut short by NBD_CMD_DISC or shutdown
-        // (proto.md: the server MUST handle all outstanding requests first). Write
-        // promises complete in order, so an empty write's promise marks the end.
-        let b = bound
-        let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
-        flushScheduled = false
-        written.futureResult.whenComplete { _ in b.value.close() }
-    }
-
-    /// A completion callback that runs `body` on this connection's event loop
-    /// (completions after a controller reset may arrive on another thread).
-    func onLoop<T: Sendable>(_ body: @escaping @Sendable (NBDConnectionHandler, T) -> Void) -> @Sendable (T) -> Void {
-        let b = bound
-        return { value in
-            if b.eventLoop.inEventLoop {
-                body(b.value, value)
-            } else {
-                b.eventLoop.execute { body(b.value, value) }
-            }
+            step { $0.completed(cost: cost, &$1, into: &$2) }
         }
     }
 }

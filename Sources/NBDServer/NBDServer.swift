@@ -169,11 +169,16 @@ public final class NBDServer: Sendable {
         // outlived the grace period get their ESHUTDOWN replies before closing.
         for e in exports { e.close() }
         try? group.syncShutdownGracefully()
-        for path in configuration.unix { unlink(path) }
+        for path in configuration.unix { try? FileManager.default.removeItem(atPath: path) }
     }
 
     /// Every export's counters.
     public func statistics() -> [ExportStatistics] { exports.map { $0.snapshot() } }
+
+    /// Bytes of the server-wide memory budget (``ConnectionLimits/memoryBudgetBytes``)
+    /// held now by requests in flight and replies not yet written, and the most
+    /// ever held at once.
+    public var memoryBudgetUsage: (held: Int, peak: Int) { context.memoryBudget.usage }
 
     /// Writes ``statistics()`` as JSON to `path` (atomically).
     public func writeStatistics(to path: String) throws {

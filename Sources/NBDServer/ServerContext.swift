@@ -15,10 +15,12 @@ final class ServerContext: Sendable {
     let shuttingDown = Atomic<Bool>(false)
     let connectionCount = Atomic<Int>(0)
     let registry = ConnectionRegistry()
+    let memoryBudget: ServerMemoryBudget
 
     init(exports: [Export], limits: ConnectionLimits, logger: Logger) {
         self.exports = exports
         self.limits = limits
+        memoryBudget = ServerMemoryBudget(capacity: max(limits.memoryBudgetBytes, 1))
         self.logger = logger
         handshake = NBDServerHandshake.Configuration(exports: exports.map(\.nbd), offersBaseAllocation: true)
     }
@@ -35,6 +37,10 @@ public struct ConnectionLimits: Sendable {
     public var maximumInFlightRequests = 256
     /// Payload bytes a connection may have in flight before reading stops.
     public var maximumInFlightBytes = 128 << 20
+    /// Bytes all connections together may hold for write payloads in flight and
+    /// read replies not yet written (``ServerMemoryBudget``); past it reading
+    /// pauses until replies drain.
+    public var memoryBudgetBytes = 1 << 30
     /// A handshake that has not reached transmission after this long is closed.
     public var handshakeTimeoutSeconds: Int64 = 30
     /// Connections accepted at once across all listeners; more are refused.

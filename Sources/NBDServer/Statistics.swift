@@ -1,65 +1,33 @@
 import NVMeController
 import NVMeHost
-import Synchronization
+import ConcurrencyHelpers
 
-/// NBD-level counters of one export.
-public final class NBDStatisticsCounters: Sendable {
-    let reads = Atomic<UInt64>(0)
-    let writes = Atomic<UInt64>(0)
-    let flushes = Atomic<UInt64>(0)
-    let trims = Atomic<UInt64>(0)
-    let writeZeroes = Atomic<UInt64>(0)
-    let caches = Atomic<UInt64>(0)
-    let blockStatus = Atomic<UInt64>(0)
-    let bytesRead = Atomic<UInt64>(0)
-    let bytesWritten = Atomic<UInt64>(0)
-    let errors = Atomic<UInt64>(0)
-    let unalignedRequests = Atomic<UInt64>(0)
-    let connections = Atomic<UInt64>(0)
-    let activeConnections = Atomic<Int64>(0)
-
-    init() {}
-
-    @inline(__always) func bump(_ c: borrowing Atomic<UInt64>, by n: UInt64 = 1) { c.add(n, ordering: .relaxed) }
-
-    func snapshot() -> NBDStatistics {
-        var s = NBDStatistics()
-        s.reads = reads.load(ordering: .relaxed)
-        s.writes = writes.load(ordering: .relaxed)
-        s.flushes = flushes.load(ordering: .relaxed)
-        s.trims = trims.load(ordering: .relaxed)
-        s.writeZeroes = writeZeroes.load(ordering: .relaxed)
-        s.caches = caches.load(ordering: .relaxed)
-        s.blockStatus = blockStatus.load(ordering: .relaxed)
-        s.bytesRead = bytesRead.load(ordering: .relaxed)
-        s.bytesWritten = bytesWritten.load(ordering: .relaxed)
-        s.errors = errors.load(ordering: .relaxed)
-        s.unalignedRequests = unalignedRequests.load(ordering: .relaxed)
-        s.connections = connections.load(ordering: .relaxed)
-        s.activeConnections = activeConnections.load(ordering: .relaxed)
-        return s
-    }
+/// The NBD-level counters of one export (`nbd` in `--stats-json`).
+public enum NBDCounter: Int, CounterKey {
+    // Requests, by command (proto.md "Request types").
+    case reads, writes, flushes, trims, writeZeroes, caches, blockStatus
+    /// Payload bytes of successful reads and writes.
+    case bytesRead, bytesWritten
+    /// Requests answered with an error.
+    case errors
+    /// Requests not aligned to the LBA size (served with read-modify-write).
+    case unalignedRequests
+    /// Connections that reached the transmission phase.
+    case connections
+    /// Connections in the transmission phase now (a gauge).
+    case activeConnections
 }
 
-/// A copy of the NBD counters.
-public struct NBDStatistics: Codable, Hashable, Sendable {
-    public var reads: UInt64 = 0
-    public var writes: UInt64 = 0
-    public var flushes: UInt64 = 0
-    public var trims: UInt64 = 0
-    public var writeZeroes: UInt64 = 0
-    public var caches: UInt64 = 0
-    public var blockStatus: UInt64 = 0
-    public var bytesRead: UInt64 = 0
-    public var bytesWritten: UInt64 = 0
-    /// Requests answered with an error.
-    public var errors: UInt64 = 0
-    /// Requests not aligned to the LBA size (served with read-modify-write).
-    public var unalignedRequests: UInt64 = 0
-    public var connections: UInt64 = 0
-    public var activeConnections: Int64 = 0
+/// The live NBD counters of one export.
+public typealias NBDStatisticsCounters = CounterBlock<NBDCounter>
+/// A copy of them.
+public typealias NBDStatistics = CounterValues<NBDCounter>
 
-    public var requests: UInt64 { reads + writes + flushes + trims + writeZeroes + caches + blockStatus }
+extension CounterValues where Key == NBDCounter {
+    /// Requests of every kind.
+    public var requests: UInt64 {
+        [.reads, .writes, .flushes, .trims, .writeZeroes, .caches, .blockStatus].reduce(0) { $0 + self[$1] }
+    }
 }
 
 /// Everything counted for one export: what `--stats-json` writes.

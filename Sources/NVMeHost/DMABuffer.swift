@@ -20,6 +20,9 @@ public final class DMABuffer: @unchecked Sendable {
     public let firstPageOffset: Int
     /// The bus address of a DMA mapping this buffer ends on release.
     private let mapping: UInt64?
+    /// What keeps mapped memory alive until the mapping ends (a byte buffer's
+    /// storage); dropped on ``release()``.
+    private var owner: AnyObject?
 
     /// `nil` when the host memory has no `byteCount` bytes of pages left.
     public init?(memory: HostMemory, byteCount: Int) {
@@ -36,13 +39,15 @@ public final class DMABuffer: @unchecked Sendable {
     }
 
     /// Maps `byteCount` bytes of host memory at `pointer` for DMA; `nil` when no
-    /// mapping slot is free. The caller keeps that memory alive and leaves it alone
+    /// mapping slot is free. The memory must stay alive — `owner`, held until
+    /// ``release()``, keeps it so — and be left alone by everyone but the device
     /// until the request completed and the buffer is released.
-    public init?(memory: HostMemory, mapping pointer: UnsafeMutableRawPointer, byteCount: Int) {
+    public init?(memory: HostMemory, mapping pointer: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject? = nil) {
         precondition(byteCount > 0)
         guard let bus = memory.mapDMA(pointer, length: byteCount) else { return nil }
         self.memory = memory
         self.byteCount = byteCount
+        self.owner = owner
         mapping = bus
         let offset = Int(bus & UInt64(HostMemory.pageSize - 1))
         firstPageOffset = offset
@@ -62,6 +67,7 @@ public final class DMABuffer: @unchecked Sendable {
             memory.freePages(pages)
         }
         pages = []
+        owner = nil
     }
 
     /// The pages holding bytes `[offset, offset+count)` and where `offset` lies in
@@ -97,6 +103,11 @@ public final class DMABuffer: @unchecked Sendable {
         forEachSegment(offset: offset, count: source.count) { segment, done in
             segment.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[done..<(done + segment.count)]))
         }
+    }
+
+    /// Writes `count` zero bytes at `offset`.
+    public func zero(at offset: Int, count: Int) {
+        forEachSegment(offset: offset, count: count) { segment, _ in segment.initializeMemory(as: UInt8.self, repeating: 0) }
     }
 
     /// Copies `destination.count` bytes from `offset` out of the buffer.

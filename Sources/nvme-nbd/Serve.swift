@@ -56,8 +56,8 @@ struct Serve: ParsableCommand {
         }
         if let s = statsJSON {
             let dir = (s as NSString).deletingLastPathComponent
-            var isDir: ObjCBool = false
-            if !dir.isEmpty && !(FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) && isDir.boolValue) {
+            let type = try? FileManager.default.attributesOfItem(atPath: dir)[.type] as? FileAttributeType
+            if !dir.isEmpty && type != .typeDirectory {
                 throw ValidationError("--stats-json \(s): directory \(dir) does not exist")
             }
         }

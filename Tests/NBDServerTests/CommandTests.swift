@@ -46,11 +46,11 @@ struct CommandTests {
                     #expect(stats.host.sqShadowDoorbellWrites == 0)
                     #expect(stats.controller.mmioSQTailDoorbellWrites >= stats.controller.ioCommands / 2)
                 }
-                #expect(stats.nbd.unalignedRequests > 0, "unaligned requests went through read-modify-write")
-                #expect(stats.nbd.errors == 0)
-                #expect(stats.nbd.trims > 0 && stats.nbd.writeZeroes > 0 && stats.nbd.caches > 0 && stats.nbd.flushes > 0)
+                #expect(stats.nbd[.unalignedRequests] > 0, "unaligned requests went through read-modify-write")
+                #expect(stats.nbd[.errors] == 0)
+                #expect(stats.nbd[.trims] > 0 && stats.nbd[.writeZeroes] > 0 && stats.nbd[.caches] > 0 && stats.nbd[.flushes] > 0)
                 if mode.structured {
-                    #expect(stats.nbd.blockStatus > 0)
+                    #expect(stats.nbd[.blockStatus] > 0)
                     #expect(stats.controller.allocationMaps > 0)
                 }
             }
@@ -70,7 +70,7 @@ struct CommandTests {
                                            structured: structured, fileBacked: true, seed: 0xF11E)
             try exercise.run()
             try c.shutdown()
-            #expect(f.statistics(export: "file").nbd.errors == 0)
+            #expect(f.statistics(export: "file").nbd[.errors] == 0)
         }
         // What the server wrote is in the file (flushed at shutdown).
         let attributes = try FileManager.default.attributesOfItem(atPath: path)

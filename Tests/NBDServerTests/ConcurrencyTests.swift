@@ -33,7 +33,7 @@ struct ConcurrencyTests {
             try a.trim(count: 1 << 20, offset: 0)
             try a.flush()
             expectZeroes(try b.pread(count: 1 << 20, offset: 0), "trimmed through the other connection")
-            #expect(f.statistics().nbd.connections == 2)
+            #expect(f.statistics().nbd[.connections] == 2)
         }
     }
 
@@ -93,7 +93,7 @@ struct ConcurrencyTests {
                 let got = try c.pread(count: before[i].count, offset: UInt64(i * slot + (i % 3) * 7))
                 expectBytes(got, i % 2 == 0 ? after[i] : before[i], "slot \(i) afterwards")
             }
-            #expect(f.statistics().nbd.errors == 0)
+            #expect(f.statistics().nbd[.errors] == 0)
         }
     }
 
@@ -175,7 +175,7 @@ struct ConcurrencyTests {
             }
             #expect(eventually(seconds: 90) { finished.value == 8 })
             #expect(failures.value.isEmpty, "\(failures.value)")
-            #expect(f.statistics().nbd.connections == 8)
+            #expect(f.statistics().nbd[.connections] == 8)
         }
     }
 
@@ -211,7 +211,7 @@ struct ConcurrencyTests {
             }
             #expect(pending.isEmpty)
             expectBytes(try a.pread(count: 8192, offset: 4096), expected, "bytes written by 128 concurrent RMWs")
-            #expect(f.statistics().nbd.unalignedRequests >= 128)
+            #expect(f.statistics().nbd[.unalignedRequests] >= 128)
         }
     }
 
@@ -329,7 +329,7 @@ struct ConcurrencyTests {
         #expect(seconds > linger - 0.5 && seconds < linger + WaitScale.seconds(5),
                 "shutdown took \(seconds) s with a \(linger) s linger")
         let stats = f.statistics().nbd
-        #expect(stats.writes == 0 && stats.bytesWritten == 0 && stats.errors == 4, "refused requests did nothing: \(stats)")
+        #expect(stats[.writes] == 0 && stats[.bytesWritten] == 0 && stats[.errors] == 4, "refused requests did nothing: \(stats)")
     }
 }
 

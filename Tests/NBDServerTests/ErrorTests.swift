@@ -169,7 +169,7 @@ struct ErrorTests {
             let r3 = try raw.roundTrip(NBDRequest(type: .read, cookie: 3, offset: 0, length: 8))
             #expect(r3.error == .success)
             expectBytes(readData(r3, offset: 0, count: 8), [5, 6, 7, 8, 0, 0, 0, 0], "nothing of the refused write landed")
-            #expect(f.statistics().nbd.bytesWritten == 4)
+            #expect(f.statistics().nbd[.bytesWritten] == 4)
             // Exactly the maximum is accepted.
             let max = 32 << 20
             let data = [UInt8](repeating: 0x3C, count: max)
@@ -202,7 +202,7 @@ struct ErrorTests {
                 setsockopt(raw.fd, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
             }
             #expect(eventually { f.server.connectionCount == 0 })
-            #expect(eventually { f.statistics().nbd.activeConnections == 0 })
+            #expect(eventually { f.statistics().nbd[.activeConnections] == 0 })
             #expect(eventually { f.dmaPagesInUse() == idlePages }, "DMA pages \(f.dmaPagesInUse()), idle \(idlePages)")
             let c = try f.client(transport)
             _ = try c.pread(count: 1 << 20, offset: 0)
@@ -249,8 +249,8 @@ struct ErrorTests {
             let c = try f.client(.tcp)
             expectBytes(try c.pread(count: 4, offset: (4 << 20) - 4), [0x42, 0x42, 0x42, 0x42], "the write before DISC")
             expectZeroes(try c.pread(count: 4096, offset: 8 << 20), "the write after DISC was not executed")
-            #expect(f.statistics().nbd.writes == 1)
-            #expect(eventually { f.statistics().nbd.activeConnections == 1 }, "the DISC'd connection is no longer counted")
+            #expect(f.statistics().nbd[.writes] == 1)
+            #expect(eventually { f.statistics().nbd[.activeConnections] == 1 }, "the DISC'd connection is no longer counted")
         }
     }
 
@@ -274,7 +274,7 @@ struct ErrorTests {
             #expect(r.error == .success)
             expectBytes(readData(r, offset: 0, count: 24 << 20), data, "read before DISC")
             #expect(raw.waitForClose())
-            #expect(eventually { f.statistics().nbd.activeConnections == 1 })
+            #expect(eventually { f.statistics().nbd[.activeConnections] == 1 })
         }
     }
 }

@@ -75,8 +75,8 @@ struct HandshakeTests {
             try b.pwrite([UInt8](repeating: 0x22, count: 4096), offset: 0)
             expectBytes(try a.pread(count: 4096, offset: 0), [UInt8](repeating: 0x11, count: 4096), "export ''")
             expectBytes(try b.pread(count: 4096, offset: 0), [UInt8](repeating: 0x22, count: 4096), "export disk2")
-            #expect(f.statistics(export: "disk2").nbd.writes == 1)
-            #expect(f.statistics(export: "").nbd.writes == 1)
+            #expect(f.statistics(export: "disk2").nbd[.writes] == 1)
+            #expect(f.statistics(export: "").nbd[.writes] == 1)
         }
     }
 

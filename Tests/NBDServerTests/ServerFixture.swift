@@ -119,7 +119,7 @@ final class ServerFixture: @unchecked Sendable {
 
     /// Requests the export answered with an error so far (proves an error came
     /// from the server rather than from libnbd's own checks).
-    func errorCount(export: String = "") -> UInt64 { statistics(export: export).nbd.errors }
+    func errorCount(export: String = "") -> UInt64 { statistics(export: export).nbd[.errors] }
 }
 
 /// Runs `body` against a fresh server, always shutting it down afterwards.

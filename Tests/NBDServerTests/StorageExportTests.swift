@@ -36,7 +36,7 @@ struct StorageExportTests {
             try exercise.run()
             try c.shutdown()
             let stats = f.statistics(export: "file")
-            #expect(stats.nbd.errors == 0)
+            #expect(stats.nbd[.errors] == 0)
             #expect(stats.controller.storageOperations > 0, "backend work ran on the engine")
             let export = try #require(f.server.exports.first)
             let expected = storage.io == .ioUring && Self.ioUringAllowed ? "io_uring" : "threads"
@@ -80,7 +80,7 @@ struct StorageExportTests {
             let end = UInt64(bytes - 1000) + extents.reduce(0) { $0 + UInt64($1.length) }
             #expect(end <= UInt64(bytes), "block status past the end: \(extents)")
             try c.shutdown()
-            #expect(f.statistics(export: "odd").nbd.errors == 3, "the three refused requests")
+            #expect(f.statistics(export: "odd").nbd[.errors] == 3, "the three refused requests")
         }
         // The file kept its size; its last bytes are the new ones.
         let contents = try #require(FileManager.default.contents(atPath: path))
@@ -149,7 +149,7 @@ struct StorageExportTests {
             expectBytes(Array(got[(576 << 10)...]), Array(expected[(576 << 10)...]), "after the trimmed range")
             try c.flush()
             try c.shutdown()
-            #expect(f.statistics(export: "dev").nbd.errors == 0)
+            #expect(f.statistics(export: "dev").nbd[.errors] == 0)
         }
         // What went through the device is in the backing file.
         let contents = try #require(FileManager.default.contents(atPath: backing))

@@ -4,6 +4,7 @@
 //
 //   swift run -c release shadow-doorbell-demo [--mib N] [--depth QD] [--block-kib K]
 
+import ConcurrencyHelpers
 import BlockBackends
 import DMA
 import Foundation

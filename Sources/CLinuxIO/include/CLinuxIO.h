@@ -182,5 +182,10 @@ uint32_t clinux_uring_cq_ready(const clinux_uring *ring);
  */
 uint32_t clinux_uring_reap(clinux_uring *ring, clinux_cqe *out, uint32_t max);
 
+/* glibc's malloc tuning, which Swift's Glibc module does not declare:
+ * M_MMAP_THRESHOLD and M_TRIM_THRESHOLD set to the given bytes. Returns 1 when
+ * glibc accepted both. */
+int clinux_malloc_tuning(int mmap_threshold, int trim_threshold);
+
 #endif /* __linux__ */
 #endif /* CLINUXIO_H */
