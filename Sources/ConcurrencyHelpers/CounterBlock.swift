@@ -9,7 +9,8 @@ public protocol CounterKey: RawRepresentable, CaseIterable, Hashable, Sendable
 where RawValue == Int, AllCases: RandomAccessCollection {}
 
 extension CounterKey {
-    /// The counter's name in JSON and metrics: the case name.
+    /// The counter's name in JSON and metrics: the case name (so a key type must
+    /// not be `CustomStringConvertible`).
     public var name: String { String(describing: self) }
 }
 
@@ -92,6 +93,13 @@ public struct CounterValues<Key: CounterKey>: Hashable, Sendable, Codable {
     /// Every key with its value, in declaration order.
     public var all: [(key: Key, value: UInt64)] { Key.allCases.map { ($0, values[$0.rawValue]) } }
 
+    /// The sum, key by key (e.g. over several queue pairs). Wraps as the counters do.
+    public static func + (a: Self, b: Self) -> Self { Self(zip(a.values, b.values).map { $0 &+ $1 }) }
+
+    /// The difference, key by key: what was counted between snapshot `b` and a later
+    /// snapshot `a`. Wraps as the counters do, so it is right across a wrap too.
+    public static func - (a: Self, b: Self) -> Self { Self(zip(a.values, b.values).map { $0 &- $1 }) }
+
     private struct Name: CodingKey {
         var stringValue: String
         var intValue: Int? { nil }
@@ -99,14 +107,19 @@ public struct CounterValues<Key: CounterKey>: Hashable, Sendable, Codable {
         init?(intValue: Int) { nil }
     }
 
-    public func encode(to encoder: Encoder) throws {
+    public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Name.self)
         for key in Key.allCases { try c.encode(values[key.rawValue], forKey: Name(stringValue: key.name)) }
     }
 
     /// Fields missing from the JSON read as 0 (an older writer).
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Name.self)
         values = try Key.allCases.map { try c.decodeIfPresent(UInt64.self, forKey: Name(stringValue: $0.name)) ?? 0 }
     }
+}
+
+extension CounterValues: CustomStringConvertible {
+    /// `name: value` for every key, in declaration order.
+    public var description: String { all.map { "\($0.key.name): \($0.value)" }.joined(separator: ", ") }
 }

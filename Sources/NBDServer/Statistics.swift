@@ -50,6 +50,6 @@ public struct ExportStatistics: Codable, Hashable, Sendable {
         self.nbd = nbd
         let io = Double(max(controller.ioCommands, 1))
         mmioDoorbellWritesPerIO = controller.ioCommands == 0 ? 0 : Double(controller.mmioIODoorbellWrites) / io
-        interruptsPerIO = controller.ioCommands == 0 ? 0 : Double(controller.interruptsRaised) / io
+        interruptsPerIO = controller.ioCommands == 0 ? 0 : Double(controller[.interruptsRaised]) / io
     }
 }

@@ -12,7 +12,7 @@ extension ControllerCore {
             return
         }
         if sq.id == 0 {
-            counters.bump(counters.adminCommands)
+            counters.add(.adminCommands)
             executeAdmin(entry, on: sq)
         } else {
             executeIO(entry, on: sq)
@@ -328,10 +328,10 @@ extension ControllerCore {
             page[4] = 10                       // available spare threshold
             let s = counters.snapshot()
             // Data units are thousands of 512-byte units, rounded up (Figure 207).
-            page.put64((s.bytesRead / 512 + 999) / 1000, at: 32)
-            page.put64((s.bytesWritten / 512 + 999) / 1000, at: 48)
-            page.put64(s.reads, at: 64)
-            page.put64(s.writes, at: 80)
+            page.put64((s[.bytesRead] / 512 + 999) / 1000, at: 32)
+            page.put64((s[.bytesWritten] / 512 + 999) / 1000, at: 48)
+            page.put64(s[.reads], at: 64)
+            page.put64(s[.writes], at: 80)
         case .firmwareSlotInformation:
             page = [UInt8](repeating: 0, count: 512)
             page[0] = 1

@@ -95,7 +95,7 @@ final class ControllerCore {
             handleDoorbell(offset: w.offset, value: UInt32(truncatingIfNeeded: w.value))
             return
         }
-        counters.bump(counters.mmioRegisterWrites)
+        counters.add(.mmioRegisterWrites)
         if w.offset == RegisterOffset.cc {
             let cc = ControllerConfiguration(raw: UInt32(truncatingIfNeeded: w.value))
             let previousShutdown = acceptedShutdownNotification
@@ -122,9 +122,9 @@ final class ControllerCore {
             return
         }
         if qid == 0 {
-            counters.bump(counters.mmioAdminDoorbellWrites)
+            counters.add(.mmioAdminDoorbellWrites)
         } else {
-            if isCompletion { counters.bump(counters.mmioCQHeadWrites) } else { counters.bump(counters.mmioSQTailWrites) }
+            if isCompletion { counters.add(.mmioCQHeadDoorbellWrites) } else { counters.add(.mmioSQTailDoorbellWrites) }
         }
         guard enabled else { return }
         if isCompletion {
@@ -143,7 +143,7 @@ final class ControllerCore {
     }
 
     private func invalidDoorbell(_ info: UInt8) {
-        counters.bump(counters.invalidDoorbellWrites)
+        counters.add(.invalidDoorbellWrites)
         enqueueAsyncEvent(AsynchronousEvent.completionDW0(
             type: AsynchronousEvent.typeErrorStatus, info: info, logPage: LogPageIdentifier.errorInformation.rawValue))
     }
@@ -188,7 +188,7 @@ final class ControllerCore {
     func reset() {
         // Drain first: nothing may land in host memory or a queue after this.
         drainStorage(post: false)
-        if enabled { counters.bump(counters.resets) }
+        if enabled { counters.add(.resets) }
         enabled = false
         fatal = false
         for i in submissionQueues.indices { submissionQueues[i] = nil }
@@ -212,7 +212,7 @@ final class ControllerCore {
     private func shutDown() {
         // Commands in flight complete first (their queues still exist), then
         // everything they wrote is made durable.
-        counters.bump(counters.shutdowns)
+        counters.add(.shutdowns)
         drainStorage(post: true)
         for ns in namespaces { _ = try? ns.backend.flush() }
         setStatus { $0.shutdownStatus = 0b10 }
@@ -271,7 +271,7 @@ final class ControllerCore {
             guard cq.backlogCount < sq.size else { break }
             // Hold back while the command's namespace is at its in-flight bound.
             if wake != nil, sq.id != 0, mustHoldBack(sq) {
-                counters.bump(counters.inFlightLimitStalls)
+                counters.add(.inFlightLimitStalls)
                 break
             }
             // `base` covers `size` entries (checked at creation) and head < size.
@@ -294,7 +294,7 @@ final class ControllerCore {
                 // QEMU's nvme_update_sq_eventidx: EventIdx = the tail consumed, so the
                 // host's next submission past it traps.
                 ei.storeRelaxed(UInt32(sq.tail))
-                counters.bump(counters.eventIndexWrites)
+                counters.add(.eventIndexWrites)
                 readShadowTail(sq, sq.shadowTail!)
             }
         }
@@ -305,7 +305,7 @@ final class ControllerCore {
     /// Loads the shadow tail (acquire: the entries before it are then visible).
     @inline(__always)
     private func readShadowTail(_ sq: DeviceSubmissionQueue, _ shadow: SharedWord) {
-        counters.bump(counters.shadowDoorbellReads)
+        counters.add(.shadowDoorbellReads)
         let t = Int(shadow.loadAcquire())
         if t < sq.size {
             sq.tail = t
@@ -319,7 +319,7 @@ final class ControllerCore {
 
     @inline(__always)
     private func readShadowHead(_ cq: DeviceCompletionQueue, _ shadow: SharedWord) {
-        counters.bump(counters.shadowDoorbellReads)
+        counters.add(.shadowDoorbellReads)
         let h = Int(shadow.loadAcquire())
         if h < cq.size {
             if h != cq.head, !cq.armed, options.eventIndexPolicy == .spdk, let ei = cq.eventIndex {
@@ -335,7 +335,7 @@ final class ControllerCore {
 
     /// Queues a completion for `sq`'s completion queue and posts what fits.
     func complete(_ sq: DeviceSubmissionQueue, cid: UInt16, status: NVMeStatus, dw0: UInt32 = 0) {
-        if !status.isSuccess { counters.bump(counters.commandErrors) }
+        if !status.isSuccess { counters.add(.commandErrors) }
         let cq = sq.completionQueue
         let entry = CompletionQueueEntry(dw0: dw0, submissionQueueHead: UInt16(truncatingIfNeeded: sq.head),
                                          submissionQueueIdentifier: sq.id, commandIdentifier: cid,
@@ -343,7 +343,7 @@ final class ControllerCore {
         if options.eventIndexPolicy == .qemu { updateCompletionEventIndex(cq) }
         if cq.backlogCount == 0 && hasRoom(cq) {
             cq.post(entry)
-            counters.bump(counters.completionsPosted)
+            counters.add(.completionsPosted)
         } else {
             cq.backlog.append(entry)
         }
@@ -355,7 +355,7 @@ final class ControllerCore {
     private func updateCompletionEventIndex(_ cq: DeviceCompletionQueue) {
         guard cq.id != 0, let ei = cq.eventIndex, let shadow = cq.shadowHead else { return }
         ei.storeRelaxed(UInt32(cq.head))
-        counters.bump(counters.eventIndexWrites)
+        counters.add(.eventIndexWrites)
         readShadowHead(cq, shadow)
     }
 
@@ -366,7 +366,7 @@ final class ControllerCore {
         if !cq.isFull { return true }
         if cq.id != 0, let shadow = cq.shadowHead { readShadowHead(cq, shadow) }
         if !cq.isFull { return true }
-        counters.bump(counters.completionQueueFullStalls)
+        counters.add(.completionQueueFullStalls)
         return false
     }
 
@@ -374,7 +374,7 @@ final class ControllerCore {
         var posted = false
         while cq.backlogCount > 0 && hasRoom(cq) {
             cq.post(cq.backlog[cq.backlogStart])
-            counters.bump(counters.completionsPosted)
+            counters.add(.completionsPosted)
             cq.backlogStart += 1
             posted = true
         }
@@ -395,9 +395,9 @@ final class ControllerCore {
         cq.unsignalled = 0
         guard cq.interruptsEnabled else { return }
         if cq.vector.raise() {
-            counters.bump(counters.interruptsRaised)
+            counters.add(.interruptsRaised)
         } else if cq.vector.isMasked {
-            counters.bump(counters.interruptsHeld)
+            counters.add(.interruptsHeld)
         }
     }
 
@@ -408,7 +408,7 @@ final class ControllerCore {
     @inline(__always)
     func writeNeverEventIndex(_ ei: SharedWord, head: Int, size: Int) {
         ei.storeRelaxed(UInt32((head + size - 1) % size))
-        counters.bump(counters.eventIndexWrites)
+        counters.add(.eventIndexWrites)
     }
 
     /// Puts every EventIdx back to "never trap" after the thread woke up.
@@ -438,26 +438,26 @@ final class ControllerCore {
         for qid in activeSubmissionQueueIDs where qid != 0 {
             guard let sq = submissionQueues[Int(qid)], let ei = sq.eventIndex, sq.isEmpty else { continue }
             ei.storeRelaxed(UInt32(sq.tail))
-            counters.bump(counters.eventIndexWrites)
+            counters.add(.eventIndexWrites)
             sq.armed = true
             anyArmed = true
         }
         for cq in activeCompletionQueues where cq.id != 0 && cq.backlogCount > 0 {
             guard let ei = cq.eventIndex else { continue }
             ei.storeRelaxed(UInt32(cq.head))
-            counters.bump(counters.eventIndexWrites)
+            counters.add(.eventIndexWrites)
             cq.armed = true
             anyArmed = true
         }
         MemoryFence.full()
         for qid in activeSubmissionQueueIDs where qid != 0 {
             guard let sq = submissionQueues[Int(qid)], sq.armed, let shadow = sq.shadowTail else { continue }
-            counters.bump(counters.shadowDoorbellReads)
+            counters.add(.shadowDoorbellReads)
             if Int(shadow.loadAcquire()) != sq.tail { return true }
         }
         for cq in activeCompletionQueues where cq.armed {
             guard let shadow = cq.shadowHead else { continue }
-            counters.bump(counters.shadowDoorbellReads)
+            counters.add(.shadowDoorbellReads)
             if Int(shadow.loadAcquire()) != cq.head { return true }
         }
         return false

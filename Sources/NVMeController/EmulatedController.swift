@@ -157,13 +157,13 @@ public final class EmulatedController: PCIFunction, @unchecked Sendable {
     }
 
     public func read32(bar0 offset: UInt32) -> UInt32 {
-        counters.bump(counters.mmioReads)
+        counters.add(.mmioReads)
         if msix.contains(offset) { return msixRead(offset) }
         return UInt32(truncatingIfNeeded: mailbox.withLock { core.registers.read(offset: offset, width: 4) })
     }
 
     public func read64(bar0 offset: UInt32) -> UInt64 {
-        counters.bump(counters.mmioReads)
+        counters.add(.mmioReads)
         if msix.contains(offset) { return UInt64(msixRead(offset)) | UInt64(msixRead(offset + 4)) << 32 }
         return mailbox.withLock { core.registers.read(offset: offset, width: 8) }
     }
@@ -267,7 +267,7 @@ public final class EmulatedController: PCIFunction, @unchecked Sendable {
                     core.declareFatal()
                 } else if msix.contains(w.offset) {
                     // Applied when recorded; the device only counts it.
-                    counters.bump(counters.mmioMSIXWrites)
+                    counters.add(.mmioMSIXWrites)
                 } else {
                     core.handle(w)
                 }
@@ -284,7 +284,7 @@ public final class EmulatedController: PCIFunction, @unchecked Sendable {
         var depth16 = 16
         while mailbox.isOpenFast {
             if turn() {
-                if polling { counters.bump(counters.pollHits) }
+                if polling { counters.add(.pollHits) }
                 polling = false
                 if core.commandsThisRound > 0 {
                     depth16 += (core.commandsThisRound * 16 - depth16) / 8
@@ -309,10 +309,10 @@ public final class EmulatedController: PCIFunction, @unchecked Sendable {
             }
             polling = false
             if core.armForPark() { continue }
-            counters.bump(counters.parks)
+            counters.add(.parks)
             let open = core.wake == nil ? mailbox.park() : mailbox.parkOnSignal { core.hasStorageCompletions }
             guard open else { break }
-            counters.bump(counters.wakeups)
+            counters.add(.wakeups)
             lastWork = MonotonicClock.nanoseconds()
         }
         // Release anything still recorded; no backend work may outlive the device.

@@ -18,29 +18,29 @@ extension ControllerCore {
     func executeIO(_ e: SubmissionQueueEntry, on sq: DeviceSubmissionQueue) {
         let cid = e.commandIdentifier
         guard let op = IOOpcode(rawValue: e.opcode) else {
-            counters.bump(counters.otherIOCommands)
+            counters.add(.otherIOCommands)
             complete(sq, cid: cid, status: .invalidCommandOpcode)
             return
         }
         let status: NVMeStatus?
         switch op {
         case .read:
-            counters.bump(counters.reads)
+            counters.add(.reads)
             status = readWrite(e, on: sq, write: false)
         case .write:
-            counters.bump(counters.writes)
+            counters.add(.writes)
             status = readWrite(e, on: sq, write: true)
         case .flush:
-            counters.bump(counters.flushes)
+            counters.add(.flushes)
             status = flush(e, on: sq)
         case .writeZeroes:
-            counters.bump(counters.writeZeroes)
+            counters.add(.writeZeroes)
             status = writeZeroes(e, on: sq)
         case .datasetManagement:
-            counters.bump(counters.datasetManagement)
+            counters.add(.datasetManagement)
             status = datasetManagement(e, on: sq)
         case .getAllocationMap:
-            counters.bump(counters.allocationMaps)
+            counters.add(.allocationMaps)
             status = allocationMap(e, on: sq)
         }
         if let status { complete(sq, cid: cid, status: status) }

@@ -97,11 +97,11 @@ extension ControllerCore {
                         entry: SubmissionQueueEntry) -> NVMeStatus? {
         let needed = rt.writeGeneration
         if rt.durableGeneration >= needed {
-            counters.bump(counters.flushesCoalesced)
+            counters.add(.flushesCoalesced)
             return .success
         }
         if let covering = rt.flushesInFlight.first(where: { $0.generation >= needed }) {
-            counters.bump(counters.flushesCoalesced)
+            counters.add(.flushesCoalesced)
             commandsInFlight[covering.tag]!.followers.append((sq, entry.commandIdentifier))
             return nil
         }
@@ -138,9 +138,9 @@ extension ControllerCore {
         storageInFlight += 1
         if storageInFlight > storageInFlightPeak {
             storageInFlightPeak = storageInFlight
-            counters.raise(counters.storageInFlightPeak, to: UInt64(storageInFlight))
+            counters.raise(.storageInFlightPeak, to: UInt64(storageInFlight))
         }
-        counters.bump(counters.storageOperations)
+        counters.add(.storageOperations)
         engine.start(operation, tag: tag)
     }
 
@@ -164,8 +164,8 @@ extension ControllerCore {
             return completeAllocationMap(entry, extents: extents, runtime: rt)
         case .done:
             switch accounting {
-            case .read(let n): counters.bump(counters.bytesRead, by: n)
-            case .written(let n): counters.bump(counters.bytesWritten, by: n)
+            case .read(let n): counters.add(.bytesRead, n)
+            case .written(let n): counters.add(.bytesWritten, n)
             case .allocationMap: return completeAllocationMap(entry, extents: [], runtime: rt)
             case .mutation, .flush: break
             }

@@ -25,7 +25,7 @@ final class InterruptLine: Sendable {
     /// must run; `false` when it is already scheduled (merged).
     func message() -> Bool {
         if scheduled.exchange(true, ordering: .acquiringAndReleasing) {
-            counters.bump(counters.interruptsMerged)
+            counters.add(.interruptsMerged)
             return false
         }
         return true

@@ -50,7 +50,7 @@ extension QueuePair {
             }
             return
         }
-        counters.bump(counters.splitRequests)
+        counters.add(.splitRequests)
         let parts = (blocks + perCommand - 1) / perCommand
         let tracker = SplitTracker(parts: parts, completion: completion)
         var start = 0
@@ -84,7 +84,7 @@ extension QueuePair {
         guard blocks > 0 else { return completion(.success(())) }
         let per: UInt64 = 65536
         let parts = Int((blocks + per - 1) / per)
-        if parts > 1 { counters.bump(counters.splitRequests) }
+        if parts > 1 { counters.add(.splitRequests) }
         let tracker = SplitTracker(parts: parts, completion: completion)
         var start: UInt64 = 0
         while start < blocks {
@@ -118,7 +118,7 @@ extension QueuePair {
         guard !split.isEmpty else { return completion(.success(())) }
         let per = DatasetManagementRange.maximumCount
         let parts = (split.count + per - 1) / per
-        if parts > 1 { counters.bump(counters.splitRequests) }
+        if parts > 1 { counters.add(.splitRequests) }
         let tracker = SplitTracker(parts: parts, completion: completion)
         for p in 0..<parts {
             let chunk = split[(p * per)..<min(split.count, (p + 1) * per)]

@@ -177,7 +177,7 @@ public final class QueuePair: @unchecked Sendable {
                 freeSlots.append(UInt16(cid))
                 if slot.retries < maxRetries {
                     requeued.append(Pending(entry: slot.entry, data: slot.data, completion: completion, retries: slot.retries + 1))
-                    counters.bump(counters.retries)
+                    counters.add(.retries)
                 } else {
                     failed.append((completion, CompletionQueueEntry(submissionQueueHead: 0, submissionQueueIdentifier: id,
                                                                     commandIdentifier: UInt16(cid), phase: false, status: failure)))
@@ -225,7 +225,7 @@ public final class QueuePair: @unchecked Sendable {
                        completion: @escaping Completion) {
         var failure: NVMeStatus?
         lock.withLock {
-            counters.bump(counters.commandsSubmitted)
+            counters.add(.commandsSubmitted)
             if live && waitingStart == waiting.count, let cid = freeSlots.popLast() {
                 if place(entry, data: data, completion: completion, retries: 0, cid: cid) {
                     if deferDoorbell { unrung += 1 } else { ringSubmissionDoorbell() }
@@ -233,7 +233,7 @@ public final class QueuePair: @unchecked Sendable {
                     failure = .dataTransferError
                 }
             } else {
-                counters.bump(counters.waitsForSlot)
+                counters.add(.waitsForSlot)
                 waiting.append(Pending(entry: entry, data: data, completion: completion, retries: 0))
                 // Commands placed with a deferred doorbell must not wait behind this
                 // one (it waits for a completion, which needs them rung): ring now,
@@ -293,8 +293,8 @@ public final class QueuePair: @unchecked Sendable {
     private func ringSubmissionDoorbell() {
         unrung = 0
         let trapped = sqDoorbell.ring(UInt16(truncatingIfNeeded: tail))
-        if sqDoorbell.isShadowed { counters.bump(counters.sqShadowWrites) }
-        if trapped { counters.bump(counters.sqMMIOWrites) }
+        if sqDoorbell.isShadowed { counters.add(.sqShadowDoorbellWrites) }
+        if trapped { counters.add(.sqMMIODoorbellWrites) }
     }
 
     /// Under `lock`: moves waiting commands into free slots; the completions of
@@ -332,7 +332,7 @@ public final class QueuePair: @unchecked Sendable {
         reapLock.lock()
         defer { reapLock.unlock() }
         interrupt.acknowledge()
-        counters.bump(counters.interruptsHandled)
+        counters.add(.interruptsHandled)
         var done = 0
         var batch: [(Completion, CompletionQueueEntry)] = []
         lock.withLock {
@@ -357,14 +357,14 @@ public final class QueuePair: @unchecked Sendable {
                 memory.freePages(slots[cid].extraListPages)
                 slots[cid] = Slot()
                 freeSlots.append(UInt16(cid))
-                if !entry.status.isSuccess { counters.bump(counters.errors) }
+                if !entry.status.isSuccess { counters.add(.errors) }
                 reaped.append((completion, entry))
             }
             if done > 0 {
                 let trapped = cqDoorbell.ring(UInt16(truncatingIfNeeded: head))
-                if cqDoorbell.isShadowed { counters.bump(counters.cqShadowWrites) }
-                if trapped { counters.bump(counters.cqMMIOWrites) }
-                counters.bump(counters.completionsReaped, by: UInt64(done))
+                if cqDoorbell.isShadowed { counters.add(.cqShadowDoorbellWrites) }
+                if trapped { counters.add(.cqMMIODoorbellWrites) }
+                counters.add(.completionsReaped, UInt64(done))
             }
             if waitingStart < waiting.count { dispatchWaiting(failures: &reaped) }
             // Taken under `lock`, the lock every writer of `reaped` holds.

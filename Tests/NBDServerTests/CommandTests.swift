@@ -41,17 +41,17 @@ struct CommandTests {
                 let stats = f.statistics(export: spec.name)
                 #expect(stats.shadowDoorbells == mode.doorbells.shadowDoorbells)
                 if mode.doorbells == .shadow {
-                    #expect(stats.host.sqShadowDoorbellWrites > 0)
+                    #expect(stats.host[.sqShadowDoorbellWrites] > 0)
                 } else {
-                    #expect(stats.host.sqShadowDoorbellWrites == 0)
-                    #expect(stats.controller.mmioSQTailDoorbellWrites >= stats.controller.ioCommands / 2)
+                    #expect(stats.host[.sqShadowDoorbellWrites] == 0)
+                    #expect(stats.controller[.mmioSQTailDoorbellWrites] >= stats.controller.ioCommands / 2)
                 }
                 #expect(stats.nbd[.unalignedRequests] > 0, "unaligned requests went through read-modify-write")
                 #expect(stats.nbd[.errors] == 0)
                 #expect(stats.nbd[.trims] > 0 && stats.nbd[.writeZeroes] > 0 && stats.nbd[.caches] > 0 && stats.nbd[.flushes] > 0)
                 if mode.structured {
                     #expect(stats.nbd[.blockStatus] > 0)
-                    #expect(stats.controller.allocationMaps > 0)
+                    #expect(stats.controller[.allocationMaps] > 0)
                 }
             }
         }
@@ -294,10 +294,10 @@ struct CommandExercise {
     }
 
     mutating func cache() throws {
-        let before = fixture.statistics(export: export).controller.reads
+        let before = fixture.statistics(export: export).controller[.reads]
         try client.cache(count: 3 << 20, offset: 0)
         try client.cache(count: 1000, offset: 777)
-        let after = fixture.statistics(export: export).controller.reads
+        let after = fixture.statistics(export: export).controller[.reads]
         #expect(after >= before + 6, "CACHE reads through the controller (MDTS-sized): \(before) → \(after)")
     }
 

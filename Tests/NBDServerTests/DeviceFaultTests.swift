@@ -68,7 +68,7 @@ import Testing
             let data = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
             try c.pwrite(data, offset: 0)
             let export = f.server.exports[0]
-            let resetsBefore = export.controller.counters.snapshot().resets
+            let resetsBefore = export.controller.counters.snapshot()[.resets]
             export.controller.injectFatalError()
             // These are submitted to a failed controller; they must complete once the
             // watchdog has reset it and the driver resubmitted them.
@@ -77,9 +77,9 @@ import Testing
             try c.pwrite(Array(data.reversed()), offset: 4 << 20)
             #expect(try c.pread(count: 1 << 20, offset: 4 << 20) == Array(data.reversed()))
             #expect(Date().timeIntervalSince(started) < WaitScale.seconds(30))
-            #expect(export.controller.counters.snapshot().resets > resetsBefore)
+            #expect(export.controller.counters.snapshot()[.resets] > resetsBefore)
             #expect(!export.driver.controllerFatal)
-            #expect(export.driver.statistics.retries + export.controller.counters.snapshot().resets > 0)
+            #expect(export.driver.statistics[.retries] + export.controller.counters.snapshot()[.resets] > 0)
         }
     }
 }

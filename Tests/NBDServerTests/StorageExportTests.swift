@@ -37,7 +37,7 @@ struct StorageExportTests {
             try c.shutdown()
             let stats = f.statistics(export: "file")
             #expect(stats.nbd[.errors] == 0)
-            #expect(stats.controller.storageOperations > 0, "backend work ran on the engine")
+            #expect(stats.controller[.storageOperations] > 0, "backend work ran on the engine")
             let export = try #require(f.server.exports.first)
             let expected = storage.io == .ioUring && Self.ioUringAllowed ? "io_uring" : "threads"
             #expect(export.controller.storageEngines == [expected])

@@ -66,7 +66,7 @@ import Testing
         }
         #expect(results.value.count == 3, "\(results.value)")
         #expect(results.value.allSatisfy { $0.isSuccess }, "\(results.value)")
-        #expect(rig.controller.counters.snapshot().writes == 3, "stale SQ entries were executed again")
+        #expect(rig.controller.counters.snapshot()[.writes] == 3, "stale SQ entries were executed again")
         let state = try #require(rig.controller.submissionQueueState(1))
         #expect(state.head == state.tail, "controller head out of step: \(state)")
     }
@@ -177,8 +177,8 @@ import Testing
             _ = try rig.driver.reset()
             try await rig.qp.flush()
         }
-        #expect(rig.qp.counters.snapshot().sqMMIODoorbellWrites > 0)
-        #expect(rig.qp.counters.snapshot().sqShadowDoorbellWrites == 0)
+        #expect(rig.qp.counters.snapshot()[.sqMMIODoorbellWrites] > 0)
+        #expect(rig.qp.counters.snapshot()[.sqShadowDoorbellWrites] == 0)
     }
 
     // MARK: 6. enable() reads the register file under the lock
@@ -219,7 +219,7 @@ import Testing
         defer { rig.close() }
         let qp = rig.qp
         func flush() { qp.submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1)) { _ in } }
-        let before = qp.counters.snapshot().sqMMIODoorbellWrites
+        let before = qp.counters.snapshot()[.sqMMIODoorbellWrites]
         // Three consumed (less than half the queue), then the queue filled past
         // where the first EventIdx stood — the controller never parked.
         for _ in 0..<3 { flush() }
@@ -229,7 +229,7 @@ import Testing
         rig.controller.step()
         qp.processCompletions()
         for _ in 0..<7 { flush() }
-        #expect(qp.counters.snapshot().sqMMIODoorbellWrites == before, "the host trapped while the controller was awake")
+        #expect(qp.counters.snapshot()[.sqMMIODoorbellWrites] == before, "the host trapped while the controller was awake")
         while qp.outstandingCount > 0 {
             rig.controller.runUntilIdle()
             qp.processCompletions()
@@ -246,12 +246,12 @@ import Testing
         let sqShadow = try #require(rig.memory.word(at: shadowPage + 8))
         sqShadow.storeRelease(100)
         for _ in 0..<20 { rig.controller.step() }
-        #expect(rig.controller.counters.snapshot().invalidDoorbellWrites == 1)
+        #expect(rig.controller.counters.snapshot()[.invalidDoorbellWrites] == 1)
         sqShadow.storeRelease(0)
         rig.controller.step()
         sqShadow.storeRelease(200)
         for _ in 0..<5 { rig.controller.step() }
-        #expect(rig.controller.counters.snapshot().invalidDoorbellWrites == 2, "a new bad value is a new event")
+        #expect(rig.controller.counters.snapshot()[.invalidDoorbellWrites] == 2, "a new bad value is a new event")
         sqShadow.storeRelease(0)
         rig.controller.step()
     }
@@ -269,16 +269,16 @@ import Testing
         device.write32(bar0: RegisterOffset.cc, cc | shn)
         device.step()
         #expect(shst() == 0b10)
-        #expect(device.counters.snapshot().shutdowns == 1)
+        #expect(device.counters.snapshot()[.shutdowns] == 1)
         device.write32(bar0: RegisterOffset.cc, cc | shn)  // the same CC again
         device.step()
-        #expect(device.counters.snapshot().shutdowns == 1, "a repeated SHN ran the shutdown again")
+        #expect(device.counters.snapshot()[.shutdowns] == 1, "a repeated SHN ran the shutdown again")
         device.write32(bar0: RegisterOffset.cc, cc)
         device.step()
         #expect(shst() == 0b00, "SHST kept after SHN was cleared")
         device.write32(bar0: RegisterOffset.cc, cc | shn)
         device.step()
-        #expect(device.counters.snapshot().shutdowns == 2)
+        #expect(device.counters.snapshot()[.shutdowns] == 2)
     }
 
     // MARK: 10. A failed enable reports CSTS.CFS
@@ -314,22 +314,22 @@ import Testing
         defer { rig.close() }
         let qp = rig.qp
         let device = rig.controller
-        let writes = device.counters.snapshot().mmioMSIXWrites
+        let writes = device.counters.snapshot()[.mmioMSIXWrites]
         qp.maskInterrupt(true)
         device.step()
-        #expect(device.counters.snapshot().mmioMSIXWrites == writes + 1)
+        #expect(device.counters.snapshot()[.mmioMSIXWrites] == writes + 1)
         let control = device.msix.vectorControl(qp.interrupt.vector)
         #expect(device.read32(bar0: control) & MSIXTable.maskBit != 0)
         qp.submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1)) { _ in }
         device.runUntilIdle()
         #expect(messages.value == 0, "a masked vector sent its message")
-        #expect(device.counters.snapshot().interruptsHeld >= 1)
+        #expect(device.counters.snapshot()[.interruptsHeld] >= 1)
         let pbaWord = device.read32(bar0: device.msix.pendingBitArrayOffset)
         #expect(pbaWord & (1 << UInt32(qp.interrupt.vector)) != 0, "Pending Bit")
         qp.maskInterrupt(false)
         #expect(messages.value == 1, "unmasking sends the held message")
         device.step()
-        #expect(device.counters.snapshot().mmioMSIXWrites == writes + 2)
+        #expect(device.counters.snapshot()[.mmioMSIXWrites] == writes + 2)
         #expect(qp.processCompletions() == 1)
     }
 }

@@ -36,7 +36,7 @@ import Testing
         #expect(qp.outstandingCount == n)
         let requeued = try rig.driver.reset()
         #expect(requeued == 15)
-        #expect(qp.counters.snapshot().retries == 15)
+        #expect(qp.counters.snapshot()[.retries] == 15)
         #expect(rig.driver.shadowDoorbellsEnabled == shadow)
         for _ in 0..<100 where done.value.count < n {
             rig.controller.runUntilIdle()
@@ -54,7 +54,7 @@ import Testing
         for i in 0..<n {
             expectSameBytes(readBack.bytes(from: i * 4096, count: 4096), pattern(lba: UInt64(i * 8), count: 4096, version: 1), "block \(i)")
         }
-        #expect(rig.controller.counters.snapshot().resets == 1)
+        #expect(rig.controller.counters.snapshot()[.resets] == 1)
     }
 
     /// Stepped, with a stream of requests: every completion submits the next request
@@ -160,7 +160,7 @@ import Testing
             // Submitters wait in their traps, holding the queue lock: do not take it.
             // Once a second submission has begun (an atomic counter), its command is
             // in a slot before the reset can take the lock to requeue it.
-            #expect(await eventually { qp.counters.snapshot().commandsSubmitted >= 2 })
+            #expect(await eventually { qp.counters.snapshot()[.commandsSubmitted] >= 2 })
             try await Task.sleep(for: .milliseconds(20))
         }
         let reset = BackgroundThread { () -> Result<Int, NVMeError> in
@@ -191,10 +191,10 @@ import Testing
         // And the queue works afterwards.
         try await qp.write(lba: 0, pattern(lba: 0, count: 512, version: 9))
         expectSameBytes(try await qp.read(lba: 0, blocks: 1), pattern(lba: 0, count: 512, version: 9))
-        #expect(rig.controller.counters.snapshot().resets == 1)
+        #expect(rig.controller.counters.snapshot()[.resets] == 1)
         let requeued = (try? resetResult?.get()) ?? -1
         return GatedResetOutcome(failures: outcomes.values.compactMap { $0 }, resetResult: resetResult,
-                                 requeued: requeued, retries: qp.counters.snapshot().retries)
+                                 requeued: requeued, retries: qp.counters.snapshot()[.retries])
     }
 
     /// Ten resets from a plain thread while nine tasks on three pairs write and read
@@ -242,8 +242,8 @@ import Testing
                 for try await n in group { total += n }
                 #expect(total >= 9 * 20)
             }
-            #expect(rig.controller.counters.snapshot().resets == 10)
-            #expect(rig.driver.statistics.errors == 0)
+            #expect(rig.controller.counters.snapshot()[.resets] == 10)
+            #expect(rig.driver.statistics[.errors] == 0)
             #expect(rig.driver.shadowDoorbellsEnabled == shadow)
         }
     }
@@ -263,7 +263,7 @@ import Testing
             #expect(rig.driver.controllerFatal)
             let n = 10
             let completed = Shared(0)
-            let before = qp.counters.snapshot().completionsReaped
+            let before = qp.counters.snapshot()[.completionsReaped]
             let tasks = (0..<n).map { i in
                 Task {
                     try await qp.write(lba: UInt64(64 + i * 8), pattern(lba: UInt64(64 + i * 8), count: 4096, version: 4))
@@ -273,7 +273,7 @@ import Testing
             #expect(await eventually { qp.outstandingCount == n })
             try await Task.sleep(for: .milliseconds(50))
             #expect(completed.value == 0)
-            #expect(qp.counters.snapshot().completionsReaped == before)
+            #expect(qp.counters.snapshot()[.completionsReaped] == before)
             #expect(rig.driver.controllerFatal)
             let requeued = try rig.driver.reset()
             #expect(requeued == n)

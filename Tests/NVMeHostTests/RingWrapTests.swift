@@ -111,15 +111,15 @@ final class WrapWorkload: @unchecked Sendable {
         #expect(w.failures == 0, sourceLocation: sourceLocation)
         #expect(w.mismatches == 0, sourceLocation: sourceLocation)
         let h = rig.qp.counters.snapshot()
-        #expect(h.commandsSubmitted == UInt64(2 * Self.operations), sourceLocation: sourceLocation)
-        #expect(h.completionsReaped == h.commandsSubmitted, sourceLocation: sourceLocation)
-        #expect(h.waitsForSlot > 0, sourceLocation: sourceLocation)
+        #expect(h[.commandsSubmitted] == UInt64(2 * Self.operations), sourceLocation: sourceLocation)
+        #expect(h[.completionsReaped] == h[.commandsSubmitted], sourceLocation: sourceLocation)
+        #expect(h[.waitsForSlot] > 0, sourceLocation: sourceLocation)
         // Thousands of wraps for the small depths.
-        #expect(Int(h.completionsReaped) / depth >= 400, sourceLocation: sourceLocation)
+        #expect(Int(h[.completionsReaped]) / depth >= 400, sourceLocation: sourceLocation)
         let d = rig.controller.counters.snapshot()
-        #expect(d.reads == UInt64(Self.operations) && d.writes == UInt64(Self.operations), sourceLocation: sourceLocation)
-        #expect(d.commandErrors == 0, sourceLocation: sourceLocation)
-        #expect(d.invalidDoorbellWrites == 0, sourceLocation: sourceLocation)
+        #expect(d[.reads] == UInt64(Self.operations) && d[.writes] == UInt64(Self.operations), sourceLocation: sourceLocation)
+        #expect(d[.commandErrors] == 0, sourceLocation: sourceLocation)
+        #expect(d[.invalidDoorbellWrites] == 0, sourceLocation: sourceLocation)
         #expect(rig.qp.outstandingCount == 0, sourceLocation: sourceLocation)
     }
 }

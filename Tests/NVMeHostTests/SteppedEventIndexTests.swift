@@ -37,7 +37,7 @@ import Testing
                 guard qp.outstandingCount < depth - 1 else { continue }
                 let old = UInt16(sqShadow.loadRelaxed())
                 let ei = UInt16(sqEI.loadRelaxed())
-                let before = qp.counters.snapshot().sqMMIODoorbellWrites
+                let before = qp.counters.snapshot()[.sqMMIODoorbellWrites]
                 qp.submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1)) { e in
                     #expect(e.status.isSuccess)
                     box.bump()
@@ -45,7 +45,7 @@ import Testing
                 submitted += 1
                 let new = UInt16(sqShadow.loadRelaxed())
                 #expect(Int(new) == (Int(old) + 1) % depth)
-                let trapped = qp.counters.snapshot().sqMMIODoorbellWrites - before
+                let trapped = qp.counters.snapshot()[.sqMMIODoorbellWrites] - before
                 let expected = EventIndex.needsEvent(eventIndex: ei, new: new, old: old)
                 #expect(trapped == (expected ? 1 : 0), "old \(old) new \(new) ei \(ei)")
                 if trapped == 1 { traps += 1 }
@@ -69,11 +69,11 @@ import Testing
             default:
                 let old = UInt16(cqShadow.loadRelaxed())
                 let ei = UInt16(cqEI.loadRelaxed())
-                let before = qp.counters.snapshot().cqMMIODoorbellWrites
+                let before = qp.counters.snapshot()[.cqMMIODoorbellWrites]
                 let n = qp.processCompletions()
                 completed += n
                 let new = UInt16(cqShadow.loadRelaxed())
-                let trapped = qp.counters.snapshot().cqMMIODoorbellWrites - before
+                let trapped = qp.counters.snapshot()[.cqMMIODoorbellWrites] - before
                 if n > 0 {
                     let expected = EventIndex.needsEvent(eventIndex: ei, new: new, old: old)
                     #expect(trapped == (expected ? 1 : 0), "CQ old \(old) new \(new) ei \(ei)")
@@ -94,8 +94,8 @@ import Testing
         #expect(traps > 0 && (traps < submitted || policy == .qemu), "traps \(traps) of \(submitted)")
         #expect(parkedSubmissions > 0)
         let stats = rig.controller.counters.snapshot()
-        #expect(stats.flushes == UInt64(submitted))
-        #expect(stats.mmioSQTailDoorbellWrites == UInt64(traps))
+        #expect(stats[.flushes] == UInt64(submitted))
+        #expect(stats[.mmioSQTailDoorbellWrites] == UInt64(traps))
     }
 
     /// The two policies differ where they should: with the controller awake and
@@ -122,10 +122,10 @@ import Testing
         let h = qp.counters.snapshot()
         switch policy {
         case .spdk:
-            #expect(h.sqMMIODoorbellWrites == 0 && h.cqMMIODoorbellWrites == 0)
+            #expect(h[.sqMMIODoorbellWrites] == 0 && h[.cqMMIODoorbellWrites] == 0)
         case .qemu:
-            #expect(h.sqMMIODoorbellWrites == 50, "one SQ trap per batch: \(h.sqMMIODoorbellWrites)")
-            #expect(h.cqMMIODoorbellWrites == 50, "one CQ trap per batch: \(h.cqMMIODoorbellWrites)")
+            #expect(h[.sqMMIODoorbellWrites] == 50, "one SQ trap per batch: \(h[.sqMMIODoorbellWrites])")
+            #expect(h[.cqMMIODoorbellWrites] == 50, "one CQ trap per batch: \(h[.cqMMIODoorbellWrites])")
         }
         while qp.outstandingCount > 0 {
             rig.controller.runUntilIdle()
@@ -149,9 +149,9 @@ import Testing
             rig.qp.processCompletions()
         }
         let h = rig.qp.counters.snapshot()
-        #expect(h.sqMMIODoorbellWrites == 100)
-        #expect(h.cqMMIODoorbellWrites == 100)
-        #expect(h.sqShadowDoorbellWrites == 0)
+        #expect(h[.sqMMIODoorbellWrites] == 100)
+        #expect(h[.cqMMIODoorbellWrites] == 100)
+        #expect(h[.sqShadowDoorbellWrites] == 0)
     }
 }
 

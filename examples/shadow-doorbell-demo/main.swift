@@ -6,6 +6,7 @@
 
 import ConcurrencyHelpers
 import BlockBackends
+import ConcurrencyHelpers
 import DMA
 import Foundation
 import NVMe
@@ -151,14 +152,14 @@ func run(shadow: Bool, settings: Settings) throws {
     let seconds = Date().timeIntervalSince(started)
     let c = controller.counters.snapshot()
     let h = driver.statistics
-    let io = Double(h.commandsSubmitted)
+    let io = Double(h[.commandsSubmitted])
     print("""
     == \(shadow ? "shadow doorbells ON " : "shadow doorbells OFF") (doorbell buffer configured: \(driver.shadowDoorbellsEnabled)) ==
       \(settings.mebibytes) MiB written and read back, verified: \(Int(io)) commands of \(blockBytes / 1024) KiB, QD \(settings.queueDepth) x \(driver.queuePairs.count) queue pairs, \(String(format: "%.2f", seconds)) s (\(String(format: "%.0f", io / seconds)) IOPS)
-      MMIO doorbell writes (traps): SQ tail \(c.mmioSQTailDoorbellWrites), CQ head \(c.mmioCQHeadDoorbellWrites)  → \(String(format: "%.4f", Double(c.mmioIODoorbellWrites) / io)) per command
-      shadow doorbell writes: SQ \(h.sqShadowDoorbellWrites), CQ \(h.cqShadowDoorbellWrites); EventIdx writes \(c.eventIndexWrites); shadow reads \(c.shadowDoorbellReads)
-      interrupts raised \(c.interruptsRaised) (\(String(format: "%.3f", Double(c.interruptsRaised) / io)) per command), held while masked \(c.interruptsHeld), handled \(h.interruptsHandled), merged on the host \(h.interruptsMerged)
-      controller parks \(c.parks), wake-ups \(c.wakeups); commands: read \(c.reads) write \(c.writes) errors \(c.commandErrors)
+      MMIO doorbell writes (traps): SQ tail \(c[.mmioSQTailDoorbellWrites]), CQ head \(c[.mmioCQHeadDoorbellWrites])  → \(String(format: "%.4f", Double(c.mmioIODoorbellWrites) / io)) per command
+      shadow doorbell writes: SQ \(h[.sqShadowDoorbellWrites]), CQ \(h[.cqShadowDoorbellWrites]); EventIdx writes \(c[.eventIndexWrites]); shadow reads \(c[.shadowDoorbellReads])
+      interrupts raised \(c[.interruptsRaised]) (\(String(format: "%.3f", Double(c[.interruptsRaised]) / io)) per command), held while masked \(c[.interruptsHeld]), handled \(h[.interruptsHandled]), merged on the host \(h[.interruptsMerged])
+      controller parks \(c[.parks]), wake-ups \(c[.wakeups]); commands: read \(c[.reads]) write \(c[.writes]) errors \(c[.commandErrors])
     """)
 }
 
