@@ -22,7 +22,7 @@ public protocol NBDTransmissionEnvironment {
 /// reject one with an errno, pause or resume reading, close.
 ///
 /// proto.md, "Transmission", "Request types", "Terminating the transmission
-/// phase", "Error values". Rules (DESIGN.md "NBD rules"):
+/// phase", "Error values". Rules (README, "The data path"):
 /// - Requests are validated (``NBDRequestValidation``) before anything is done.
 /// - Back-pressure: past ``Configuration/maximumInFlightRequests`` requests or
 ///   ``Configuration/maximumInFlightBytes`` payload bytes in flight, while the

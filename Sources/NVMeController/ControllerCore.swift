@@ -11,9 +11,9 @@ import NVMe
 /// executing them against the namespaces, posting completions (holding them while
 /// a completion queue is full) and raising interrupts. With the doorbell buffer
 /// configured, I/O queue tails and heads come from the Shadow Doorbell page and
-/// EventIdx is maintained as DESIGN.md describes: "never trap" while the
-/// controller is awake, "trap on the next write" just before it parks, with a
-/// full fence and a re-read in between (``armForPark()``).
+/// EventIdx is maintained as README, "EventIdx policies" describes: "never trap"
+/// while the controller is awake, "trap on the next write" just before it parks,
+/// with a full fence and a re-read in between (``armForPark()``).
 final class ControllerCore {
     let memory: HostMemory
     let options: ControllerOptions

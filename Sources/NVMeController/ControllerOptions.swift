@@ -48,7 +48,7 @@ public struct ControllerOptions: Sendable, Hashable {
     /// QD32: 34.7k IOPS without, 28.9k with 200 µs); it pays where the controller
     /// has a core to itself.
     public static let recommendedStoragePollNanoseconds: UInt64 = 0
-    /// How the controller keeps EventIdx (DESIGN.md "EventIdx policies"): like
+    /// How the controller keeps EventIdx (README, "EventIdx policies"): like
     /// SPDK, or like QEMU.
     public var eventIndexPolicy: EventIndexPolicy = .spdk
     /// Commands taken from one submission queue before the controller turns to the
@@ -89,7 +89,7 @@ public struct ControllerOptions: Sendable, Hashable {
     }
 }
 
-/// The two EventIdx policies in the field (DESIGN.md "EventIdx policies").
+/// The two EventIdx policies in the field (README, "EventIdx policies").
 public enum EventIndexPolicy: String, Sendable, Hashable, CaseIterable {
     /// SPDK's `vfio_user.c`: while awake, EventIdx stays where the host never
     /// crosses it (one behind the head); it is armed (= the tail consumed, or for a

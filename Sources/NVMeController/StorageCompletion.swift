@@ -63,7 +63,7 @@ struct InFlightCommand {
     var followers: [(sq: DeviceSubmissionQueue, cid: UInt16)] = []
 }
 
-/// Asynchronous namespaces (DESIGN.md "Asynchronous namespaces"): starting
+/// Asynchronous namespaces (README, "The data path"): starting
 /// operations, the in-flight bound, reaping and posting completions, draining.
 extension ControllerCore {
     /// The runtime of namespace `nsid`, or `nil` when it does not exist.

@@ -14,7 +14,7 @@ struct RegisterWrite: Sendable {
 /// The hand-off between a host thread writing BAR0 and the controller thread —
 /// the emulation's VM exit. A writer records its value, wakes the controller if it
 /// is parked, and does not continue until the controller has taken the write
-/// (DESIGN.md "A trap behaves like a VM exit"). The controller only records and
+/// (README, "The data path": a trap is a hand-off). The controller only records and
 /// acknowledges when taking a trap; it never waits for the host, so a controller
 /// holding completions for a full queue cannot deadlock a host stuck in a trap.
 ///

@@ -12,7 +12,7 @@ import PCIe
 /// MSI-X messages to handlers it programs) and the host memory it owns and hands
 /// to the device for DMA. Nothing of the device's internals.
 ///
-/// Bring-up (DESIGN.md): read CAP; CC.EN = 0 and wait for CSTS.RDY = 0; program
+/// Bring-up (README, "The data path"): read CAP; CC.EN = 0 and wait for CSTS.RDY = 0; program
 /// AQA/ASQ/ACQ; CC.EN = 1 and wait for RDY; Identify Controller; Identify Active
 /// Namespace List and each Namespace; Set Features Number of Queues; Create I/O CQ
 /// and SQ per pair; then Doorbell Buffer Config when OACS bit 8 is set.

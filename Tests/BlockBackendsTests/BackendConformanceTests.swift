@@ -13,11 +13,12 @@ struct BackendConformanceTests {
 
     @Test("random reads and writes match a reference model byte for byte",
           arguments: BackendKind.available, [UInt64(1), 2, 3])
-    func randomOperationsMatchModel(kind: BackendKind, seed: UInt64) throws {
+    func randomOperationsMatchModel(kind: BackendKind, seed fixed: UInt64) throws {
         let harness = try kind.make(byteCount: Self.size)
         let backend = harness.backend
         var model = [UInt8](repeating: 0, count: Int(Self.size))
-        var rng = SplitMix64(seed: seed)
+        let seed = TestSeed.fixed(fixed)
+        var rng = seed.generator()
 
         for step in 0 ..< 300 {
             let offset = Int.random(in: 0 ..< Int(Self.size), using: &rng)
@@ -38,14 +39,14 @@ struct BackendConformanceTests {
             default:
                 let got = try backend.bytes(at: UInt64(offset), count: length)
                 expectBytes(got, Array(model[offset ..< offset + length]),
-                        "seed \(seed) step \(step): read \(offset)+\(length) differs")
+                        "\(seed), step \(step): read \(offset)+\(length) differs")
             }
         }
-        expectBytes(try backend.bytes(at: 0, count: Int(Self.size)), model, "seed \(seed): final image differs")
+        expectBytes(try backend.bytes(at: 0, count: Int(Self.size)), model, "\(seed): final image differs")
         // Holes the backend reports must read as zeroes (DLFEAT = 001b).
         for extent in try backend.allocationMap(at: 0, length: Self.size) where !extent.isAllocated {
             let hole = try backend.bytes(at: extent.offset, count: Int(extent.length))
-            #expect(hole.allSatisfy { $0 == 0 }, "\(extent) is reported as a hole but is not zero")
+            #expect(hole.allSatisfy { $0 == 0 }, "\(extent) is reported as a hole but is not zero, \(seed)")
         }
     }
 
@@ -214,15 +215,16 @@ struct BackendConformanceTests {
                 == [AllocationExtent(offset: 2 * block, length: block, isAllocated: true)])
 
         // Every sub-range gives an exact, sorted, merged cover.
-        var rng = SplitMix64(seed: 42)
+        let seed = TestSeed.fixed(42)
+        var rng = seed.generator()
         for _ in 0 ..< 50 {
             let offset = UInt64.random(in: 0 ..< Self.size, using: &rng)
             let length = UInt64.random(in: 0 ... Self.size - offset, using: &rng)
             let map = try backend.allocationMap(at: offset, length: length)
-            expectExactCover(map, offset: offset, length: length)
+            expectExactCover(map, offset: offset, length: length, "\(seed)")
             // And agrees with the full map.
             let full = afterZeroes.filter { $0.offset < offset + length && offset < $0.offset + $0.length }
-            #expect(map.map(\.isAllocated) == full.map(\.isAllocated) || length == 0)
+            #expect(map.map(\.isAllocated) == full.map(\.isAllocated) || length == 0, "\(offset)+\(length), \(seed)")
         }
     }
 
@@ -232,15 +234,16 @@ struct BackendConformanceTests {
         let backend = harness.backend
         let writers = 8
         let region = Int(Self.size) / writers
-        let failures = Locked<[String]>([])
-        let images = Locked<[Int: [UInt8]]>([:])
+        let failures = Shared<[String]>([])
+        let images = Shared<[Int: [UInt8]]>([:])
         let group = DispatchGroup()
+        let seed = TestSeed.fixed(100)
         for writer in 0 ..< writers {
             group.enter()
             // Real threads, so that the writers overlap even on few cores.
             let thread = Thread {
                 defer { group.leave() }
-                var rng = SplitMix64(seed: UInt64(writer) + 100)
+                var rng = seed.generator(stream: UInt64(writer))
                 var model = [UInt8](repeating: 0, count: region)
                 let base = writer * region
                 do throws(BackendError) {
@@ -269,9 +272,9 @@ struct BackendConformanceTests {
             thread.start()
         }
         group.wait()
-        #expect(failures.value == [])
+        #expect(failures.value == [], "\(seed)")
         let whole = try backend.bytes(at: 0, count: Int(Self.size))
         let expected = images.withLock { images in (0 ..< writers).flatMap { images[$0] ?? [] } }
-        expectBytes(whole, expected)
+        expectBytes(whole, expected, "\(seed)")
     }
 }

@@ -155,14 +155,15 @@ struct FaultInjectingBackendTests {
     func concurrentRuleChanges() throws {
         let (backend, harness) = try make()
         defer { withExtendedLifetime(harness) {} }
-        let seen = Locked<(faults: Int, unexpected: [String])>((0, []))
-        let stop = Locked(false)
+        let seen = Shared<(faults: Int, unexpected: [String])>((0, []))
+        let stop = Shared(false)
         let group = DispatchGroup()
+        let seed = TestSeed.fixed(0)
         for worker in 0 ..< 4 {
             group.enter()
             Thread {
                 defer { group.leave() }
-                var rng = SplitMix64(seed: UInt64(worker))
+                var rng = seed.generator(stream: UInt64(worker))
                 while !stop.value {
                     let offset = UInt64.random(in: 0 ..< Self.size / 4096, using: &rng) * 4096
                     do throws(BackendError) {
@@ -190,8 +191,8 @@ struct FaultInjectingBackendTests {
         stop.withLock { $0 = true }
         group.wait()
         let result = seen.value
-        #expect(result.unexpected == [])
-        #expect(result.faults == backend.injectedFaultCount)
+        #expect(result.unexpected == [], "\(seed)")
+        #expect(result.faults == backend.injectedFaultCount, "\(seed)")
         #expect(backend.rules.isEmpty)
     }
 }

@@ -87,7 +87,8 @@ struct FileBackendTests {
         if parts.contains("allocate") || all { backend.supportsAllocate.store(false, ordering: .relaxed) }
         if parts.contains("punchHole") || all { backend.supportsPunchHole.store(false, ordering: .relaxed) }
 
-        var rng = SplitMix64(seed: 7)
+        let seed = TestSeed.fixed(7)
+        var rng = seed.generator()
         var model = randomBytes(Int(size), using: &rng)
         try backend.write(model, at: 0, fua: true)
         // (offset, length, writeZeroes' deallocate or nil for deallocate)
@@ -108,11 +109,11 @@ struct FileBackendTests {
             }
             model.replaceSubrange(Int(offset) ..< Int(offset + length), with: repeatElement(0, count: Int(length)))
             expectBytes(try backend.bytes(at: 0, count: Int(size)), model,
-                    "after \(offset)+\(length) \(String(describing: deallocate))")
+                    "after \(offset)+\(length) \(String(describing: deallocate)), \(seed)")
         }
         try backend.flush()
         let contents = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        expectBytes(contents, model)
+        expectBytes(contents, model, "\(seed)")
         let map = try backend.allocationMap(at: 0, length: size)
         expectExactCover(map, offset: 0, length: size)
         if all {

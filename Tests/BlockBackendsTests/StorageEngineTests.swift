@@ -55,8 +55,8 @@ struct StorageEngineTests {
         let wake = try WakeSignal()
         let engine = try Self.engine(c, backend, wake)
         defer { engine.close() }
-        let seed = UInt64.random(in: 0...UInt64.max)
-        var rng = SplitMix64(seed: seed)
+        let seed = TestSeed.fresh(c.testDescription)
+        var rng = seed.generator()
         var model = [UInt8](repeating: 0, count: size)
         // One arena, carved into segments at odd offsets.
         let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: 8 << 20, alignment: 4096)
@@ -87,7 +87,7 @@ struct StorageEngineTests {
                 }
                 guard vector.byteCount == length else { continue }
                 if Bool.random(using: &rng) {
-                    let data = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                    let data = randomBytes(length, using: &rng)
                     vector.copy(from: data)
                     model.replaceSubrange(offset..<(offset + length), with: data)
                     operations.append(.write(offset: UInt64(offset), from: vector, forceUnitAccess: Bool.random(using: &rng)))
@@ -100,19 +100,19 @@ struct StorageEngineTests {
             operations.append(.flush)
             let results = Self.runAll(engine, wake, operations)
             for (tag, result) in results where result != .done {
-                Issue.record("operation \(tag) of round \(round): \(result) (seed \(seed))")
+                Issue.record("operation \(tag) of round \(round): \(result) (\(seed))")
             }
             for (_, offset, vector) in reads {
                 var got = [UInt8](repeating: 0, count: vector.byteCount)
                 got.withUnsafeMutableBytes { vector.copy(to: $0.baseAddress!) }
                 if got != Array(model[offset..<(offset + vector.byteCount)]) {
-                    Issue.record("read at \(offset)+\(vector.byteCount) differs (round \(round), seed \(seed))")
+                    Issue.record("read at \(offset)+\(vector.byteCount) differs (round \(round), \(seed))")
                 }
             }
         }
         // Everything the engine wrote is in the file.
         let contents = try #require(FileManager.default.contents(atPath: path))
-        #expect([UInt8](contents) == model, "file differs from the model (seed \(seed))")
+        #expect([UInt8](contents) == model, "file differs from the model (\(seed))")
     }
 
     @Test("errors, a file shortened behind our back, and the helper operations", arguments: Case.all)

@@ -26,8 +26,13 @@ import Testing
         return files.count
     }
 
-    static func random(count: Int, seed: UInt64, maxLength: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
-        var rng = SplitMix64(seed: seed)
+    /// `count` random inputs from ``TestSeed/fixed(_:)`` of `seed`. A fuzz target
+    /// fails by trapping, which ends the process before any message, so the seed is
+    /// written to standard error first.
+    static func random(count: Int, seed fixed: UInt64, maxLength: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
+        let seed = TestSeed.fixed(fixed)
+        FileHandle.standardError.write(Data("CorpusReplayTests: \(count) random inputs, \(seed)\n".utf8))
+        var rng = seed.generator()
         func next() -> UInt64 { rng.next() }
         for _ in 0..<count {
             let n = Int(next() % UInt64(maxLength))

@@ -222,8 +222,9 @@ struct TransmissionTests {
     }
 
     @Test("random interleavings: the limits hold, every request gets one outcome in order", arguments: [1, 2, 3, 4, 5])
-    func randomInterleavings(seed: UInt64) throws {
-        var rng = SplitMix64(seed: seed)
+    func randomInterleavings(seed fixed: UInt64) throws {
+        let seed = TestSeed.fixed(fixed)
+        var rng = seed.generator()
         var h = Harness(maxRequests: 4, maxBytes: 20_000)
         h.world.budget = 30_000
         var next: UInt64 = 1
@@ -253,9 +254,9 @@ struct TransmissionTests {
                 if !outstanding.isEmpty { completeOne() }
             }
             absorb()
-            #expect(h.machine.inFlight <= 4, "seed \(seed) step \(step)")
-            #expect(h.machine.inFlight == outstanding.count, "seed \(seed) step \(step)")
-            #expect(h.world.reserved <= h.world.budget, "seed \(seed) step \(step)")
+            #expect(h.machine.inFlight <= 4, "\(seed), step \(step)")
+            #expect(h.machine.inFlight == outstanding.count, "\(seed), step \(step)")
+            #expect(h.world.reserved <= h.world.budget, "\(seed), step \(step)")
         }
         h.world.isWritable = true
         h.changed()
@@ -264,9 +265,9 @@ struct TransmissionTests {
             completeOne()
             absorb()
         }
-        #expect(h.machine.deferredCount == 0, "seed \(seed)")
+        #expect(h.machine.deferredCount == 0, "\(seed)")
         let cookies = h.executed.map(\.0)
-        #expect(cookies == cookies.sorted(), "executed out of order (seed \(seed))")
-        #expect(cookies.count + h.rejected.count == Int(next - 1), "every request once (seed \(seed))")
+        #expect(cookies == cookies.sorted(), "executed out of order (\(seed))")
+        #expect(cookies.count + h.rejected.count == Int(next - 1), "every request once (\(seed))")
     }
 }

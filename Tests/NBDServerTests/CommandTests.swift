@@ -33,7 +33,7 @@ struct CommandTests {
                 let c = try f.client(mode.transport, export: spec.name, structured: mode.structured)
                 var exercise = CommandExercise(fixture: f, client: c, export: spec.name, blockSize: spec.blockSize!,
                                                size: Self.size, structured: mode.structured, fileBacked: false,
-                                               seed: UInt64(0x5EED_0000 + i))
+                                               seed: .fixed(UInt64(0x5EED_0000 + i)))
                 try exercise.run()
                 try c.shutdown()
                 #expect(eventually { f.dmaPagesInUse(export: spec.name) == idlePages },
@@ -59,7 +59,7 @@ struct CommandTests {
 
     @Test("every command and flag on a file-backed export", arguments: Doorbells.allCases, [true, false])
     func fileExport(doorbells: Doorbells, structured: Bool) throws {
-        let dir = try makeTemporaryDirectory()
+        let dir = try makeTemporaryDirectory(under: "/tmp", prefix: "nbdsrv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/disk.img"
         let spec = ExportSpec(name: "file", backing: .file(path: path), size: UInt64(Self.size), blockSize: 512)
@@ -67,7 +67,7 @@ struct CommandTests {
             let c = try f.client(.unix, export: "file", structured: structured)
             #expect(try c.size == Int64(Self.size))
             var exercise = CommandExercise(fixture: f, client: c, export: "file", blockSize: 512, size: Self.size,
-                                           structured: structured, fileBacked: true, seed: 0xF11E)
+                                           structured: structured, fileBacked: true, seed: .fixed(0xF11E))
             try exercise.run()
             try c.shutdown()
             #expect(f.statistics(export: "file").nbd[.errors] == 0)
@@ -81,19 +81,20 @@ struct CommandTests {
     func fragmented(blockSize: Int) throws {
         try withServer(exports: [ExportSpec(name: "", size: 64 << 20, blockSize: blockSize)]) { f in
             let c = try f.client(.tcp)
-            var rng = SeededGenerator(seed: UInt64(blockSize))
+            let seed = TestSeed.fixed(UInt64(blockSize))
+            var rng = seed.generator()
             // 4 KiB of data every 8 KiB over 8 MiB: 2048 extents (a map holds 255).
             let base = 8 << 20, span = 8 << 20
             var shadow = Shadow(size: span)
             for page in stride(from: 0, to: span, by: 8192) {
-                let data = randomBytes(4096, &rng)
+                let data = randomBytes(4096, using: &rng)
                 try c.pwrite(data, offset: UInt64(base + page))
                 shadow.write(data, at: page)
             }
             for offset in [0, 4096 + 512, span - (32 << 20) / 8] {
                 let count = min(4 << 20, span - offset)
                 let (data, chunks) = try c.preadStructured(count: count, offset: UInt64(base + offset))
-                expectBytes(data, shadow.slice(offset, count), "fragmented read at \(offset)")
+                expectBytes(data, shadow.slice(offset, count), "fragmented read at \(offset), \(seed)")
                 var at = UInt64(base + offset)
                 for chunk in chunks {
                     #expect(chunk.offset == at, "chunks tile the read")
@@ -110,7 +111,7 @@ struct CommandTests {
             }
             // A whole 32 MiB read (the maximum payload) over the fragmented range.
             let (all, allChunks) = try c.preadStructured(count: 32 << 20, offset: 0)
-            expectBytes(Array(all[base..<(base + span)]), shadow.bytes, "32 MiB read")
+            expectBytes(Array(all[base..<(base + span)]), shadow.bytes, "32 MiB read, \(seed)")
             expectZeroes(Array(all[0..<base]), "32 MiB read before the data")
             #expect(allChunks.map(\.count).reduce(0, +) == 32 << 20)
         }
@@ -127,11 +128,12 @@ struct CommandExercise {
     let size: Int
     let structured: Bool
     let fileBacked: Bool
-    var rng: SeededGenerator
+    let seed: TestSeed
+    var rng: SplitMix64
     var shadow: Shadow
 
     init(fixture: ServerFixture, client: NBDClient, export: String, blockSize: Int, size: Int, structured: Bool,
-         fileBacked: Bool, seed: UInt64) {
+         fileBacked: Bool, seed: TestSeed) {
         self.fixture = fixture
         self.client = client
         self.export = export
@@ -139,7 +141,8 @@ struct CommandExercise {
         self.size = size
         self.structured = structured
         self.fileBacked = fileBacked
-        rng = SeededGenerator(seed: seed)
+        self.seed = seed
+        rng = seed.generator()
         shadow = Shadow(size: size)
     }
 
@@ -175,7 +178,8 @@ struct CommandExercise {
     func expectRange(_ offset: Int, _ count: Int, _ what: String, flags: UInt32 = 0,
                      sourceLocation: SourceLocation = #_sourceLocation) throws {
         let got = try client.pread(count: count, offset: UInt64(offset), flags: flags)
-        expectBytes(got, shadow.slice(offset, count), "\(what): \(count)@\(offset) in '\(export)'", sourceLocation: sourceLocation)
+        expectBytes(got, shadow.slice(offset, count), "\(what): \(count)@\(offset) in '\(export)', \(seed)",
+                    sourceLocation: sourceLocation)
     }
 
     func verifyAll(_ what: String) throws {
@@ -193,7 +197,7 @@ struct CommandExercise {
         for (i, length) in (lengths + lengths.shuffled(using: &rng)).enumerated() {
             var offset = Int.random(in: 0..<(limit - length), using: &rng)
             if i % 2 == 0 { offset -= offset % blockSize }
-            let data = randomBytes(length, &rng)
+            let data = randomBytes(length, using: &rng)
             try write(data, at: offset, flags: i % 3 == 0 ? fua : 0)
             let lo = max(0, offset - 700), hi = min(size, offset + length + 700)
             try expectRange(lo, hi - lo, "write #\(i) read back with margins")
@@ -201,7 +205,7 @@ struct CommandExercise {
         // Many small unaligned writes into the same few blocks.
         for _ in 0..<64 {
             let offset = 5 << 20 + Int.random(in: 0..<(3 * blockSize), using: &rng)
-            try write(randomBytes(Int.random(in: 1...100, using: &rng), &rng), at: offset)
+            try write(randomBytes(Int.random(in: 1...100, using: &rng), using: &rng), at: offset)
         }
         try expectRange(5 << 20, 4 * blockSize, "small overlapping writes")
     }
@@ -214,26 +218,26 @@ struct CommandExercise {
     func expectHole(_ offset: Int, _ count: Int, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         guard structured else { return }
         let e = try extents(offset, count)
-        #expect(!e.isEmpty, "\(what): no extents", sourceLocation: sourceLocation)
+        #expect(!e.isEmpty, "\(what): no extents, \(seed)", sourceLocation: sourceLocation)
         guard let first = e.first else { return }
         #expect(first.isHole && first.isZero && Int(first.length) >= count,
-                "\(what): extents at \(offset)+\(count) are \(e)", sourceLocation: sourceLocation)
+                "\(what): extents at \(offset)+\(count) are \(e), \(seed)", sourceLocation: sourceLocation)
     }
 
     func expectData(_ offset: Int, _ count: Int, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         guard structured else { return }
         let e = try extents(offset, count)
         guard let first = e.first else {
-            Issue.record("\(what): no extents", sourceLocation: sourceLocation)
+            Issue.record("\(what): no extents, \(seed)", sourceLocation: sourceLocation)
             return
         }
         #expect(!first.isHole && !first.isZero && Int(first.length) >= count,
-                "\(what): extents at \(offset)+\(count) are \(e)", sourceLocation: sourceLocation)
+                "\(what): extents at \(offset)+\(count) are \(e), \(seed)", sourceLocation: sourceLocation)
     }
 
     mutating func trims() throws {
         let base = trimBase
-        try write(randomBytes(1 << 20, &rng), at: base)
+        try write(randomBytes(1 << 20, using: &rng), at: base)
         try expectData(base, 1 << 20, "written region")
         // Whole 4 KiB pages: the memory backend and file systems punch holes there.
         try client.trim(count: 256 << 10, offset: UInt64(base + (64 << 10)))
@@ -263,7 +267,7 @@ struct CommandExercise {
 
     mutating func writeZeroes() throws {
         let base = zeroBase
-        try write(randomBytes(1 << 20, &rng), at: base)
+        try write(randomBytes(1 << 20, using: &rng), at: base)
         // Plain: may (and here does) deallocate.
         try client.zero(count: 128 << 10, offset: UInt64(base + (4 << 10)))
         shadow.zero(128 << 10, at: base + (4 << 10))
@@ -305,7 +309,7 @@ struct CommandExercise {
     /// DF and shorter reads get one data chunk.
     mutating func sparseReads() throws {
         let base = sparseBase
-        try write(randomBytes(1 << 20, &rng), at: base)
+        try write(randomBytes(1 << 20, using: &rng), at: base)
         try client.trim(count: 512 << 10, offset: UInt64(base + (256 << 10)))
         shadow.zero(512 << 10, at: base + (256 << 10))
         guard structured else {
@@ -313,14 +317,14 @@ struct CommandExercise {
             return
         }
         let (data, chunks) = try client.preadStructured(count: 1 << 20, offset: UInt64(base))
-        expectBytes(data, shadow.slice(base, 1 << 20), "sparse read")
+        expectBytes(data, shadow.slice(base, 1 << 20), "sparse read, \(seed)")
         expectTiling(chunks, base, 1 << 20)
         #expect(chunks.map(\.kind) == [.data, .hole, .data], "chunks \(chunks)")
         #expect(chunks.contains(ReadChunk(kind: .hole, offset: UInt64(base + (256 << 10)), count: 512 << 10)),
                 "one hole chunk for the trimmed range: \(chunks)")
         // Unaligned, over the hole's edges.
         let (d2, c2) = try client.preadStructured(count: (300 << 10) + 5, offset: UInt64(base + (200 << 10) + 3))
-        expectBytes(d2, shadow.slice(base + (200 << 10) + 3, (300 << 10) + 5), "unaligned sparse read")
+        expectBytes(d2, shadow.slice(base + (200 << 10) + 3, (300 << 10) + 5), "unaligned sparse read, \(seed)")
         expectTiling(c2, base + (200 << 10) + 3, (300 << 10) + 5)
         #expect(c2.contains { $0.kind == .hole }, "chunks \(c2)")
         // All hole.
@@ -329,10 +333,10 @@ struct CommandExercise {
         #expect(c3 == [ReadChunk(kind: .hole, offset: UInt64(base + (300 << 10)), count: 256 << 10)], "chunks \(c3)")
         // DF: one data chunk.
         let (d4, c4) = try client.preadStructured(count: 1 << 20, offset: UInt64(base), flags: df)
-        expectBytes(d4, shadow.slice(base, 1 << 20), "DF read")
+        expectBytes(d4, shadow.slice(base, 1 << 20), "DF read, \(seed)")
         #expect(c4 == [ReadChunk(kind: .data, offset: UInt64(base), count: 1 << 20)], "DF chunks \(c4)")
         let (d6, c6) = try client.preadStructured(count: 100_000, offset: UInt64(base + 5), flags: df)
-        expectBytes(d6, shadow.slice(base + 5, 100_000), "unaligned DF read")
+        expectBytes(d6, shadow.slice(base + 5, 100_000), "unaligned DF read, \(seed)")
         #expect(c6.count == 1 && c6.first?.kind == .data, "DF chunks \(c6)")
         // Below the threshold: one data chunk even over a hole.
         let (d5, c5) = try client.preadStructured(count: 32 << 10, offset: UInt64(base + (300 << 10)))

@@ -20,14 +20,16 @@ struct ConcurrencyTests {
             let a = try f.client(.tcp)
             let b = try f.client(.unix, structured: false)
             #expect(try a.canMultiConn && b.canMultiConn)
-            var rng = SeededGenerator(seed: 77)
+            let seed = TestSeed.fixed(77)
+            var rng = seed.generator()
             for round in 0..<8 {
                 let (writer, reader) = round % 2 == 0 ? (a, b) : (b, a)
                 let offset = Int.random(in: 0..<(Self.size - (1 << 20)), using: &rng)
-                let data = randomBytes(Int.random(in: 1...(1 << 20), using: &rng), &rng)
+                let data = randomBytes(Int.random(in: 1...(1 << 20), using: &rng), using: &rng)
                 try writer.pwrite(data, offset: UInt64(offset), flags: round % 4 == 1 ? UInt32(LIBNBD_CMD_FLAG_FUA) : 0)
                 if round % 4 != 1 { try writer.flush() }
-                expectBytes(try reader.pread(count: data.count, offset: UInt64(offset)), data, "round \(round)")
+                expectBytes(try reader.pread(count: data.count, offset: UInt64(offset)), data,
+                            "round \(round), \(seed)")
             }
             // Trims and zeroes are visible too.
             try a.trim(count: 1 << 20, offset: 0)
@@ -42,15 +44,16 @@ struct ConcurrencyTests {
     func sixtyFourInFlight(doorbells: Doorbells, structured: Bool) throws {
         try withServer(exports: [ExportSpec(name: "", size: UInt64(Self.size))], doorbells: doorbells) { f in
             let c = try f.client(.tcp, structured: structured)
-            var rng = SeededGenerator(seed: structured ? 64 : 65)
+            let seed = TestSeed.fixed(structured ? 64 : 65)
+            var rng = seed.generator()
             let slot = 512 << 10
             // 64 disjoint slots; the odd ones are read, the even ones written.
             var before: [[UInt8]] = []
             var after: [[UInt8]] = []
             for i in 0..<64 {
                 let length = Int.random(in: 1...slot, using: &rng)
-                before.append(randomBytes(length, &rng))
-                after.append(randomBytes(length, &rng))
+                before.append(randomBytes(length, using: &rng))
+                after.append(randomBytes(length, using: &rng))
                 try c.pwrite(before[i], offset: UInt64(i * slot + (i % 3) * 7))
             }
             var readBuffers: [UnsafeMutableRawBufferPointer] = []
@@ -86,12 +89,12 @@ struct ConcurrencyTests {
             #expect(peak >= 32, "requests in flight at once: \(peak)")
             var r = 0
             for i in stride(from: 1, to: 64, by: 2) {
-                expectBytes(Array(readBuffers[r]), before[i], "aio read \(i)")
+                expectBytes(Array(readBuffers[r]), before[i], "aio read \(i), \(seed)")
                 r += 1
             }
             for i in 0..<64 {
                 let got = try c.pread(count: before[i].count, offset: UInt64(i * slot + (i % 3) * 7))
-                expectBytes(got, i % 2 == 0 ? after[i] : before[i], "slot \(i) afterwards")
+                expectBytes(got, i % 2 == 0 ? after[i] : before[i], "slot \(i) afterwards, \(seed)")
             }
             #expect(f.statistics().nbd[.errors] == 0)
         }
@@ -105,11 +108,12 @@ struct ConcurrencyTests {
         }) { f in
             let raw = try f.raw(.tcp)
             try raw.handshake()
-            var rng = SeededGenerator(seed: 3)
+            let seed = TestSeed.fixed(3)
+            var rng = seed.generator()
             var b = ByteBuffer()
             var data: [[UInt8]] = []
             for i in 0..<64 {
-                data.append(randomBytes(512 << 10, &rng))
+                data.append(randomBytes(512 << 10, using: &rng))
                 raw.encode(NBDRequest(type: .write, cookie: UInt64(i), offset: UInt64(i) * (512 << 10), length: 512 << 10),
                            payload: data[i], into: &b)
             }
@@ -132,7 +136,8 @@ struct ConcurrencyTests {
             // order them); read everything again now that all writes are done.
             let c = try f.client(.unix)
             for i in 0..<64 {
-                expectBytes(try c.pread(count: 512 << 10, offset: UInt64(i) * (512 << 10)), data[i], "slot \(i)")
+                expectBytes(try c.pread(count: 512 << 10, offset: UInt64(i) * (512 << 10)), data[i],
+                            "slot \(i), \(seed)")
             }
         }
     }
@@ -141,19 +146,20 @@ struct ConcurrencyTests {
     func parallelConnections(doorbells: Doorbells) throws {
         try withServer(exports: [ExportSpec(name: "", size: UInt64(Self.size), blockSize: 4096)], doorbells: doorbells,
                        queues: 2) { f in
-            let failures = Locked<[String]>([])
-            let finished = Locked<Int>(0)
+            let failures = Shared<[String]>([])
+            let finished = Shared<Int>(0)
+            let seed = TestSeed.fixed(1000)
             for t in 0..<8 {
                 let thread = Thread {
                     do {
                         let c = try f.client(t % 2 == 0 ? .tcp : .unix, structured: t % 4 < 2)
-                        var rng = SeededGenerator(seed: UInt64(1000 + t))
+                        var rng = seed.generator(stream: UInt64(t))
                         let base = t * (8 << 20)
                         var shadow = Shadow(size: 8 << 20)
                         for _ in 0..<40 {
                             let length = Int.random(in: 1...(256 << 10), using: &rng)
                             let offset = Int.random(in: 0..<((8 << 20) - length), using: &rng)
-                            let data = randomBytes(length, &rng)
+                            let data = randomBytes(length, using: &rng)
                             try c.pwrite(data, offset: UInt64(base + offset))
                             shadow.write(data, at: offset)
                             if Int.random(in: 0..<4, using: &rng) == 0 {
@@ -174,7 +180,7 @@ struct ConcurrencyTests {
                 thread.start()
             }
             #expect(eventually(seconds: 90) { finished.value == 8 })
-            #expect(failures.value.isEmpty, "\(failures.value)")
+            #expect(failures.value.isEmpty, "\(failures.value), \(seed)")
             #expect(f.statistics().nbd[.connections] == 8)
         }
     }
@@ -186,7 +192,8 @@ struct ConcurrencyTests {
             let b = try f.client(.unix, structured: false)
             // 128 writes of 1...31 bytes at disjoint offsets inside blocks 1 and 2, half
             // through each connection, all in flight at once.
-            var rng = SeededGenerator(seed: 12)
+            let seed = TestSeed.fixed(12)
+            var rng = seed.generator()
             var expected = [UInt8](repeating: 0, count: 8192)
             var buffers: [UnsafeMutableRawBufferPointer] = []
             defer { for p in buffers { p.deallocate() } }
@@ -194,7 +201,7 @@ struct ConcurrencyTests {
             for i in 0..<128 {
                 let length = Int.random(in: 1...31, using: &rng)
                 let offset = i * 64 + Int.random(in: 0...(63 - length), using: &rng)
-                let data = randomBytes(length, &rng).map { $0 | 1 }
+                let data = randomBytes(length, using: &rng).map { $0 | 1 }
                 expected.replaceSubrange(offset..<(offset + length), with: data)
                 let p = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 1)
                 data.withUnsafeBytes { p.copyMemory(from: $0) }
@@ -210,7 +217,8 @@ struct ConcurrencyTests {
                 pending = try pending.filter { try !$0.0.aioCommandCompleted($0.1) }
             }
             #expect(pending.isEmpty)
-            expectBytes(try a.pread(count: 8192, offset: 4096), expected, "bytes written by 128 concurrent RMWs")
+            expectBytes(try a.pread(count: 8192, offset: 4096), expected,
+                        "bytes written by 128 concurrent RMWs, \(seed)")
             #expect(f.statistics().nbd[.unalignedRequests] >= 128)
         }
     }
@@ -231,8 +239,8 @@ struct ConcurrencyTests {
                        payload: payload, into: &b)
         }
         try raw.send(b)
-        let rawReplies = Locked<[UInt64: NBDErrno]>([:])
-        let rawEnd = Locked<String>("")
+        let rawReplies = Shared<[UInt64: NBDErrno]>([:])
+        let rawEnd = Shared<String>("")
         let rawDone = Flag()
         raw.timeoutMilliseconds = 20_000
         let reader = Thread {
@@ -331,14 +339,6 @@ struct ConcurrencyTests {
         let stats = f.statistics().nbd
         #expect(stats[.writes] == 0 && stats[.bytesWritten] == 0 && stats[.errors] == 4, "refused requests did nothing: \(stats)")
     }
-}
-
-/// A mutex-guarded value shared with another thread.
-final class Locked<Value: Sendable>: Sendable {
-    private let mutex: ConcurrencyHelpers.Locked<Value>
-    init(_ value: Value) { mutex = ConcurrencyHelpers.Locked(value) }
-    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
-    var value: Value { mutex.withLock { $0 } }
 }
 
 /// A one-way flag threads can set and tests can poll.

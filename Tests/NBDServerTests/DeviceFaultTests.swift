@@ -14,7 +14,7 @@ import Testing
 @Suite(.timeLimit(.minutes(10))) struct DeviceFaultTests {
     /// The fault injector the export's backend was wrapped in.
     final class Injector: Sendable {
-        let backend = Locked<FaultInjectingBackend?>(nil)
+        let backend = Shared<FaultInjectingBackend?>(nil)
         var current: FaultInjectingBackend { backend.withLock { $0! } }
     }
 

@@ -6,7 +6,7 @@ import NBDServer
 import NIOCore
 import Testing
 
-/// Every error path of DESIGN.md "NBD rules", with the errno the spec asks for.
+/// Every error path of the NBD requests (README, "The data path"), with the errno the spec asks for.
 @Suite("NBD server errors", .timeLimit(.minutes(10)))
 struct ErrorTests {
     static let size = 64 << 20
@@ -258,8 +258,7 @@ struct ErrorTests {
     func disconnectAfterLargeRead(structured: Bool) throws {
         try withServer(exports: Self.exports) { f in
             let c = try f.client(.tcp)
-            var rng = SeededGenerator(seed: 5)
-            let data = randomBytes(24 << 20, &rng)
+            let data = randomBytes(24 << 20, seed: 5)
             try c.pwrite(data, offset: 0)
             let raw = try f.raw(.unix)
             try raw.handshake(structured: structured)

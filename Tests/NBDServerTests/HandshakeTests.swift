@@ -6,7 +6,7 @@ import NIOCore
 import TestSupport
 import Testing
 
-/// Option haggling, through libnbd and through raw sockets (DESIGN.md "NBD rules").
+/// Option haggling, through libnbd and through raw sockets (README, "The data path").
 @Suite("NBD server handshake", .timeLimit(.minutes(10)))
 struct HandshakeTests {
     static let exports = [

@@ -34,11 +34,11 @@ final class ServerFixture: @unchecked Sendable {
     let port: Int
     let unixPath: String
     let directory: String
-    private let stopped = Locked(false)
+    private let stopped = Shared(false)
 
     init(exports: [ExportSpec] = [ServerFixture.defaultExport], doorbells: Doorbells = .shadow, queues: Int = 1,
          configure: (inout NBDServer.Configuration) -> Void = { _ in }) throws {
-        directory = try makeTemporaryDirectory()
+        directory = try makeTemporaryDirectory(under: "/tmp", prefix: "nbdsrv")
         unixPath = directory + "/nbd.sock"
         var config = NBDServer.Configuration()
         config.tcp = ["127.0.0.1:0"]
@@ -134,57 +134,6 @@ func withServer<R>(exports: [ExportSpec] = [ServerFixture.defaultExport], doorbe
 struct FixtureError: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
-}
-
-func makeTemporaryDirectory() throws -> String {
-    var template = Array("/tmp/nbdsrv-XXXXXX".utf8CString)
-    guard let p = mkdtemp(&template) else { throw FixtureError("mkdtemp: errno \(errno)") }
-    return String(cString: p)
-}
-
-// MARK: Data
-
-typealias SeededGenerator = SplitMix64
-
-func randomBytes(_ count: Int, _ rng: inout SeededGenerator) -> [UInt8] {
-    var out = [UInt8](repeating: 0, count: count)
-    out.withUnsafeMutableBytes { raw in
-        var i = 0
-        while i + 8 <= count {
-            raw.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self)
-            i += 8
-        }
-        while i < count {
-            raw[i] = UInt8(truncatingIfNeeded: rng.next())
-            i += 1
-        }
-    }
-    return out
-}
-
-/// Byte-for-byte comparison reporting the first difference (`#expect(a == b)` on
-/// megabytes makes Swift Testing diff them for minutes).
-func expectBytes(_ actual: [UInt8], _ expected: [UInt8], _ what: String = "",
-                 sourceLocation: SourceLocation = #_sourceLocation) {
-    guard actual != expected else { return }
-    guard actual.count == expected.count else {
-        Issue.record("\(what): got \(actual.count) bytes, expected \(expected.count)", sourceLocation: sourceLocation)
-        return
-    }
-    var differing = 0
-    var first = -1
-    for i in actual.indices where actual[i] != expected[i] {
-        differing += 1
-        if first < 0 { first = i }
-    }
-    Issue.record("\(what): \(differing) of \(actual.count) bytes differ, first at index \(first): got \(actual[first]), expected \(expected[first])",
-                 sourceLocation: sourceLocation)
-}
-
-func expectZeroes(_ actual: [UInt8], _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    if let i = actual.firstIndex(where: { $0 != 0 }) {
-        Issue.record("\(what): byte \(i) of \(actual.count) is \(actual[i]), expected zeroes", sourceLocation: sourceLocation)
-    }
 }
 
 /// A local model of the export's bytes, to compare whole regions against.

@@ -24,7 +24,7 @@ struct StorageExportTests {
 
     @Test("every command and flag, unaligned requests and payloads, checked byte for byte", arguments: Storage.all)
     func everyCommand(storage: Storage) throws {
-        let dir = try makeTemporaryDirectory()
+        let dir = try makeTemporaryDirectory(under: "/tmp", prefix: "nbdsrv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/disk.img"
         let spec = ExportSpec(name: "file", backing: .file(path: path), size: UInt64(Self.size), blockSize: 512,
@@ -32,7 +32,7 @@ struct StorageExportTests {
         try withServer(exports: [spec], queues: 2) { f in
             let c = try f.client(.unix, export: "file", structured: true)
             var exercise = CommandExercise(fixture: f, client: c, export: "file", blockSize: 512, size: Self.size,
-                                           structured: true, fileBacked: true, seed: 0xD15C)
+                                           structured: true, fileBacked: true, seed: .fixed(0xD15C))
             try exercise.run()
             try c.shutdown()
             let stats = f.statistics(export: "file")
@@ -53,11 +53,12 @@ struct StorageExportTests {
     @Test("images of 1,000,000 bytes and of 2048-byte sectors serve their exact size",
           arguments: [(1_000_000, 512), (1_000_000, 4096), (2048 * 1001, 4096), (2048 * 1001, 512)])
     func exactSize(bytes: Int, blockSize: Int) throws {
-        let dir = try makeTemporaryDirectory()
+        let dir = try makeTemporaryDirectory(under: "/tmp", prefix: "nbdsrv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/odd.img"
-        var rng = SeededGenerator(seed: UInt64(bytes + blockSize))
-        let original = randomBytes(bytes, &rng)
+        let seed = TestSeed.fixed(UInt64(bytes + blockSize))
+        var rng = seed.generator()
+        let original = randomBytes(bytes, using: &rng)
         #expect(FileManager.default.createFile(atPath: path, contents: Data(original)))
         let spec = ExportSpec(name: "odd", backing: .file(path: path), size: nil, blockSize: blockSize)
         try withServer(exports: [spec]) { f in
@@ -65,12 +66,13 @@ struct StorageExportTests {
             // libnbd checks bounds itself by default; the server's answers are under test.
             try c.setStrictMode(0)
             #expect(try c.size == Int64(bytes))
-            expectBytes(try c.pread(count: 1000, offset: UInt64(bytes - 1000)), Array(original[(bytes - 1000)...]), "tail")
+            expectBytes(try c.pread(count: 1000, offset: UInt64(bytes - 1000)), Array(original[(bytes - 1000)...]),
+                        "tail, \(seed)")
             // The last bytes, written unaligned (read-modify-write of the padded block).
-            let fresh = randomBytes(333, &rng)
+            let fresh = randomBytes(333, using: &rng)
             try c.pwrite(fresh, offset: UInt64(bytes - 333))
             try c.flush()
-            expectBytes(try c.pread(count: 333, offset: UInt64(bytes - 333)), fresh, "rewritten tail")
+            expectBytes(try c.pread(count: 333, offset: UInt64(bytes - 333)), fresh, "rewritten tail, \(seed)")
             // One byte past the end: EINVAL for a read, ENOSPC for a write.
             #expect(throws: LibNBDError.self) { _ = try c.pread(count: 1, offset: UInt64(bytes)) }
             #expect(throws: LibNBDError.self) { _ = try c.pread(count: 2, offset: UInt64(bytes - 1)) }
@@ -85,7 +87,7 @@ struct StorageExportTests {
         // The file kept its size; its last bytes are the new ones.
         let contents = try #require(FileManager.default.contents(atPath: path))
         #expect(contents.count == bytes)
-        #expect(Array(contents.suffix(333)) != Array(original.suffix(333)))
+        #expect(Array(contents.suffix(333)) != Array(original.suffix(333)), "\(seed)")
     }
 
     @Test("FAST_ZERO fails at once with ENOTSUP where zeroing would write zeroes; without it, it works")
@@ -96,8 +98,7 @@ struct StorageExportTests {
         try withServer(exports: [spec], configure: { $0.exportOptions.wrapBackend = config.wrapBackend }) { f in
             let c = try f.client(.unix)
             #expect(try c.canFastZero)
-            var rng = SeededGenerator(seed: 77)
-            let data = randomBytes(1 << 20, &rng)
+            let data = randomBytes(1 << 20, seed: 77)
             try c.pwrite(data, offset: 0)
             do {
                 try c.zero(count: 1 << 20, offset: 0, flags: UInt32(LIBNBD_CMD_FLAG_FAST_ZERO))
@@ -115,7 +116,7 @@ struct StorageExportTests {
     @Test("a block device: size, LBA and rotational flag from the kernel; Write Zeroes and TRIM through its ioctls",
           arguments: [512, 4096])
     func blockDevice(sectorSize: Int) throws {
-        let dir = try makeTemporaryDirectory()
+        let dir = try makeTemporaryDirectory(under: "/tmp", prefix: "nbdsrv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let backing = dir + "/backing.img"
         #expect(FileManager.default.createFile(atPath: backing, contents: nil))
@@ -133,8 +134,7 @@ struct StorageExportTests {
             #expect(try c.size == 8 << 20)
             #expect(try c.isRotational == (loop.queueAttribute("rotational") == "1"))
             #expect(try c.blockSize(Int32(LIBNBD_SIZE_PREFERRED)) >= Int64(sectorSize))
-            var rng = SeededGenerator(seed: 5)
-            let data = randomBytes(1 << 20, &rng)
+            let data = randomBytes(1 << 20, seed: 5)
             try c.pwrite(data, offset: 0, flags: UInt32(LIBNBD_CMD_FLAG_FUA))
             try c.zero(count: 64 << 10, offset: 128 << 10)
             try c.zero(count: 64 << 10, offset: 256 << 10, flags: UInt32(LIBNBD_CMD_FLAG_NO_HOLE))

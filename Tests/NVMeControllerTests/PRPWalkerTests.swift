@@ -234,7 +234,8 @@ final class PRPArena {
 @Suite struct PRPListRoundTripTests {
     @Test func everyLengthFrom1To2000Pages() throws {
         let a = try PRPArena(bytes: 64 << 20)
-        var rng = SplitMix64(seed: 42)
+        let seed = TestSeed.fixed(42)
+        var rng = seed.generator()
         var pool = a.allocate(2000)
         let listPool = a.allocate(8)
         var counts = Array(1...600) + [1022, 1023, 1024, 1025, 1533, 1534, 1535, 1536, 1537, 1999, 2000]
@@ -248,14 +249,14 @@ final class PRPArena {
             // A random tail so the last page is partly used.
             let length = n * 4096 - Int.random(in: 0..<4096, using: &rng)
             let (s, segs) = a.walk(prp1: prp1, prp2: prp2, length: length)
-            #expect(s == nil, "\(n) pages")
+            #expect(s == nil, "\(n) pages, \(seed)")
             let got = a.pieces(segs).map(\.0)
             if got != pages {
-                expectPages(got, pages, "\(n) pages")
+                expectPages(got, pages, "\(n) pages, \(seed)")
                 return
             }
             // The walk uses exactly the list pages the builder said it needs.
-            if n > 2 { #expect(prp2 == lists[0]) } else if n == 2 { #expect(prp2 == pages[1]) }
+            if n > 2 { #expect(prp2 == lists[0], "\(seed)") } else if n == 2 { #expect(prp2 == pages[1], "\(seed)") }
         }
     }
 

@@ -7,7 +7,7 @@ import NVMeHost
 import TestSupport
 import Testing
 
-/// Asynchronous namespaces (DESIGN.md "Asynchronous namespaces"): every command
+/// Asynchronous namespaces (README, "The data path"): every command
 /// type through io_uring and through worker threads on a file and on a loop
 /// block device, completions in finish order, the in-flight bound, reset with
 /// backend work in flight, exact sizes, honest fast zeroing.
@@ -58,27 +58,27 @@ import Testing
         let expectedEngine = c.io == .ioUring && Self.ioUringAllowed ? "io_uring" : "threads"
         #expect(rig.controller.storageEngines == [expectedEngine], "\(rig.controller.storageNotes)")
         let backend = try #require(rig.backends[0] as? FileBackend)
-        let seed = UInt64.random(in: 0...UInt64.max)
+        let seed = TestSeed.fresh(c.testDescription)
         try await guarded(rig, seconds: 120) {
             try await Self.exercise(rig.qp, backend: backend, size: Int(size), seed: seed)
         }
         let stats = rig.controller.counters.snapshot()
-        #expect(stats[.storageOperations] > 200, "the engine ran the commands (seed \(seed))")
-        #expect(stats[.commandErrors] == 0, "seed \(seed)")
+        #expect(stats[.storageOperations] > 200, "the engine ran the commands (\(seed))")
+        #expect(stats[.commandErrors] == 0, "\(seed)")
     }
 
     /// A random mix of every I/O command, then a burst of concurrent writes,
     /// each result compared with a byte model. Ranges a block device's discard
     /// leaves undefined are not compared until written again.
-    static func exercise(_ qp: QueuePair, backend: FileBackend, size: Int, seed: UInt64) async throws {
-        var rng = SplitMix64(seed: seed)
+    static func exercise(_ qp: QueuePair, backend: FileBackend, size: Int, seed: TestSeed) async throws {
+        var rng = seed.generator()
         var model = [UInt8](repeating: 0, count: size)
         var known = [Bool](repeating: true, count: size)
         let blocks = size / 512
         func compare(_ lba: Int, _ data: [UInt8], _ what: String) {
             let start = lba * 512
             for i in 0..<data.count where known[start + i] && data[i] != model[start + i] {
-                Issue.record("\(what): byte \(start + i) is \(data[i]), expected \(model[start + i]) (seed \(seed))")
+                Issue.record("\(what): byte \(start + i) is \(data[i]), expected \(model[start + i]) (\(seed))")
                 return
             }
         }
@@ -112,7 +112,7 @@ import Testing
         // 32 writes at once on disjoint ranges, then every byte.
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<32 {
-                let data = randomBytes(16 * 4096, seed: seed &+ UInt64(i))
+                let data = randomBytes(16 * 4096, seed: seed.value &+ UInt64(i))
                 model.replaceSubrange((i * 65536)..<((i + 1) * 65536), with: data)
                 for j in (i * 65536)..<((i + 1) * 65536) { known[j] = true }
                 group.addTask { try await qp.write(lba: UInt64(i * 128), data) }
@@ -139,7 +139,7 @@ import Testing
             let flushed = Shared<Result<Void, NVMeError>?>(nil)
             qp.flush { r in flushed.withLock { $0 = r } }
             #expect(gate.waitUntilHolding(1, milliseconds: Int(WaitScale.seconds(20) * 1000)), "flush never reached the backend")
-            expectSameBytes(try await qp.read(lba: 0, blocks: 8), randomBytes(4096, seed: 1))
+            expectBytes(try await qp.read(lba: 0, blocks: 8), randomBytes(4096, seed: 1))
             #expect(flushed.value == nil, "the Flush completed before its backend work ended")
             gate.open()
             #expect(await eventually { flushed.value != nil })
@@ -166,7 +166,7 @@ import Testing
             #expect(read.value == nil, "the held Read completed before the Write")
             gate.open()
             #expect(await eventually { read.value != nil })
-            expectSameBytes(read.value ?? [], randomBytes(4096, seed: 2))
+            expectBytes(read.value ?? [], randomBytes(4096, seed: 2))
         }
     }
 
@@ -254,7 +254,7 @@ import Testing
             #expect(await eventually { done.value == 64 })
             #expect(failures.value == 0)
             for (i, b) in buffers.enumerated() {
-                expectSameBytes(b.bytes(), data[(i * 4096)..<((i + 1) * 4096)], "read \(i)")
+                expectBytes(b.bytes(), data[(i * 4096)..<((i + 1) * 4096)], "read \(i)")
             }
             #expect(rig.controller.counters.snapshot()[.storageInFlightPeak] == 4)
         }
@@ -295,7 +295,7 @@ import Testing
             #expect(outcome == .some(nil), "reset: \(String(describing: outcome))")
             #expect(await eventually { done.value == 8 })
             for (i, b) in buffers.enumerated() {
-                expectSameBytes(b.bytes(), data[(i * 4096)..<((i + 1) * 4096)], "read \(i) after the reset")
+                expectBytes(b.bytes(), data[(i * 4096)..<((i + 1) * 4096)], "read \(i) after the reset")
             }
             #expect(rig.controller.counters.snapshot()[.resets] == 1)
         }
@@ -322,13 +322,13 @@ import Testing
             let tailStart = (blocks - 1) * blockSize
             // The last block: the file's bytes, then zeroes.
             let tail = try await qp.read(lba: tailLBA, blocks: 1)
-            expectSameBytes(Array(tail[0..<(bytes - tailStart)]), original[tailStart...])
+            expectBytes(Array(tail[0..<(bytes - tailStart)]), original[tailStart...])
             #expect(tail[(bytes - tailStart)...].allSatisfy { $0 == 0 })
             // Writing it keeps the file's size; the padding is dropped.
             let fresh = randomBytes(blockSize, seed: 10)
             try await qp.write(lba: tailLBA, fresh, fua: true)
             let again = try await qp.read(lba: tailLBA, blocks: 1)
-            expectSameBytes(Array(again[0..<(bytes - tailStart)]), fresh[0..<(bytes - tailStart)])
+            expectBytes(Array(again[0..<(bytes - tailStart)]), fresh[0..<(bytes - tailStart)])
             #expect(again[(bytes - tailStart)...].allSatisfy { $0 == 0 })
             let map = try await qp.allocationMap(lba: 0, blocks: UInt64(blocks))
             _ = allocatedLBAs(map, blocks: blocks)
@@ -336,7 +336,7 @@ import Testing
         var st = stat()
         #expect(stat(file.path, &st) == 0 && st.st_size == off_t(bytes), "the file grew to \(st.st_size)")
         let contents = try #require(file.contents(at: UInt64(bytes - 64), count: 64))
-        expectSameBytes(contents, randomBytes(blockSize, seed: 10)[(bytes - (blocks - 1) * blockSize - 64)..<(bytes - (blocks - 1) * blockSize)])
+        expectBytes(contents, randomBytes(blockSize, seed: 10)[(bytes - (blocks - 1) * blockSize - 64)..<(bytes - (blocks - 1) * blockSize)])
     }
 
     // MARK: Fast zeroing
@@ -368,7 +368,7 @@ import Testing
                 } catch {
                     #expect(!fileSystemCanZero, "\(error)")
                     #expect((error as? NVMeError)?.status == NVMeStatus.zeroingNotFast, "\(error)")
-                    expectSameBytes(try await qp.read(lba: 0, blocks: 128), data, "a refused fast zero changed data")
+                    expectBytes(try await qp.read(lba: 0, blocks: 128), data, "a refused fast zero changed data")
                 }
             }
             // Without the bit it always works (by writing zeroes if need be).

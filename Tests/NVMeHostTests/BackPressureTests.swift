@@ -26,7 +26,7 @@ import Testing
                         let data = randomBytes(blocks * 512, seed: UInt64(t))
                         try await qp.write(lba: UInt64(t * 16), data)
                         let back = try await qp.read(lba: UInt64(t * 16), blocks: blocks)
-                        expectSameBytes(back, data, "task \(t)")
+                        expectBytes(back, data, "task \(t)")
                     }
                 }
                 try await group.waitForAll()
@@ -84,7 +84,8 @@ import Testing
             #expect(q.cqShadow?.loadRelaxed() == UInt32(q.head))
         }
 
-        var rng = SplitMix64(seed: UInt64(cqSize) * 2 + (shadow ? 1 : 0))
+        let seed = TestSeed.fixed(UInt64(cqSize) * 2 + (shadow ? 1 : 0))
+        var rng = seed.generator()
         let total = 400
         var seen = Set<UInt16>()
         var heldAtSomePoint = 0
@@ -92,7 +93,7 @@ import Testing
         while reaped < total {
             idle += 1
             if idle > 100 {
-                Issue.record("no progress: \(submitted) submitted, \(reaped) reaped")
+                Issue.record("no progress: \(submitted) submitted, \(reaped) reaped, \(seed)")
                 break
             }
             // Submit a batch the SQ can take (at most 63 commands not yet completed).
@@ -104,51 +105,53 @@ import Testing
 
             controller.runUntilIdle()
             let sq = try #require(controller.submissionQueueState(2))
-            #expect(sq.head == q.tail && sq.tail == q.tail, "the controller fetches everything")
+            #expect(sq.head == q.tail && sq.tail == q.tail, "the controller fetches everything, \(seed)")
             let visible = q.visibleCompletions()
             let held = try #require(controller.heldCompletions(2))
-            #expect(visible <= cqSize - 1, "CQ overrun: \(visible) entries in a \(cqSize)-entry queue")
-            #expect(visible + held == submitted - reaped)
+            #expect(visible <= cqSize - 1, "CQ overrun: \(visible) entries in a \(cqSize)-entry queue, \(seed)")
+            #expect(visible + held == submitted - reaped, "\(seed)")
             if held > 0 {
-                #expect(visible == cqSize - 1)
+                #expect(visible == cqSize - 1, "\(seed)")
                 heldAtSomePoint += 1
             }
             // Nothing moves until the host frees a slot.
             let posted = controller.counters.snapshot()[.completionsPosted]
             controller.runUntilIdle()
-            #expect(controller.counters.snapshot()[.completionsPosted] == posted)
-            #expect(controller.heldCompletions(2) == held)
+            #expect(controller.counters.snapshot()[.completionsPosted] == posted, "\(seed)")
+            #expect(controller.heldCompletions(2) == held, "\(seed)")
             if shadow, held > 0 {
-                #expect(q.cqEventIndex?.loadRelaxed() == UInt32(q.head), "a full CQ must arm its EventIdx at the head")
+                #expect(q.cqEventIndex?.loadRelaxed() == UInt32(q.head),
+                        "a full CQ must arm its EventIdx at the head, \(seed)")
             }
             guard visible > 0 else { continue }
 
             let take = 1 + Int(rng.next() % UInt64(visible))
             let entries = q.reap(max: take)
             idle = 0
-            #expect(entries.count == take)
+            #expect(entries.count == take, "\(seed)")
             for e in entries {
-                #expect(e.status.isSuccess)
-                #expect(e.submissionQueueIdentifier == 2)
-                #expect(seen.insert(e.commandIdentifier).inserted, "completion for cid \(e.commandIdentifier) twice")
+                #expect(e.status.isSuccess, "\(seed)")
+                #expect(e.submissionQueueIdentifier == 2, "\(seed)")
+                #expect(seen.insert(e.commandIdentifier).inserted,
+                        "completion for cid \(e.commandIdentifier) twice, \(seed)")
             }
             reaped += take
             let trapped = q.ringCQ()
-            if held > 0 { #expect(trapped, "the head update of a full CQ with held completions must trap") }
-            if !shadow { #expect(trapped) }
-            if shadow && held == 0 { #expect(!trapped, "CQ EventIdx not armed, yet the host trapped") }
+            if held > 0 { #expect(trapped, "the head update of a full CQ with held completions must trap, \(seed)") }
+            if !shadow { #expect(trapped, "\(seed)") }
+            if shadow && held == 0 { #expect(!trapped, "CQ EventIdx not armed, yet the host trapped, \(seed)") }
             // One step later the controller has used exactly the slots freed.
             controller.step()
             let now = controller.counters.snapshot()[.completionsPosted]
-            #expect(now - posted == UInt64(min(take, held)))
-            #expect(controller.heldCompletions(2) == held - min(take, held))
+            #expect(now - posted == UInt64(min(take, held)), "\(seed)")
+            #expect(controller.heldCompletions(2) == held - min(take, held), "\(seed)")
         }
-        #expect(submitted == total && reaped == total)
-        #expect(seen.count == total - 5)
-        #expect(heldAtSomePoint > 10)
+        #expect(submitted == total && reaped == total, "\(seed)")
+        #expect(seen.count == total - 5, "\(seed)")
+        #expect(heldAtSomePoint > 10, "\(seed)")
         let stats = controller.counters.snapshot()
-        #expect(stats[.completionQueueFullStalls] > 0)
-        #expect(stats[.invalidDoorbellWrites] == 0)
+        #expect(stats[.completionQueueFullStalls] > 0, "\(seed)")
+        #expect(stats[.invalidDoorbellWrites] == 0, "\(seed)")
     }
 
     private func flush(_ cid: inout UInt16) -> SubmissionQueueEntry {

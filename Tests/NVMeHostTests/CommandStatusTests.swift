@@ -4,6 +4,7 @@ import Foundation
 import NVMe
 import NVMeController
 import NVMeHost
+import TestSupport
 import Testing
 
 /// I/O commands end to end: large transfers through chained PRP lists, and every
@@ -25,7 +26,7 @@ import Testing
             let lba = UInt64(8 * 4096 / blockSize)
             try await qp.write(lba: lba, data)
             let back = try await qp.read(lba: lba, blocks: (4 << 20) / blockSize)
-            expectSameBytes(back, data)
+            expectBytes(back, data)
             let h = qp.counters.snapshot()
             #expect(h[.commandsSubmitted] == 2, "one command each way, no split")
             #expect(h[.splitRequests] == 0)
@@ -35,11 +36,11 @@ import Testing
             // Straight from the backend, too.
             var direct = [UInt8](repeating: 0, count: 4 << 20)
             try direct.withUnsafeMutableBytes { try rig.backends[0].read(at: 8 * 4096, into: $0) }
-            expectSameBytes(direct, data)
+            expectBytes(direct, data)
             // A bigger request is split at 4 MiB and still reads back.
             let big = randomBytes(9 << 20, seed: 7)
             try await qp.write(lba: 0, big)
-            expectSameBytes(try await qp.read(lba: 0, blocks: (9 << 20) / blockSize), big)
+            expectBytes(try await qp.read(lba: 0, blocks: (9 << 20) / blockSize), big)
             #expect(qp.counters.snapshot()[.splitRequests] == 2)
         }
     }
@@ -122,12 +123,12 @@ import Testing
                 #expect(error.status == .lbaOutOfRange)
             }
             #expect(backend.allocatedByteCount == allocated)
-            expectSameBytes(try await qp.read(lba: 0, blocks: 64), data)
-            expectSameBytes(try await qp.read(lba: 1024, blocks: 64), data)
+            expectBytes(try await qp.read(lba: 0, blocks: 64), data)
+            expectBytes(try await qp.read(lba: 1024, blocks: 64), data)
             // A good one does deallocate (and reads zeroes).
             try await qp.deallocate(ranges: [(lba: 0, blocks: 64), (lba: 1024, blocks: 64)])
             #expect(backend.allocatedByteCount == 0)
-            expectSameBytes(try await qp.read(lba: 0, blocks: 64), [UInt8](repeating: 0, count: 64 * 512))
+            expectBytes(try await qp.read(lba: 0, blocks: 64), [UInt8](repeating: 0, count: 64 * 512))
             // Without the Deallocate attribute the command is advisory: success, nothing freed.
             try await qp.write(lba: 0, data)
             let buffer = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
@@ -135,7 +136,7 @@ import Testing
             var e = SubmissionQueueEntry(opcode: IOOpcode.datasetManagement.rawValue, namespaceIdentifier: 1)
             e.cdw10 = 0
             #expect(await rawCommand(qp, e, data: .init(buffer: buffer, first: 0, count: 1)).status == .success)
-            expectSameBytes(try await qp.read(lba: 0, blocks: 64), data)
+            expectBytes(try await qp.read(lba: 0, blocks: 64), data)
         }
     }
 
@@ -155,7 +156,7 @@ import Testing
             let before = rig.controller.counters.snapshot()
             try await qp.writeZeroes(lba: 0, blocks: blocks, deallocate: false)
             #expect(rig.controller.counters.snapshot()[.writeZeroes] - before[.writeZeroes] == 3)
-            for p in probes { expectSameBytes(try await qp.read(lba: p, blocks: 1), [UInt8](repeating: 0, count: 512), "lba \(p)") }
+            for p in probes { expectBytes(try await qp.read(lba: p, blocks: 1), [UInt8](repeating: 0, count: 512), "lba \(p)") }
             #expect(backend.allocatedByteCount == 0)
 
             let ranges = (0..<300).map { (lba: UInt64($0 * 16), blocks: UInt64(8)) }
@@ -189,7 +190,7 @@ import Testing
             await expectProtected("write zeroes") { () async throws(NVMeError) in try await qp.writeZeroes(lba: 0, blocks: 8, deallocate: false) }
             await expectProtected("deallocate") { () async throws(NVMeError) in try await qp.deallocate(ranges: [(lba: 0, blocks: 8)]) }
             // Reads and flushes still work.
-            expectSameBytes(try await qp.read(lba: 0, blocks: 1), [UInt8](repeating: 0, count: 512))
+            expectBytes(try await qp.read(lba: 0, blocks: 1), [UInt8](repeating: 0, count: 512))
             try await qp.flush()
         }
     }
@@ -219,8 +220,8 @@ import Testing
             await expectStatus(.unrecoveredReadError, "read over the bad range") { () async throws(NVMeError) in _ = try await qp.read(lba: 8, blocks: 16) }
             await expectStatus(.unrecoveredReadError, "read inside it") { () async throws(NVMeError) in _ = try await qp.read(lba: 20, blocks: 1) }
             #expect(NVMeStatus.unrecoveredReadError.codeType == 2 && NVMeStatus.unrecoveredReadError.code == 0x81)
-            expectSameBytes(try await qp.read(lba: 0, blocks: 16), data[0..<(16 * 512)])
-            expectSameBytes(try await qp.read(lba: 24, blocks: 8), data[(24 * 512)..<(32 * 512)])
+            expectBytes(try await qp.read(lba: 0, blocks: 16), data[0..<(16 * 512)])
+            expectBytes(try await qp.read(lba: 24, blocks: 8), data[(24 * 512)..<(32 * 512)])
 
             // EIO on a write range: Write Fault (SCT 2 SC 80h); the data there is unchanged.
             faults.addRule(.init(operations: .write, range: (64 * 512)..<(72 * 512), errno: EIO))
@@ -228,7 +229,7 @@ import Testing
                 try await qp.write(lba: 64, [UInt8](repeating: 0xEE, count: 8 * 512))
             }
             #expect(NVMeStatus.writeFault.codeType == 2 && NVMeStatus.writeFault.code == 0x80)
-            expectSameBytes(try await qp.read(lba: 64, blocks: 8), data[(64 * 512)..<(72 * 512)])
+            expectBytes(try await qp.read(lba: 64, blocks: 8), data[(64 * 512)..<(72 * 512)])
 
             // ENOSPC: Capacity Exceeded (SCT 0 SC 81h), for writes and Write Zeroes.
             faults.addRule(.init(operations: [.write, .writeZeroes], range: (128 * 512)..<(136 * 512), errno: ENOSPC))
@@ -247,10 +248,10 @@ import Testing
             // Everything else keeps working.
             let other = randomBytes(32 * 512, seed: 6)
             try await qp.write(lba: 160, other)
-            expectSameBytes(try await qp.read(lba: 160, blocks: 32), other)
+            expectBytes(try await qp.read(lba: 160, blocks: 32), other)
             #expect(qp.counters.snapshot()[.errors] == 6)
             faults.removeAllRules()
-            expectSameBytes(try await qp.read(lba: 0, blocks: 160), data[0..<(160 * 512)])
+            expectBytes(try await qp.read(lba: 0, blocks: 160), data[0..<(160 * 512)])
         }
     }
 }

@@ -3,6 +3,7 @@ import DMA
 import NVMe
 import NVMeController
 import NVMeHost
+import TestSupport
 import Testing
 
 /// The headline figure: MMIO doorbell writes per command, with and without the

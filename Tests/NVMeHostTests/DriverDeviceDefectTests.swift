@@ -173,7 +173,7 @@ import Testing
         try await guarded(rig) {
             let data = randomBytes(8192, seed: 3)
             try await rig.qp.write(lba: 0, data)
-            expectSameBytes(try await rig.qp.read(lba: 0, blocks: 16), data)
+            expectBytes(try await rig.qp.read(lba: 0, blocks: 16), data)
             _ = try rig.driver.reset()
             try await rig.qp.flush()
         }

@@ -4,6 +4,7 @@ import Foundation
 import NVMe
 import NVMeController
 import NVMeHost
+import TestSupport
 import Testing
 
 /// A file namespace behind the controller: what NVMe writes and flushes is in the
@@ -27,10 +28,10 @@ import Testing
             let data = randomBytes(1 << 20, seed: 11)
             try await qp.write(lba: 0, data)
             try await qp.flush()
-            expectSameBytes(try #require(file.contents(at: 0, count: 1 << 20)), data, "file after write + flush")
+            expectBytes(try #require(file.contents(at: 0, count: 1 << 20)), data, "file after write + flush")
             let fua = randomBytes(64 << 10, seed: 12)
             try await qp.write(lba: (2 << 20) / 512, fua, fua: true)
-            expectSameBytes(try #require(file.contents(at: 2 << 20, count: 64 << 10)), fua, "file after FUA write")
+            expectBytes(try #require(file.contents(at: 2 << 20, count: 64 << 10)), fua, "file after FUA write")
             #expect(file.isData(at: 0, length: 1 << 20) == true)
             #expect(file.isHole(at: 4 << 20, length: 1 << 20) == true, "never written")
             let blocksWritten = try #require(file.allocatedBlocks)
@@ -38,27 +39,27 @@ import Testing
             // Deallocate [256 KiB, 512 KiB): a hole, zeroes through NVMe and in the file.
             try await qp.deallocate(ranges: [(lba: 512, blocks: 512)])
             #expect(file.isHole(at: 256 << 10, length: 256 << 10) == true)
-            expectSameBytes(try await qp.read(lba: 512, blocks: 512), zeroes[0..<(256 << 10)])
-            expectSameBytes(try #require(file.contents(at: 256 << 10, count: 256 << 10)), zeroes[0..<(256 << 10)])
+            expectBytes(try await qp.read(lba: 512, blocks: 512), zeroes[0..<(256 << 10)])
+            expectBytes(try #require(file.contents(at: 256 << 10, count: 256 << 10)), zeroes[0..<(256 << 10)])
             let blocksAfterDeallocate = try #require(file.allocatedBlocks)
             #expect(blocksAfterDeallocate <= blocksWritten - 512, "st_blocks \(blocksWritten) → \(blocksAfterDeallocate)")
 
             // Write Zeroes with DEAC on [512 KiB, 640 KiB): a hole as well.
             try await qp.writeZeroes(lba: 1024, blocks: 256, deallocate: true)
             #expect(file.isHole(at: 512 << 10, length: 128 << 10) == true)
-            expectSameBytes(try await qp.read(lba: 1024, blocks: 256), zeroes[0..<(128 << 10)])
+            expectBytes(try await qp.read(lba: 1024, blocks: 256), zeroes[0..<(128 << 10)])
             let blocksAfterDEAC = try #require(file.allocatedBlocks)
             #expect(blocksAfterDEAC <= blocksAfterDeallocate - 256)
 
             // Write Zeroes without DEAC on [640 KiB, 768 KiB): zeroes, storage kept.
             try await qp.writeZeroes(lba: 1280, blocks: 256, deallocate: false)
-            expectSameBytes(try await qp.read(lba: 1280, blocks: 256), zeroes[0..<(128 << 10)])
-            expectSameBytes(try #require(file.contents(at: 640 << 10, count: 128 << 10)), zeroes[0..<(128 << 10)])
+            expectBytes(try await qp.read(lba: 1280, blocks: 256), zeroes[0..<(128 << 10)])
+            expectBytes(try #require(file.contents(at: 640 << 10, count: 128 << 10)), zeroes[0..<(128 << 10)])
             #expect(try #require(file.allocatedBlocks) >= blocksAfterDEAC, "Write Zeroes without DEAC freed storage")
 
             // The neighbours are untouched.
-            expectSameBytes(try await qp.read(lba: 0, blocks: 512), data[0..<(256 << 10)])
-            expectSameBytes(try await qp.read(lba: 1536, blocks: 512), data[(768 << 10)...])
+            expectBytes(try await qp.read(lba: 0, blocks: 512), data[0..<(256 << 10)])
+            expectBytes(try await qp.read(lba: 1536, blocks: 512), data[(768 << 10)...])
 
             // Get Allocation Map agrees with the backend, LBA by LBA, and with what we did.
             let blocks = rig.driver.namespaces[0].blockCount

@@ -52,7 +52,7 @@ import Testing
         qp.processCompletions()
         #expect(ok.value)
         for i in 0..<n {
-            expectSameBytes(readBack.bytes(from: i * 4096, count: 4096), pattern(lba: UInt64(i * 8), count: 4096, version: 1), "block \(i)")
+            expectBytes(readBack.bytes(from: i * 4096, count: 4096), pattern(lba: UInt64(i * 8), count: 4096, version: 1), "block \(i)")
         }
         #expect(rig.controller.counters.snapshot()[.resets] == 1)
     }
@@ -97,7 +97,7 @@ import Testing
                 let lba = RequestStream.lba(chain: chain, index: i)
                 var got = [UInt8](repeating: 0, count: 512)
                 got.withUnsafeMutableBytes { try? backend.read(at: lba * 512, into: $0) }
-                expectSameBytes(got, pattern(lba: lba, count: 512, version: 7), "chain \(chain) request \(i)")
+                expectBytes(got, pattern(lba: lba, count: 512, version: 7), "chain \(chain) request \(i)")
             }
         }
     }
@@ -185,12 +185,12 @@ import Testing
         // Every write that succeeded is on the namespace.
         let back = try await qp.read(lba: 0, blocks: n * 8)
         for (i, e) in outcomes where e == nil {
-            expectSameBytes(Array(back[(i * 4096)..<((i + 1) * 4096)]), pattern(lba: UInt64(i * 8), count: 4096, version: version),
+            expectBytes(Array(back[(i * 4096)..<((i + 1) * 4096)]), pattern(lba: UInt64(i * 8), count: 4096, version: version),
                             "write \(i)")
         }
         // And the queue works afterwards.
         try await qp.write(lba: 0, pattern(lba: 0, count: 512, version: 9))
-        expectSameBytes(try await qp.read(lba: 0, blocks: 1), pattern(lba: 0, count: 512, version: 9))
+        expectBytes(try await qp.read(lba: 0, blocks: 1), pattern(lba: 0, count: 512, version: 9))
         #expect(rig.controller.counters.snapshot()[.resets] == 1)
         let requeued = (try? resetResult?.get()) ?? -1
         return GatedResetOutcome(failures: outcomes.values.compactMap { $0 }, resetResult: resetResult,
@@ -209,20 +209,22 @@ import Testing
         let rig = try Rig(c)
         defer { rig.close() }
         let pairs = rig.driver.queuePairs
+        let seed = TestSeed.fixed(shadow ? 100 : 0)
         try await guarded(rig, seconds: 40) {
             let stop = Shared(false)
             try await withThrowingTaskGroup(of: Int.self) { group in
                 for t in 0..<9 {
                     group.addTask {
                         let qp = pairs[t % 3]
-                        var rng = SplitMix64(seed: UInt64(t) + (shadow ? 100 : 0))
+                        var rng = seed.generator(stream: UInt64(t))
                         var n = 0
                         while !stop.value || n < 20 {
                             let lba = UInt64(t * 1024) + rng.next() % 1000
                             let blocks = 1 + Int(rng.next() % 24)
                             let data = randomBytes(blocks * 512, seed: rng.next())
                             try await qp.write(lba: lba, data)
-                            expectSameBytes(try await qp.read(lba: lba, blocks: blocks), data, "task \(t) request \(n)")
+                            expectBytes(try await qp.read(lba: lba, blocks: blocks), data,
+                                        "task \(t) request \(n), \(seed)")
                             n += 1
                         }
                         return n
@@ -280,10 +282,10 @@ import Testing
             #expect(!rig.driver.controllerFatal)
             for t in tasks { try await t.value }
             #expect(completed.value == n)
-            expectSameBytes(try await qp.read(lba: 0, blocks: 8), pattern(lba: 0, count: 4096, version: 1))
+            expectBytes(try await qp.read(lba: 0, blocks: 8), pattern(lba: 0, count: 4096, version: 1))
             let back = try await qp.read(lba: 64, blocks: n * 8)
             for i in 0..<n {
-                expectSameBytes(Array(back[(i * 4096)..<((i + 1) * 4096)]), pattern(lba: UInt64(64 + i * 8), count: 4096, version: 4))
+                expectBytes(Array(back[(i * 4096)..<((i + 1) * 4096)]), pattern(lba: UInt64(64 + i * 8), count: 4096, version: 4))
             }
         }
     }

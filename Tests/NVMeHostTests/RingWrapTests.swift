@@ -64,8 +64,20 @@ final class WrapWorkload: @unchecked Sendable {
 }
 
 @Suite(.timeLimit(.minutes(10))) struct RingWrapTests {
-    /// 2, 3, 4 and one random depth (shown in the test name, so a failure can be replayed).
-    static let depths = [2, 3, 4, Int.random(in: 5...24)]
+    /// 2, 3, 4 and one random depth, drawn from a fresh seed: its cases print that
+    /// seed, so `NVME_NBD_TEST_SEED` replays the depth and the steps.
+    static let depthSeed = TestSeed.fresh(0x7772_6170)
+    static let depths: [Int] = {
+        var rng = depthSeed.generator()
+        return [2, 3, 4, Int.random(in: 5...24, using: &rng)]
+    }()
+
+    /// The seed of a case: fixed for the fixed depths, from the run seed for the random one.
+    static func seed(depth: Int, shadow: Bool) -> TestSeed {
+        let fixed = UInt64(depth) << 1 | (shadow ? 1 : 0)
+        return depth <= 4 ? .fixed(fixed) : .fresh(fixed)
+    }
+
     static let operations = 5_100          // two commands each: > 10 000 commands
 
     @Test(arguments: depths, [true, false])
@@ -78,7 +90,8 @@ final class WrapWorkload: @unchecked Sendable {
         let rig = try Rig(c)
         defer { rig.close() }
         let w = WrapWorkload(qp: rig.qp, memory: rig.memory, chains: depth + 2, operations: Self.operations)
-        var rng = SplitMix64(seed: UInt64(depth) << 1 | (shadow ? 1 : 0))
+        let seed = Self.seed(depth: depth, shadow: shadow)
+        var rng = seed.generator()
         w.start()
         var idle = 0, last = 0
         while w.done < Self.operations && idle < 10_000 {      // stop when nothing moves any more
@@ -90,7 +103,7 @@ final class WrapWorkload: @unchecked Sendable {
             default: rig.qp.processCompletions()
             }
         }
-        check(w, rig, depth: depth)
+        check(w, rig, depth: depth, seed: seed)
     }
 
     @Test(arguments: depths, [true, false])
@@ -102,24 +115,28 @@ final class WrapWorkload: @unchecked Sendable {
         defer { rig.close() }
         let w = WrapWorkload(qp: rig.qp, memory: rig.memory, chains: depth + 2, operations: Self.operations)
         w.start()
-        #expect(await eventually(40) { w.done == Self.operations }, "stalled at \(w.done) of \(Self.operations)")
-        check(w, rig, depth: depth)
+        let seed = Self.seed(depth: depth, shadow: shadow)
+        #expect(await eventually(40) { w.done == Self.operations },
+                "stalled at \(w.done) of \(Self.operations), \(seed)")
+        check(w, rig, depth: depth, seed: seed)
     }
 
-    private func check(_ w: WrapWorkload, _ rig: Rig, depth: Int, sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(w.done == Self.operations, sourceLocation: sourceLocation)
-        #expect(w.failures == 0, sourceLocation: sourceLocation)
-        #expect(w.mismatches == 0, sourceLocation: sourceLocation)
+    private func check(_ w: WrapWorkload, _ rig: Rig, depth: Int, seed: TestSeed,
+                       sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(w.done == Self.operations, "\(seed)", sourceLocation: sourceLocation)
+        #expect(w.failures == 0, "\(seed)", sourceLocation: sourceLocation)
+        #expect(w.mismatches == 0, "\(seed)", sourceLocation: sourceLocation)
         let h = rig.qp.counters.snapshot()
-        #expect(h[.commandsSubmitted] == UInt64(2 * Self.operations), sourceLocation: sourceLocation)
-        #expect(h[.completionsReaped] == h[.commandsSubmitted], sourceLocation: sourceLocation)
-        #expect(h[.waitsForSlot] > 0, sourceLocation: sourceLocation)
+        #expect(h[.commandsSubmitted] == UInt64(2 * Self.operations), "\(seed)", sourceLocation: sourceLocation)
+        #expect(h[.completionsReaped] == h[.commandsSubmitted], "\(seed)", sourceLocation: sourceLocation)
+        #expect(h[.waitsForSlot] > 0, "\(seed)", sourceLocation: sourceLocation)
         // Thousands of wraps for the small depths.
-        #expect(Int(h[.completionsReaped]) / depth >= 400, sourceLocation: sourceLocation)
+        #expect(Int(h[.completionsReaped]) / depth >= 400, "\(seed)", sourceLocation: sourceLocation)
         let d = rig.controller.counters.snapshot()
-        #expect(d[.reads] == UInt64(Self.operations) && d[.writes] == UInt64(Self.operations), sourceLocation: sourceLocation)
-        #expect(d[.commandErrors] == 0, sourceLocation: sourceLocation)
-        #expect(d[.invalidDoorbellWrites] == 0, sourceLocation: sourceLocation)
-        #expect(rig.qp.outstandingCount == 0, sourceLocation: sourceLocation)
+        #expect(d[.reads] == UInt64(Self.operations) && d[.writes] == UInt64(Self.operations), "\(seed)",
+                sourceLocation: sourceLocation)
+        #expect(d[.commandErrors] == 0, "\(seed)", sourceLocation: sourceLocation)
+        #expect(d[.invalidDoorbellWrites] == 0, "\(seed)", sourceLocation: sourceLocation)
+        #expect(rig.qp.outstandingCount == 0, "\(seed)", sourceLocation: sourceLocation)
     }
 }

@@ -27,7 +27,8 @@ import Testing
         let cqShadow = try #require(rig.memory.word(at: shadowPage + 12))  // CQ 1 head: (2*1+1)*4
         let cqEI = try #require(rig.memory.word(at: eiPage + 12))
 
-        var rng = SplitMix64(seed: UInt64(depth) &+ (policy == .qemu ? 1000 : 0))
+        let seed = TestSeed.fixed(UInt64(depth) &+ (policy == .qemu ? 1000 : 0))
+        var rng = seed.generator()
         var parked = false
         var submitted = 0, completed = 0, traps = 0, parkedSubmissions = 0, cqTraps = 0
         let box = Counter()
@@ -39,19 +40,19 @@ import Testing
                 let ei = UInt16(sqEI.loadRelaxed())
                 let before = qp.counters.snapshot()[.sqMMIODoorbellWrites]
                 qp.submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1)) { e in
-                    #expect(e.status.isSuccess)
+                    #expect(e.status.isSuccess, "\(seed)")
                     box.bump()
                 }
                 submitted += 1
                 let new = UInt16(sqShadow.loadRelaxed())
-                #expect(Int(new) == (Int(old) + 1) % depth)
+                #expect(Int(new) == (Int(old) + 1) % depth, "\(seed)")
                 let trapped = qp.counters.snapshot()[.sqMMIODoorbellWrites] - before
                 let expected = EventIndex.needsEvent(eventIndex: ei, new: new, old: old)
-                #expect(trapped == (expected ? 1 : 0), "old \(old) new \(new) ei \(ei)")
+                #expect(trapped == (expected ? 1 : 0), "old \(old) new \(new) ei \(ei), \(seed)")
                 if trapped == 1 { traps += 1 }
                 if parked {
                     // The controller is asleep: this submission must have woken it.
-                    #expect(trapped == 1, "lost wake-up: parked controller, no trap (old \(old) ei \(ei))")
+                    #expect(trapped == 1, "lost wake-up: parked controller, no trap (old \(old) ei \(ei)), \(seed)")
                     parkedSubmissions += 1
                     parked = false
                 }
@@ -62,8 +63,8 @@ import Testing
                 if rig.controller.runUntilIdle() {
                     // Parking is only allowed with every submission consumed.
                     let state = try #require(rig.controller.submissionQueueState(1))
-                    #expect(state.head == Int(sqShadow.loadRelaxed()), "parked with work pending")
-                    #expect(state.head == state.tail)
+                    #expect(state.head == Int(sqShadow.loadRelaxed()), "parked with work pending, \(seed)")
+                    #expect(state.head == state.tail, "\(seed)")
                     parked = true
                 }
             default:
@@ -76,10 +77,10 @@ import Testing
                 let trapped = qp.counters.snapshot()[.cqMMIODoorbellWrites] - before
                 if n > 0 {
                     let expected = EventIndex.needsEvent(eventIndex: ei, new: new, old: old)
-                    #expect(trapped == (expected ? 1 : 0), "CQ old \(old) new \(new) ei \(ei)")
+                    #expect(trapped == (expected ? 1 : 0), "CQ old \(old) new \(new) ei \(ei), \(seed)")
                     cqTraps += Int(trapped)
                 } else {
-                    #expect(trapped == 0)
+                    #expect(trapped == 0, "\(seed)")
                 }
             }
         }
@@ -88,14 +89,14 @@ import Testing
             rig.controller.runUntilIdle()
             completed += qp.processCompletions()
         }
-        #expect(box.value == submitted)
+        #expect(box.value == submitted, "\(seed)")
         // QEMU's policy traps on every submission batch, so at depth 2 (one command
         // at a time) on every submission.
-        #expect(traps > 0 && (traps < submitted || policy == .qemu), "traps \(traps) of \(submitted)")
-        #expect(parkedSubmissions > 0)
+        #expect(traps > 0 && (traps < submitted || policy == .qemu), "traps \(traps) of \(submitted), \(seed)")
+        #expect(parkedSubmissions > 0, "\(seed)")
         let stats = rig.controller.counters.snapshot()
-        #expect(stats[.flushes] == UInt64(submitted))
-        #expect(stats[.mmioSQTailDoorbellWrites] == UInt64(traps))
+        #expect(stats[.flushes] == UInt64(submitted), "\(seed)")
+        #expect(stats[.mmioSQTailDoorbellWrites] == UInt64(traps), "\(seed)")
     }
 
     /// The two policies differ where they should: with the controller awake and

@@ -9,59 +9,6 @@ import NVMeHost
 import Synchronization
 import Testing
 
-// MARK: Byte comparison
-
-/// Compares with memcmp and reports the first differing byte (never diffs megabytes).
-@discardableResult
-func expectSameBytes(_ actual: UnsafeRawBufferPointer, _ expected: UnsafeRawBufferPointer,
-                     _ note: @autoclosure () -> String = "",
-                     sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
-    guard actual.count == expected.count else {
-        Issue.record("got \(actual.count) bytes, expected \(expected.count) \(note())", sourceLocation: sourceLocation)
-        return false
-    }
-    if actual.count == 0 || memcmp(actual.baseAddress!, expected.baseAddress!, actual.count) == 0 { return true }
-    var first = 0
-    while actual[first] == expected[first] { first += 1 }
-    var differing = 0
-    for i in first..<actual.count where actual[i] != expected[i] { differing += 1 }
-    Issue.record("\(differing) of \(actual.count) bytes differ, first at \(first): got \(actual[first]), expected \(expected[first]) \(note())",
-                 sourceLocation: sourceLocation)
-    return false
-}
-
-@discardableResult
-func expectSameBytes(_ actual: [UInt8], _ expected: [UInt8], _ note: @autoclosure () -> String = "",
-                     sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
-    actual.withUnsafeBytes { a in
-        expected.withUnsafeBytes { e in expectSameBytes(a, e, note(), sourceLocation: sourceLocation) }
-    }
-}
-
-@discardableResult
-func expectSameBytes<S: Collection<UInt8>>(_ actual: [UInt8], _ expected: S, _ note: @autoclosure () -> String = "",
-                                           sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
-    expectSameBytes(actual, Array(expected), note(), sourceLocation: sourceLocation)
-}
-
-/// `count` pseudo-random bytes (fast in debug builds: one 8-byte store per step).
-func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var rng = SplitMix64(seed: seed)
-    return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-        let raw = UnsafeMutableRawBufferPointer(buffer)
-        var i = 0
-        while i + 8 <= count {
-            raw.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self)
-            i += 8
-        }
-        while i < count {
-            raw[i] = UInt8(truncatingIfNeeded: rng.next())
-            i += 1
-        }
-        initialized = count
-    }
-}
-
 // MARK: Raw commands and waiting
 
 /// Submits one raw command on a threaded queue pair and waits for its completion entry.
@@ -78,14 +25,6 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) async -> Bool {
         try? await Task.sleep(for: .milliseconds(1))
     }
     return true
-}
-
-/// A value shared with escaping closures and threads.
-final class Shared<Value: Sendable>: Sendable {
-    private let mutex: ConcurrencyHelpers.Locked<Value>
-    init(_ value: Value) { mutex = ConcurrencyHelpers.Locked(value) }
-    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
-    var value: Value { mutex.withLock { $0 } }
 }
 
 /// Runs `body` on a plain thread (not the cooperative pool) and lets async code wait for it.

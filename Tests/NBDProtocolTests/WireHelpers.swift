@@ -21,11 +21,9 @@ func hexString(_ buffer: ByteBuffer) -> String {
     buffer.readableBytesView.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
 }
 
-typealias SeededGenerator = SplitMix64
-
 extension ByteBuffer {
     /// Random bytes of the given length.
-    static func random(count: Int, using generator: inout SeededGenerator) -> ByteBuffer {
+    static func random(count: Int, using generator: inout SplitMix64) -> ByteBuffer {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(count)
         for _ in 0..<count { buffer.writeInteger(UInt8.random(in: .min ... .max, using: &generator)) }
@@ -37,6 +35,7 @@ extension ByteBuffer {
 enum Chunking: Hashable, Sendable, CustomStringConvertible {
     case whole
     case byteByByte
+    /// Random sizes up to `maximum`, from ``TestSeed/fixed(_:)`` of `seed`.
     case random(seed: UInt64, maximum: Int)
 
     func split(_ buffer: ByteBuffer) -> [ByteBuffer] {
@@ -48,7 +47,7 @@ enum Chunking: Hashable, Sendable, CustomStringConvertible {
         case .byteByByte:
             while let byte = buffer.readSlice(length: 1) { chunks.append(byte) }
         case .random(let seed, let maximum):
-            var generator = SeededGenerator(seed: seed)
+            var generator = TestSeed.fixed(seed).generator()
             while buffer.readableBytes > 0 {
                 let size = Int.random(in: 1...min(maximum, buffer.readableBytes), using: &generator)
                 chunks.append(buffer.readSlice(length: size)!)
@@ -61,7 +60,7 @@ enum Chunking: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .whole: "whole"
         case .byteByByte: "byte by byte"
-        case .random(let seed, let maximum): "random(seed: \(seed), max: \(maximum))"
+        case .random(let seed, let maximum): "random(\(TestSeed.fixed(seed)), max: \(maximum))"
         }
     }
 

@@ -65,25 +65,6 @@ struct Harness {
     var file: FileBackend? { backend as? FileBackend }
 }
 
-/// A directory made with mkdtemp(3), removed with its contents when the last
-/// reference goes away.
-final class TemporaryDirectory: Sendable {
-    let path: String
-
-    init(under parent: String) throws {
-        var template = Array((parent.hasSuffix("/") ? parent : parent + "/").utf8CString.dropLast())
-        template += Array("nvme-nbd-backend-test.XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard made != nil else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-}
-
-
 extension BlockBackend {
     /// Reads into a buffer pre-filled with 0xA5, so that "reads as zero" is really checked.
     func bytes(at offset: UInt64, count: Int) throws(BackendError) -> [UInt8] {
@@ -108,20 +89,6 @@ extension BlockBackend {
         }
         try result.get()
     }
-}
-
-func randomBytes(_ count: Int, using rng: inout SplitMix64) -> [UInt8] {
-    var out = [UInt8](repeating: 0, count: count)
-    var i = 0
-    while i < count {
-        var word = rng.next()
-        for _ in 0 ..< min(8, count - i) {
-            out[i] = UInt8(truncatingIfNeeded: word)
-            word >>= 8
-            i += 1
-        }
-    }
-    return out
 }
 
 /// A recognisable pattern: byte i of block b is (b * 31 + i) & 0xff, offset by `seed`.
@@ -150,25 +117,26 @@ func expectBackendError(
 /// Checks the allocation-map contract: extents cover `[offset, offset+length)` exactly,
 /// in order, none empty, adjacent ones of different state.
 func expectExactCover(
-    _ extents: [AllocationExtent], offset: UInt64, length: UInt64,
+    _ extents: [AllocationExtent], offset: UInt64, length: UInt64, _ note: String = "",
     sourceLocation: SourceLocation = #_sourceLocation
 ) {
+    let note = note.isEmpty ? "" : " (\(note))"
     if length == 0 {
-        #expect(extents.isEmpty, sourceLocation: sourceLocation)
+        #expect(extents.isEmpty, "\(extents)\(note)", sourceLocation: sourceLocation)
         return
     }
-    #expect(extents.first?.offset == offset, "\(extents)", sourceLocation: sourceLocation)
+    #expect(extents.first?.offset == offset, "\(extents)\(note)", sourceLocation: sourceLocation)
     var position = offset
     for (i, extent) in extents.enumerated() {
-        #expect(extent.offset == position, "gap or overlap at \(i): \(extents)", sourceLocation: sourceLocation)
-        #expect(extent.length > 0, "empty extent at \(i): \(extents)", sourceLocation: sourceLocation)
+        #expect(extent.offset == position, "gap or overlap at \(i): \(extents)\(note)", sourceLocation: sourceLocation)
+        #expect(extent.length > 0, "empty extent at \(i): \(extents)\(note)", sourceLocation: sourceLocation)
         if i > 0 {
-            #expect(extents[i - 1].isAllocated != extent.isAllocated, "unmerged at \(i): \(extents)",
+            #expect(extents[i - 1].isAllocated != extent.isAllocated, "unmerged at \(i): \(extents)\(note)",
                     sourceLocation: sourceLocation)
         }
         position = extent.offset + extent.length
     }
-    #expect(position == offset + length, "cover ends at \(position): \(extents)", sourceLocation: sourceLocation)
+    #expect(position == offset + length, "cover ends at \(position): \(extents)\(note)", sourceLocation: sourceLocation)
 }
 
 /// Expected extents from a list of (start, end, allocated) with merging applied.
@@ -183,36 +151,4 @@ func fileStat(_ path: String) -> (size: Int64, blocks: Int64)? {
     var st = stat()
     guard stat(path, &st) == 0 else { return nil }
     return (Int64(st.st_size), Int64(st.st_blocks))
-}
-
-
-/// A mutex-guarded value shared with escaping closures (threads).
-final class Locked<Value: Sendable>: Sendable {
-    private let mutex: ConcurrencyHelpers.Locked<Value>
-    init(_ value: Value) { mutex = ConcurrencyHelpers.Locked(value) }
-    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
-    var value: Value { mutex.withLock { $0 } }
-}
-
-/// Byte-for-byte comparison that reports the first difference. (`#expect(a == b)` on
-/// large arrays makes Swift Testing diff them, which takes minutes for megabytes.)
-func expectBytes(
-    _ actual: [UInt8], _ expected: [UInt8], _ comment: Comment? = nil,
-    sourceLocation: SourceLocation = #_sourceLocation
-) {
-    guard actual != expected else { return }
-    let note = comment.map { " (\($0.rawValue))" } ?? ""
-    guard actual.count == expected.count else {
-        Issue.record("got \(actual.count) bytes, expected \(expected.count)\(note)", sourceLocation: sourceLocation)
-        return
-    }
-    var differing = 0
-    var firstIndex = -1
-    for i in actual.indices where actual[i] != expected[i] {
-        differing += 1
-        if firstIndex < 0 { firstIndex = i }
-    }
-    Issue.record(
-        "\(differing) of \(actual.count) bytes differ, first at index \(firstIndex): got \(actual[firstIndex]), expected \(expected[firstIndex])\(note)",
-        sourceLocation: sourceLocation)
 }
