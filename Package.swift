@@ -7,9 +7,11 @@ let strict: [SwiftSetting] = [
 /// Targets that hold no unsafe code: the compiler checks it (SE-0458).
 let memorySafe: [SwiftSetting] = strict + [.strictMemorySafety()]
 
+// Linux only: the server and its storage engines use io_uring, eventfd,
+// BLKGETSIZE64/BLKDISCARD and Linux's sendmsg/epoll through SwiftNIO; no other
+// platform builds (hence no `platforms:` claim).
 let package = Package(
     name: "nvme-nbd",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "nvme-nbd", targets: ["nvme-nbd"]),
         .library(name: "NVMe", targets: ["NVMe"]),

@@ -63,8 +63,7 @@ public final class IOURingEngine: StorageEngine {
     ///   registration.
     public init(backend: FileBackend, capacity: Int, wake: WakeSignal) throws(Errno) {
         let entries = max(8, min(4096, capacity.nextPowerOfTwo))
-        let flags: UInt32 = getenv("NVME_NBD_URING_COOP") != nil ? clinux_IORING_SETUP_COOP_TASKRUN : 0
-        ring = try IOURing(entries: entries, completionEntries: 2 * entries, flags: flags)
+        ring = try IOURing(entries: entries, completionEntries: 2 * entries)
         try ring.register(wake)
         self.backend = backend
         helpers = ThreadPoolEngine(backend: backend, workers: Self.helperWorkers, wake: wake)

@@ -132,7 +132,6 @@ extern const uint8_t clinux_IORING_OP_FALLOCATE;
 extern const uint8_t clinux_IORING_OP_ASYNC_CANCEL;
 extern const uint8_t clinux_IORING_OP_NOP;
 /** Setup flags (io_uring_setup(2)). */
-extern const uint32_t clinux_IORING_SETUP_COOP_TASKRUN;
 extern const uint32_t clinux_IORING_SETUP_SINGLE_ISSUER;
 /** IORING_FSYNC_DATASYNC */
 extern const uint32_t clinux_IORING_FSYNC_DATASYNC;
