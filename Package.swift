@@ -132,7 +132,7 @@ let package = Package(
                                    .product(name: "NIOTestUtils", package: "swift-nio")],
                     swiftSettings: strict),
         .testTarget(name: "NBDServerTests",
-                    dependencies: ["NBDServer", "NBDProtocol", "CNBD", "NVMeController", "NVMeHost", "BlockBackends", "DMA", "ConcurrencyHelpers", "TestSupport",
+                    dependencies: ["NBDServer", "NBDProtocol", "CNBD", "ServiceLife", "NVMeController", "NVMeHost", "BlockBackends", "DMA", "ConcurrencyHelpers", "TestSupport",
                                    .product(name: "NIOCore", package: "swift-nio"),
                                    .product(name: "NIOPosix", package: "swift-nio"),
                                    .product(name: "Logging", package: "swift-log")],
