@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stddef.h>
@@ -145,4 +146,32 @@ int cservice_wait_child(int32_t pid, int32_t *code, int32_t *signal_number) {
 int cservice_signal_child(int32_t pid, int signal_number) {
     if (pid <= 0) return -EINVAL;
     return kill((pid_t)pid, signal_number) == 0 ? 0 : -errno;
+}
+
+static int make_set(const int *signals, int count, sigset_t *set) {
+    if (signals == NULL || count < 0) return -EINVAL;
+    sigemptyset(set);
+    for (int i = 0; i < count; i++) {
+        if (sigaddset(set, signals[i]) != 0) return -errno;
+    }
+    return 0;
+}
+
+int cservice_block_signals(const int *signals, int count) {
+    sigset_t set;
+    int r = make_set(signals, count, &set);
+    if (r < 0) return r;
+    r = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    return r == 0 ? 0 : -r;
+}
+
+int cservice_wait_signal(const int *signals, int count) {
+    sigset_t set;
+    int r = make_set(signals, count, &set);
+    if (r < 0) return r;
+    int sig = 0;
+    do {
+        r = sigwait(&set, &sig);
+    } while (r == EINTR);
+    return r == 0 ? sig : -r;
 }

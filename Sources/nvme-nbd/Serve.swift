@@ -158,13 +158,27 @@ struct Serve: ParsableCommand {
             print("nvme-nbd \(NVMeNBDVersion.string)")
             return
         }
+        // First, while this is the only thread: every thread started later (event
+        // loops, controllers, dispatch) inherits the mask, and the signal thread
+        // below takes these signals with sigwait. One sent during start-up waits.
+        let handledSignals = [SIGINT, SIGTERM, SIGUSR1]
+        do {
+            try SignalWaiter.block(handledSignals)
+        } catch {
+            FileHandle.standardError.write(Data("nvme-nbd: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        signal(SIGPIPE, SIG_IGN)
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = logLevel.level
             return h
         }
-        var logger = Logger(label: "nvme-nbd")
-        logger.logLevel = logLevel.level
+        let logger = {
+            var l = Logger(label: "nvme-nbd")
+            l.logLevel = logLevel.level
+            return l
+        }()
 
         func failure(_ message: String) -> ExitCode {
             FileHandle.standardError.write(Data("nvme-nbd: \(message)\n".utf8))
@@ -239,7 +253,7 @@ struct Serve: ParsableCommand {
         FileHandle.standardError.write(Data("nvme-nbd: listening on \(server.boundAddresses.joined(separator: ", ")) (\(server.exports.count) export\(server.exports.count == 1 ? "" : "s"), shadow doorbells \(config.exportOptions.shadowDoorbells ? "on" : "off"))\n".utf8))
 
         let statsPath = statsJSON
-        func writeStats() {
+        let writeStats: @Sendable () -> Void = {
             guard let statsPath else { return }
             do {
                 try server.writeStatistics(to: statsPath)
@@ -248,23 +262,23 @@ struct Serve: ParsableCommand {
             }
         }
         let life = ServerLife()
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { life.signalled(sig) }
-            s.resume()
-            sources.append(s)
+        Thread.detachNewThread {
+            while true {
+                let sig: Int32
+                do {
+                    sig = try SignalWaiter.wait(handledSignals)
+                } catch {
+                    logger.error("\(error)")
+                    return
+                }
+                if sig == SIGUSR1 {
+                    writeStats()
+                    logger.info("statistics written")
+                } else {
+                    life.signalled(sig)
+                }
+            }
         }
-        signal(SIGUSR1, SIG_IGN)
-        let usr1 = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: .global())
-        usr1.setEventHandler {
-            writeStats()
-            logger.info("statistics written")
-        }
-        usr1.resume()
-        sources.append(usr1)
-        signal(SIGPIPE, SIG_IGN)
 
         // Every listener is ready: pid file, then the service manager, then the captive command.
         var exitStatus: Int32 = 0
@@ -291,12 +305,11 @@ struct Serve: ParsableCommand {
             do {
                 if let command = try life.start(command: runCommand, variables: variables) {
                     logger.info("--run: started process \(command.pid)")
-                    let commandLogger = logger
                     Thread.detachNewThread {
                         do {
                             life.commandEnded(try command.wait())
                         } catch {
-                            commandLogger.error("\(error)")
+                            logger.error("\(error)")
                             life.commandEnded(CaptiveExit(status: 1, signal: nil))
                         }
                     }
@@ -321,14 +334,14 @@ struct Serve: ParsableCommand {
         }
         pid?.remove()
         removePrivateDirectory()
-        _ = sources
         if let startupError { throw failure(startupError) }
         if exitStatus != 0 { throw ExitCode(exitStatus) }
     }
 }
 
 /// What ends `serve`: SIGINT/SIGTERM, or with `--run` the command's exit (the
-/// signals are then passed on to the command, which decides).
+/// signals are then passed on to the command, which decides: nbdkit-captive(1)
+/// stops when the command exits).
 final class ServerLife: Sendable {
     private struct State {
         var command: CaptiveCommand?

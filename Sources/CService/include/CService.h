@@ -69,6 +69,18 @@ int cservice_spawn_shell(const char *command, char *const envp[], int32_t *pid);
  */
 int cservice_wait_child(int32_t pid, int32_t *code, int32_t *signal_number);
 
+/**
+ * Blocks `count` signals in the calling thread (pthread_sigmask(3)); threads it
+ * creates afterwards inherit the mask. Called before any other thread exists, a
+ * signal is then never delivered to a handler: it stays pending until
+ * cservice_wait_signal takes it, so none is lost in a window where no handler
+ * is installed yet. 0 or -errno.
+ */
+int cservice_block_signals(const int *signals, int count);
+
+/** sigwait(3) for one of `count` (blocked) signals: its number, or -errno. */
+int cservice_wait_signal(const int *signals, int count);
+
 /** kill(2): 0 or -errno. */
 int cservice_signal_child(int32_t pid, int signal_number);
 
