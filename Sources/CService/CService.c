@@ -114,9 +114,24 @@ int cservice_spawn_shell(const char *command, char *const envp[], int32_t *pid) 
         posix_spawnattr_destroy(&attr);
         return -r;
     }
+    /* Only standard input, output and error go to the command: not the server's
+     * listening sockets, epoll instances or image files (glibc 2.34+). */
+    posix_spawn_file_actions_t actions;
+    r = posix_spawn_file_actions_init(&actions);
+    if (r != 0) {
+        posix_spawnattr_destroy(&attr);
+        return -r;
+    }
+    r = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (r != 0) {
+        posix_spawn_file_actions_destroy(&actions);
+        posix_spawnattr_destroy(&attr);
+        return -r;
+    }
     char *const argv[] = {"sh", "-c", (char *)command, NULL};
     pid_t child = 0;
-    r = posix_spawn(&child, "/bin/sh", NULL, &attr, argv, envp != NULL ? envp : environ);
+    r = posix_spawn(&child, "/bin/sh", &actions, &attr, argv, envp != NULL ? envp : environ);
+    posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     if (r != 0) return -r;
     *pid = (int32_t)child;

@@ -447,7 +447,8 @@ def captive(*args, timeout=WAIT):
 
 SHOW = 'echo "uri=$uri"; echo "nbd=$nbd"; echo "unixsocket=$unixsocket"; echo "port=$port"; ' \
        'echo "exportname=$exportname"; echo "size=$(nbdinfo --size "$uri")"; ' \
-       '/usr/bin/python3 -c "import os; print(\'env-uri=\' + os.environ[\'uri\'])"'
+       '/usr/bin/python3 -c "import os; print(\'env-uri=\' + os.environ[\'uri\']); ' \
+       'print(\'fds=\' + \' \'.join(sorted(os.listdir(\'/proc/%d/fd\' % os.getppid()))))"'
 
 
 def variables(out):
@@ -462,6 +463,7 @@ def _():
     assert v["uri"] == f"nbd+unix:///?socket={v['unixsocket']}" and v["nbd"] == v["uri"], v
     assert v["port"] == "" and v["exportname"] == "" and v["size"] == str(SIZE), v
     assert v["env-uri"] == v["uri"], "uri is not in the command's environment"
+    assert v["fds"] == "0 1 2", f"the command inherited the server's descriptors: {v['fds']}"
     assert not os.path.exists(os.path.dirname(v["unixsocket"])), "private socket directory left behind"
 
 

@@ -58,7 +58,7 @@ int cservice_listening_socket(int fd);
  * Starts `/bin/sh -c command` with environment `envp` (NULL-terminated
  * "NAME=value" strings), every signal at its default disposition and an empty
  * signal mask (a server that ignores SIGINT/SIGTERM/SIGPIPE must not pass that
- * on). The child's pid goes to *pid. 0 or -errno.
+ * on), and no descriptor but 0, 1 and 2. The child's pid goes to *pid. 0 or -errno.
  */
 int cservice_spawn_shell(const char *command, char *const envp[], int32_t *pid);
 
