@@ -244,12 +244,12 @@ public final class NBDServer: Sendable {
     /// ever held at once.
     public var memoryBudgetUsage: (held: Int, peak: Int) { context.memoryBudget.usage }
 
-    /// Writes ``statistics()`` as JSON to `path` (atomically).
+    /// Writes ``statistics()`` as JSON to `path` (atomically: ``replaceFileAtomically(_:with:)``).
     public func writeStatistics(to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(StatisticsFile(exports: statistics()))
-        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        try replaceFileAtomically(path, with: Array(data))
     }
 
     public var connectionCount: Int { context.registry.count }

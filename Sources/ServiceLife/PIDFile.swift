@@ -20,23 +20,10 @@ public struct PIDFile: Sendable {
     /// same directory, then rename(2)), so a reader never sees a partial file.
     public init(writingTo path: String) throws(PIDFileError) {
         self.path = path
-        let temporary = path + ".\(getpid()).tmp"
-        let text = "\(getpid())\n"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw PIDFileError(path: path, error: SystemErrno(errno)) }
-        let written = text.utf8CString.withUnsafeBufferPointer { b in
-            write(fd, b.baseAddress, b.count - 1)
-        }
-        let writeErrno = errno
-        close(fd)
-        guard written == text.utf8.count else {
-            unlink(temporary)
-            throw PIDFileError(path: path, error: SystemErrno(written < 0 ? writeErrno : EIO))
-        }
-        guard rename(temporary, path) == 0 else {
-            let e = errno
-            unlink(temporary)
-            throw PIDFileError(path: path, error: SystemErrno(e))
+        do {
+            try replaceFileAtomically(path, with: Array("\(getpid())\n".utf8))
+        } catch {
+            throw PIDFileError(path: path, error: error.error)
         }
     }
 

@@ -60,7 +60,7 @@ struct ListenerTests {
         second.shutdown(graceSeconds: 1)
 
         let file = dir.path + "/file"
-        #expect(FileManager.default.createFile(atPath: file, contents: Data("keep".utf8)))
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: file))  // not .atomic: Foundation leaves a TemporaryDirectory.* behind
         #expect(throws: ListenerError.notASocket(path: file)) {
             _ = try NBDServer(configuration: Self.configuration(unix: file), logger: Self.logger)
         }

@@ -59,7 +59,7 @@ struct StorageExportTests {
         let seed = TestSeed.fixed(UInt64(bytes + blockSize))
         var rng = seed.generator()
         let original = randomBytes(bytes, using: &rng)
-        #expect(FileManager.default.createFile(atPath: path, contents: Data(original)))
+        try Data(original).write(to: URL(fileURLWithPath: path))  // not .atomic: Foundation leaves a TemporaryDirectory.* behind
         let spec = ExportSpec(name: "odd", backing: .file(path: path), size: nil, blockSize: blockSize)
         try withServer(exports: [spec]) { f in
             let c = try f.client(.unix, export: "odd", structured: true)
@@ -119,7 +119,7 @@ struct StorageExportTests {
         let dir = try makeTemporaryDirectory(under: "/tmp", prefix: "nbdsrv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let backing = dir + "/backing.img"
-        #expect(FileManager.default.createFile(atPath: backing, contents: nil))
+        try Data().write(to: URL(fileURLWithPath: backing))  // not .atomic: Foundation leaves a TemporaryDirectory.* behind
         #expect(truncate(backing, 8 << 20) == 0)
         let loop: LoopDevice
         switch LoopDevice.attach(backing, sectorSize: sectorSize) {
