@@ -129,16 +129,11 @@ import Testing
 
     @Test("a Read after a slow Flush completes while the Flush is still pending")
     func readOvertakesFlush() async throws {
-        let (rig, fault) = try Self.faultRig(workers: 4)
-        defer { rig.close() }
-        let gate = FaultInjectingBackend.Gate()
-        fault.addRule(.init(holding: .flush, until: gate))
-        try await guarded(rig) {
-            let qp = rig.qp
+        try await Self.withHeldBackend(workers: 4, { gate in .init(holding: .flush, until: gate) }) { rig, qp, gate in
             try await qp.write(lba: 0, randomBytes(4096, seed: 1))
             let flushed = Shared<Result<Void, NVMeError>?>(nil)
             qp.flush { r in flushed.withLock { $0 = r } }
-            #expect(gate.waitUntilHolding(1, milliseconds: Int(WaitScale.seconds(20) * 1000)), "flush never reached the backend")
+            #expect(gate.waitUntilHolding(1), "flush never reached the backend")
             expectBytes(try await qp.read(lba: 0, blocks: 8), randomBytes(4096, seed: 1))
             #expect(flushed.value == nil, "the Flush completed before its backend work ended")
             gate.open()
@@ -149,19 +144,14 @@ import Testing
 
     @Test("a fast Write overtakes a slow Read on the same queue")
     func writeOvertakesRead() async throws {
-        let (rig, fault) = try Self.faultRig(workers: 4)
-        defer { rig.close() }
-        let gate = FaultInjectingBackend.Gate()
-        fault.addRule(.init(holding: .read, range: 0..<4096, until: gate))
-        try await guarded(rig) {
-            let qp = rig.qp
+        try await Self.withHeldBackend(workers: 4, { gate in .init(holding: .read, range: 0..<4096, until: gate) }) { rig, qp, gate in
             try await qp.write(lba: 0, randomBytes(4096, seed: 2))
             let read = Shared<[UInt8]?>(nil)
             let buffer = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
             qp.read(lba: 0, blocks: 8, into: buffer) { r in
                 if case .success = r { read.withLock { $0 = buffer.bytes() } }
             }
-            #expect(gate.waitUntilHolding(1, milliseconds: Int(WaitScale.seconds(20) * 1000)))
+            #expect(gate.waitUntilHolding(1))
             try await qp.write(lba: 64, randomBytes(8192, seed: 3))
             #expect(read.value == nil, "the held Read completed before the Write")
             gate.open()
@@ -183,13 +173,13 @@ import Testing
             try await qp.write(lba: 0, randomBytes(4096, seed: 20))
             let done = Shared(0)
             qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }   // F1: reaches the storage
-            #expect(gate.waitUntilHolding(1, milliseconds: Int(WaitScale.seconds(20) * 1000)))
+            #expect(gate.waitUntilHolding(1))
             qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }   // F2: covered by F1
             try await Task.sleep(for: .milliseconds(100))
             #expect(fault.faultCount(for: held) == 1, "F2 started a backend flush of its own")
             try await qp.write(lba: 8, randomBytes(4096, seed: 21))              // a write completes
             qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }   // F3: needs its own
-            #expect(gate.waitUntilHolding(2, milliseconds: Int(WaitScale.seconds(20) * 1000)), "F3 did not reach the storage")
+            #expect(gate.waitUntilHolding(2), "F3 did not reach the storage")
             #expect(done.value == 0, "a Flush completed before the backend flush it waits for")
             gate.open()
             #expect(await eventually { done.value == 3 })
@@ -202,16 +192,11 @@ import Testing
 
     @Test("a failed Flush fails the Flushes waiting on it, and the next one goes to the storage again")
     func flushCoalescingFailure() async throws {
-        let (rig, fault) = try Self.faultRig(workers: 4)
-        defer { rig.close() }
-        let gate = FaultInjectingBackend.Gate()
-        fault.addRule(.init(holding: .flush, until: gate, limit: 1, thenFailWith: EIO))
-        try await guarded(rig) {
-            let qp = rig.qp
+        try await Self.withHeldBackend(workers: 4, { gate in .init(holding: .flush, until: gate, limit: 1, thenFailWith: EIO) }) { rig, qp, gate in
             try await qp.write(lba: 0, randomBytes(4096, seed: 22))
             let failures = Shared(0)
             qp.flush { r in if case .failure = r { failures.withLock { $0 += 1 } } }   // held, then fails
-            #expect(gate.waitUntilHolding(1, milliseconds: Int(WaitScale.seconds(20) * 1000)))
+            #expect(gate.waitUntilHolding(1))
             qp.flush { r in if case .failure = r { failures.withLock { $0 += 1 } } }   // waits on it
             try await Task.sleep(for: .milliseconds(50))
             gate.open()
@@ -226,12 +211,7 @@ import Testing
 
     @Test("at the in-flight bound the controller stops fetching; every command still completes")
     func inFlightBound() async throws {
-        let (rig, fault) = try Self.faultRig(workers: 8, maximumInFlight: 4)
-        defer { rig.close() }
-        let gate = FaultInjectingBackend.Gate()
-        fault.addRule(.init(holding: .read, until: gate))
-        try await guarded(rig) {
-            let qp = rig.qp
+        try await Self.withHeldBackend(workers: 8, maximumInFlight: 4, { gate in .init(holding: .read, until: gate) }) { rig, qp, gate in
             let data = randomBytes(64 * 4096, seed: 5)
             try await qp.write(lba: 0, data)
             let done = Shared(0)
@@ -245,7 +225,7 @@ import Testing
                     done.withLock { $0 += 1 }
                 }
             }
-            #expect(gate.waitUntilHolding(4, milliseconds: Int(WaitScale.seconds(20) * 1000)))
+            #expect(gate.waitUntilHolding(4))
             try await Task.sleep(for: .milliseconds(100))
             #expect(gate.waiting == 4, "more than the bound reached the backend")
             #expect(done.value == 0)
@@ -264,12 +244,7 @@ import Testing
 
     @Test("a reset with backend work in flight waits for it, drops its completions, and the driver retries")
     func resetDrains() async throws {
-        let (rig, fault) = try Self.faultRig(workers: 2)
-        defer { rig.close() }
-        let gate = FaultInjectingBackend.Gate()
-        fault.addRule(.init(holding: .read, until: gate, limit: 2))
-        try await guarded(rig) {
-            let qp = rig.qp
+        try await Self.withHeldBackend(workers: 2, { gate in .init(holding: .read, until: gate, limit: 2) }) { rig, qp, gate in
             let data = randomBytes(8 * 4096, seed: 6)
             try await qp.write(lba: 0, data)
             let done = Shared(0)
@@ -282,7 +257,7 @@ import Testing
                     done.withLock { $0 += 1 }
                 }
             }
-            #expect(gate.waitUntilHolding(2, milliseconds: Int(WaitScale.seconds(20) * 1000)))
+            #expect(gate.waitUntilHolding(2))
             let driver = rig.driver
             let reset = BackgroundThread { () -> String? in
                 do { _ = try driver.reset(); return nil } catch { return "\(error)" }
@@ -379,6 +354,21 @@ import Testing
 
     // MARK: Helpers
 
+    /// The frame of the tests that hold backend work at a gate: a ``faultRig(workers:maximumInFlight:)``
+    /// with the rule `holding` builds from the gate, `body` run (with the rig, its
+    /// queue pair and the gate) under ``guarded(_:seconds:sourceLocation:_:)``, then the rig closed.
+    static func withHeldBackend(workers: Int, maximumInFlight: Int = Namespace.defaultMaximumInFlight,
+                                _ holding: (FaultInjectingBackend.Gate) -> FaultInjectingBackend.Rule,
+                                sourceLocation: SourceLocation = #_sourceLocation,
+                                _ body: @escaping @Sendable (Rig, QueuePair, FaultInjectingBackend.Gate) async throws -> Void)
+        async throws {
+        let (rig, fault) = try faultRig(workers: workers, maximumInFlight: maximumInFlight)
+        defer { rig.close() }
+        let gate = FaultInjectingBackend.Gate()
+        fault.addRule(holding(gate))
+        try await guarded(rig, sourceLocation: sourceLocation) { try await body(rig, rig.qp, gate) }
+    }
+
     /// A memory namespace behind a fault-injecting wrapper, run on worker threads.
     static func faultRig(workers: Int, maximumInFlight: Int = Namespace.defaultMaximumInFlight) throws
         -> (Rig, FaultInjectingBackend) {
@@ -395,5 +385,13 @@ import Testing
         }
         let rig = try Rig(config)
         return (rig, holder.value!)
+    }
+}
+
+extension FaultInjectingBackend.Gate {
+    /// Waits until `count` operations are held here, for the 20 s (scaled by
+    /// ``WaitScale``) every test of this suite allows a held operation to arrive.
+    func waitUntilHolding(_ count: Int) -> Bool {
+        waitUntilHolding(count, milliseconds: Int(WaitScale.seconds(20) * 1000))
     }
 }

@@ -20,13 +20,9 @@ import Testing
         // was; 3: it was created again and the commit went in.
         let stage = Shared(0)
         let rigBox = Shared<Rig?>(nil)
-        var c = Rig.Config()
-        c.stepped = true
-        c.depth = 8
-        c.interrupts = .polled
         // With MMIO doorbells the stale tail reaches the new queue at once; with
         // shadow doorbells the bring-up's Doorbell Buffer Config overwrites it.
-        c.shadow = shadow
+        var c = Rig.Config.stepped(depth: 8, shadow: shadow)
         // In the middle of the reset's bring-up — the I/O SQ created again, the
         // queue pair not yet live — a commit arrives, as an event loop's would.
         c.afterStep = {
@@ -110,9 +106,7 @@ import Testing
 
     @Test("a command that cannot be placed when a queue comes back fails at once, not at the next interrupt")
     func placementFailureDeliveredPromptly() throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.interrupts = .polled
+        var c = Rig.Config.stepped()
         c.memoryBytes = 48 << 20
         let rig = try Rig(c)
         defer { rig.close() }
@@ -306,11 +300,8 @@ import Testing
 
     @Test("masking a vector is a counted trap; a message raised while masked is sent on unmask")
     func msixMaskIsATrap() throws {
-        var c = Rig.Config()
-        c.stepped = true
         let messages = Shared(0)
-        c.interrupts = .custom { _ in messages.withLock { $0 += 1 } }
-        let rig = try Rig(c)
+        let rig = try Rig(.stepped(interrupts: .custom { _ in messages.withLock { $0 += 1 } }))
         defer { rig.close() }
         let qp = rig.qp
         let device = rig.controller
