@@ -214,17 +214,7 @@ import Testing
         try await Self.withHeldBackend(workers: 8, maximumInFlight: 4, { gate in .init(holding: .read, until: gate) }) { rig, qp, gate in
             let data = randomBytes(64 * 4096, seed: 5)
             try await qp.write(lba: 0, data)
-            let done = Shared(0)
-            let failures = Shared(0)
-            var buffers: [DMABuffer] = []
-            for i in 0..<64 {
-                let b = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
-                buffers.append(b)
-                qp.read(lba: UInt64(i * 8), blocks: 8, into: b) { r in
-                    if case .failure = r { failures.withLock { $0 += 1 } }
-                    done.withLock { $0 += 1 }
-                }
-            }
+            let (buffers, done, failures) = try Self.startPageReads(qp, rig.memory, pages: 64)
             #expect(gate.waitUntilHolding(4))
             try await Task.sleep(for: .milliseconds(100))
             #expect(gate.waiting == 4, "more than the bound reached the backend")
@@ -233,9 +223,7 @@ import Testing
             gate.open()
             #expect(await eventually { done.value == 64 })
             #expect(failures.value == 0)
-            for (i, b) in buffers.enumerated() {
-                expectBytes(b.bytes(), data[(i * 4096)..<((i + 1) * 4096)], "read \(i)")
-            }
+            expectPages(buffers, data, "read")
             #expect(rig.controller.counters.snapshot()[.storageInFlightPeak] == 4)
         }
     }
@@ -247,16 +235,7 @@ import Testing
         try await Self.withHeldBackend(workers: 2, { gate in .init(holding: .read, until: gate, limit: 2) }) { rig, qp, gate in
             let data = randomBytes(8 * 4096, seed: 6)
             try await qp.write(lba: 0, data)
-            let done = Shared(0)
-            var buffers: [DMABuffer] = []
-            for i in 0..<8 {
-                let b = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
-                buffers.append(b)
-                qp.read(lba: UInt64(i * 8), blocks: 8, into: b) { r in
-                    if case .failure(let e) = r { Issue.record("read \(i) failed: \(e)") }
-                    done.withLock { $0 += 1 }
-                }
-            }
+            let (buffers, done, failures) = try Self.startPageReads(qp, rig.memory, pages: 8)
             #expect(gate.waitUntilHolding(2))
             let driver = rig.driver
             let reset = BackgroundThread { () -> String? in
@@ -269,9 +248,8 @@ import Testing
             let outcome = await reset.value(timeoutSeconds: 30)
             #expect(outcome == .some(nil), "reset: \(String(describing: outcome))")
             #expect(await eventually { done.value == 8 })
-            for (i, b) in buffers.enumerated() {
-                expectBytes(b.bytes(), data[(i * 4096)..<((i + 1) * 4096)], "read \(i) after the reset")
-            }
+            #expect(failures.value == 0, "reads failed across the reset")
+            expectPages(buffers, data, "read after the reset")
             #expect(rig.controller.counters.snapshot()[.resets] == 1)
         }
     }
@@ -353,6 +331,33 @@ import Testing
     }
 
     // MARK: Helpers
+
+    /// Starts one Read of 4 KiB (8 blocks) into a buffer of its own for each of the
+    /// first `pages` pages, without waiting: the buffers, in page order, and counts
+    /// of the reads completed and of those that failed.
+    static func startPageReads(_ qp: QueuePair, _ memory: HostMemory, pages: Int) throws
+        -> (buffers: [DMABuffer], done: Shared<Int>, failures: Shared<Int>) {
+        let done = Shared(0)
+        let failures = Shared(0)
+        var buffers: [DMABuffer] = []
+        for i in 0..<pages {
+            let b = try #require(DMABuffer(memory: memory, byteCount: 4096))
+            buffers.append(b)
+            qp.read(lba: UInt64(i * 8), blocks: 8, into: b) { r in
+                if case .failure = r { failures.withLock { $0 += 1 } }
+                done.withLock { $0 += 1 }
+            }
+        }
+        return (buffers, done, failures)
+    }
+
+    /// Checks that each buffer of ``startPageReads(_:_:pages:)`` holds its page of `data`.
+    func expectPages(_ buffers: [DMABuffer], _ data: [UInt8], _ what: String,
+                     sourceLocation: SourceLocation = #_sourceLocation) {
+        for (i, b) in buffers.enumerated() {
+            expectBytes(b.bytes(), data[(i * 4096)..<((i + 1) * 4096)], "\(what) \(i)", sourceLocation: sourceLocation)
+        }
+    }
 
     /// The frame of the tests that hold backend work at a gate: a ``faultRig(workers:maximumInFlight:)``
     /// with the rule `holding` builds from the gate, `body` run (with the rig, its

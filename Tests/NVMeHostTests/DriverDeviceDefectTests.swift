@@ -260,18 +260,14 @@ import Testing
         let cc = device.read32(bar0: RegisterOffset.cc)
         let shn: UInt32 = 1 << 14
         func shst() -> UInt8 { ControllerStatus(raw: device.read32(bar0: RegisterOffset.csts)).shutdownStatus }
-        device.write32(bar0: RegisterOffset.cc, cc | shn)
-        device.step()
+        device.writeCCAndStep(cc | shn)
         #expect(shst() == 0b10)
         #expect(device.counters.snapshot()[.shutdowns] == 1)
-        device.write32(bar0: RegisterOffset.cc, cc | shn)  // the same CC again
-        device.step()
+        device.writeCCAndStep(cc | shn)  // the same CC again
         #expect(device.counters.snapshot()[.shutdowns] == 1, "a repeated SHN ran the shutdown again")
-        device.write32(bar0: RegisterOffset.cc, cc)
-        device.step()
+        device.writeCCAndStep(cc)
         #expect(shst() == 0b00, "SHST kept after SHN was cleared")
-        device.write32(bar0: RegisterOffset.cc, cc | shn)
-        device.step()
+        device.writeCCAndStep(cc | shn)
         #expect(device.counters.snapshot()[.shutdowns] == 2)
     }
 
@@ -283,11 +279,9 @@ import Testing
         defer { rig.close() }
         let device = rig.controller
         let cc = device.read32(bar0: RegisterOffset.cc)
-        device.write32(bar0: RegisterOffset.cc, 0)
-        device.step()
+        device.writeCCAndStep(0)
         device.write32(bar0: RegisterOffset.aqa, 0)  // one-entry admin queues: invalid
-        device.write32(bar0: RegisterOffset.cc, cc)
-        device.step()
+        device.writeCCAndStep(cc)
         let csts = ControllerStatus(raw: device.read32(bar0: RegisterOffset.csts))
         #expect(!csts.ready)
         #expect(csts.fatal, "a failed enable left CSTS.CFS clear: the host would wait out CAP.TO")
@@ -322,5 +316,14 @@ import Testing
         device.step()
         #expect(device.counters.snapshot()[.mmioMSIXWrites] == writes + 2)
         #expect(qp.processCompletions() == 1)
+    }
+}
+
+extension EmulatedController {
+    /// Writes CC and lets the stepped controller act on it: how these tests flip
+    /// CC.EN and CC.SHN.
+    func writeCCAndStep(_ value: UInt32) {
+        write32(bar0: RegisterOffset.cc, value)
+        step()
     }
 }
