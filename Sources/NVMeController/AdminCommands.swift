@@ -126,22 +126,13 @@ extension ControllerCore {
             guard namespaces.contains(where: { $0.backend.hasVolatileWriteCache }) else { return (.invalidField, 0) }
             volatileWriteCacheEnabled = e.cdw11 & 1 != 0
             return (.success, 0)
-        case .arbitration:
-            arbitration = e.cdw11
-            return (.success, 0)
-        case .interruptCoalescing:
-            interruptCoalescing = e.cdw11 & 0xFFFF
-            return (.success, 0)
-        case .asynchronousEventConfiguration:
-            asyncEventConfiguration = e.cdw11
-            return (.success, 0)
-        case .temperatureThreshold:
-            temperatureThreshold = e.cdw11 & 0xFFFF
+        case let feature? where StoredFeatures.isStored(feature):
+            storedFeatures.set(feature, e.cdw11)
             return (.success, 0)
         case .powerManagement:
             guard e.cdw11 & 0x1F == 0 else { return (.invalidField, 0) }  // one power state
             return (.success, 0)
-        case .interruptVectorConfiguration, nil:
+        default:  // Interrupt Vector Configuration (not settable here), unknown identifiers
             return (.invalidField, 0)
         }
     }
@@ -160,16 +151,14 @@ extension ControllerCore {
         case .volatileWriteCache:
             let present = namespaces.contains { $0.backend.hasVolatileWriteCache }
             return (.success, present && (select != 0 || volatileWriteCacheEnabled) ? 1 : 0)
-        case .arbitration: return (.success, select == 0 ? arbitration : 0)
-        case .interruptCoalescing: return (.success, select == 0 ? interruptCoalescing : 0)
-        case .asynchronousEventConfiguration: return (.success, select == 0 ? asyncEventConfiguration : 0)
-        case .temperatureThreshold: return (.success, select == 0 ? temperatureThreshold : 0x0157)
+        case let feature? where StoredFeatures.isStored(feature):
+            return (.success, select == 0 ? storedFeatures.current(feature) : StoredFeatures.defaultValue(feature))
         case .powerManagement: return (.success, 0)
         case .interruptVectorConfiguration:
             let iv = e.cdw11 & 0xFFFF
             guard Int(iv) < vectors.count else { return (.invalidField, 0) }
             return (.success, iv)
-        case nil: return (.invalidField, 0)
+        default: return (.invalidField, 0)  // unknown identifiers (the stored features matched above)
         }
     }
 

@@ -46,10 +46,7 @@ final class ControllerCore {
     var doorbellBuffer: (shadow: UInt64, eventIndex: UInt64)?
     var grantedQueues: (submission: Int, completion: Int)?
     var volatileWriteCacheEnabled = true
-    var asyncEventConfiguration: UInt32 = 0
-    var arbitration: UInt32 = 0
-    var interruptCoalescing: UInt32 = 0
-    var temperatureThreshold: UInt32 = 0x0157
+    var storedFeatures = StoredFeatures()
     var outstandingAsyncEvents: [(cid: UInt16, sq: DeviceSubmissionQueue)] = []
     var queuedAsyncEvents: [UInt32] = []
     var anyArmed = false
@@ -197,10 +194,7 @@ final class ControllerCore {
         doorbellBuffer = nil
         grantedQueues = nil
         volatileWriteCacheEnabled = true
-        asyncEventConfiguration = 0
-        arbitration = 0
-        interruptCoalescing = 0
-        temperatureThreshold = 0x0157
+        storedFeatures = StoredFeatures()
         outstandingAsyncEvents = []
         queuedAsyncEvents = []
         anyArmed = false
