@@ -49,12 +49,18 @@ public final class FaultInjectingBackend: BlockBackend {
         public static let mutating: Operations = [.write, .deallocate, .writeZeroes]
         public static let all: Operations = [.read, .write, .flush, .deallocate, .writeZeroes, .allocationMap]
 
+        /// Each operation and its name: the `operation` of a ``BackendError`` and the
+        /// words of ``description``.
+        private static let names: [(Operations, String)] = [
+            (.read, "read"), (.write, "write"), (.flush, "flush"), (.deallocate, "deallocate"),
+            (.writeZeroes, "writeZeroes"), (.allocationMap, "allocationMap"),
+        ]
+
+        /// The name of the one operation this set holds (as ``BackendError`` spells it).
+        var name: String { Self.names.first { $0.0 == self }?.1 ?? description }
+
         public var description: String {
-            let names: [(Operations, String)] = [
-                (.read, "read"), (.write, "write"), (.flush, "flush"), (.deallocate, "deallocate"),
-                (.writeZeroes, "writeZeroes"), (.allocationMap, "allocationMap"),
-            ]
-            return "[" + names.filter { contains($0.0) }.map(\.1).joined(separator: ", ") + "]"
+            "[" + Self.names.filter { contains($0.0) }.map(\.1).joined(separator: ", ") + "]"
         }
     }
 
@@ -208,61 +214,76 @@ public final class FaultInjectingBackend: BlockBackend {
     // MARK: BlockBackend
 
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(BackendError) {
-        try checkRange(offset, UInt64(buffer.count), "read")
-        try injectFault(.read, "read", offset: offset, length: UInt64(buffer.count))
-        try base.read(at: offset, into: buffer)
+        try pass(.read, offset: offset, length: UInt64(buffer.count)) { () throws(BackendError) in
+            try base.read(at: offset, into: buffer)
+        }
     }
 
     public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, forceUnitAccess: Bool) throws(BackendError) {
-        try checkWritable(offset, UInt64(buffer.count), "write")
-        try injectFault(.write, "write", offset: offset, length: UInt64(buffer.count))
-        try base.write(at: offset, from: buffer, forceUnitAccess: forceUnitAccess)
+        try pass(.write, offset: offset, length: UInt64(buffer.count)) { () throws(BackendError) in
+            try base.write(at: offset, from: buffer, forceUnitAccess: forceUnitAccess)
+        }
     }
 
     public func flush() throws(BackendError) {
-        try injectFault(.flush, "flush", offset: 0, length: byteCount)
-        try base.flush()
+        try pass(.flush, offset: 0, length: byteCount) { () throws(BackendError) in try base.flush() }
     }
 
     public func deallocate(at offset: UInt64, length: UInt64) throws(BackendError) {
-        try checkWritable(offset, length, "deallocate")
-        try injectFault(.deallocate, "deallocate", offset: offset, length: length)
-        try base.deallocate(at: offset, length: length)
+        try pass(.deallocate, offset: offset, length: length) { () throws(BackendError) in
+            try base.deallocate(at: offset, length: length)
+        }
     }
 
     public func writeZeroes(at offset: UInt64, length: UInt64, deallocate: Bool) throws(BackendError) {
-        try checkWritable(offset, length, "writeZeroes")
-        try injectFault(.writeZeroes, "writeZeroes", offset: offset, length: length)
-        try base.writeZeroes(at: offset, length: length, deallocate: deallocate)
+        try pass(.writeZeroes, offset: offset, length: length) { () throws(BackendError) in
+            try base.writeZeroes(at: offset, length: length, deallocate: deallocate)
+        }
     }
 
     public func writeZeroesQuickly(at offset: UInt64, length: UInt64, deallocate: Bool) throws(BackendError) {
-        try checkWritable(offset, length, "writeZeroes")
-        try injectFault(.writeZeroes, "writeZeroes", offset: offset, length: length)
-        try base.writeZeroesQuickly(at: offset, length: length, deallocate: deallocate)
+        try pass(.writeZeroes, offset: offset, length: length) { () throws(BackendError) in
+            try base.writeZeroesQuickly(at: offset, length: length, deallocate: deallocate)
+        }
     }
 
     public func read(at offset: UInt64, into vector: IOVector) throws(BackendError) {
-        try checkRange(offset, UInt64(vector.byteCount), "read")
-        try injectFault(.read, "read", offset: offset, length: UInt64(vector.byteCount))
-        try base.read(at: offset, into: vector)
+        try pass(.read, offset: offset, length: UInt64(vector.byteCount)) { () throws(BackendError) in
+            try base.read(at: offset, into: vector)
+        }
     }
 
     public func write(at offset: UInt64, from vector: IOVector, forceUnitAccess: Bool) throws(BackendError) {
-        try checkWritable(offset, UInt64(vector.byteCount), "write")
-        try injectFault(.write, "write", offset: offset, length: UInt64(vector.byteCount))
-        try base.write(at: offset, from: vector, forceUnitAccess: forceUnitAccess)
+        try pass(.write, offset: offset, length: UInt64(vector.byteCount)) { () throws(BackendError) in
+            try base.write(at: offset, from: vector, forceUnitAccess: forceUnitAccess)
+        }
     }
 
     public func allocationMap(at offset: UInt64, length: UInt64) throws(BackendError) -> [AllocationExtent] {
-        try checkRange(offset, length, "allocationMap")
-        try injectFault(.allocationMap, "allocationMap", offset: offset, length: length)
-        return try base.allocationMap(at: offset, length: length)
+        try pass(.allocationMap, offset: offset, length: length) { () throws(BackendError) in
+            try base.allocationMap(at: offset, length: length)
+        }
+    }
+
+    /// What every ``BlockBackend`` method of this wrapper does, in order: the range
+    /// check (with the read-only check for an operation that changes data), then the
+    /// fault rules (``injectFault(_:offset:length:)``), then `forward` to the wrapped
+    /// backend. A failed check or an injected fault never reaches `base`.
+    @inline(__always)
+    private func pass<T>(_ operation: Operations, offset: UInt64, length: UInt64,
+                         _ forward: () throws(BackendError) -> T) throws(BackendError) -> T {
+        if Operations.mutating.contains(operation) {
+            try checkWritable(offset, length, operation.name)
+        } else if operation != .flush {
+            try checkRange(offset, length, operation.name)
+        }
+        try injectFault(operation, offset: offset, length: length)
+        return try forward()
     }
 
     /// Throws the first matching rule's errno, counting it, or waits at its gate.
     /// The range was checked, so `offset + length` does not overflow.
-    private func injectFault(_ operation: Operations, _ name: String, offset: UInt64, length: UInt64) throws(BackendError) {
+    private func injectFault(_ operation: Operations, offset: UInt64, length: UInt64) throws(BackendError) {
         let end = offset + length
         var gate: Gate? = nil
         let errno: Int32? = state.withLock { state in
@@ -283,7 +304,7 @@ public final class FaultInjectingBackend: BlockBackend {
         }
         gate?.pass()
         if let errno {
-            throw BackendError(.system(errno: errno), operation: name, offset: offset, length: length)
+            throw BackendError(.system(errno: errno), operation: operation.name, offset: offset, length: length)
         }
     }
 }

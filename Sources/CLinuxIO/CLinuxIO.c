@@ -121,25 +121,28 @@ int clinux_eventfd(void) {
     return fd >= 0 ? fd : -errno;
 }
 
-int clinux_eventfd_signal(int fd) {
-    uint64_t one = 1;
+/* The one 8-byte write (`writing`) or read of an eventfd counter that signal and
+ * drain each make, retried on EINTR: 0 when all 8 bytes moved, -errno on failure,
+ * -EIO on a short transfer. */
+static int eventfd_transfer(int fd, uint64_t *value, int writing) {
     for (;;) {
-        ssize_t n = write(fd, &one, sizeof one);
-        if (n == (ssize_t)sizeof one) return 0;
+        ssize_t n = writing ? write(fd, value, sizeof *value) : read(fd, value, sizeof *value);
+        if (n == (ssize_t)sizeof *value) return 0;
         if (n < 0 && errno == EINTR) continue;
         return n < 0 ? -errno : -EIO;
     }
 }
 
+int clinux_eventfd_signal(int fd) {
+    uint64_t one = 1;
+    return eventfd_transfer(fd, &one, 1);
+}
+
 int clinux_eventfd_drain(int fd) {
     uint64_t value = 0;
-    for (;;) {
-        ssize_t n = read(fd, &value, sizeof value);
-        if (n == (ssize_t)sizeof value) return 1;
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && errno == EAGAIN) return 0;
-        return n < 0 ? -errno : -EIO;
-    }
+    int rc = eventfd_transfer(fd, &value, 0);
+    if (rc == -EAGAIN) return 0;
+    return rc == 0 ? 1 : rc;
 }
 
 int clinux_eventfd_wait(int fd, int timeout_ms) {

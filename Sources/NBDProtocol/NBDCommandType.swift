@@ -3,7 +3,7 @@
 /// proto.md, "Values" → "Request types". A struct over the raw 16-bit value
 /// so that unknown commands are representable (the server SHOULD answer them
 /// with `NBD_EINVAL`).
-public struct NBDCommandType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct NBDCommandType: NBDNamedValue, Hashable {
     public var rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
 
@@ -26,18 +26,16 @@ public struct NBDCommandType: RawRepresentable, Hashable, Sendable, CustomString
     /// `NBD_CMD_RESIZE` (8), experimental `RESIZE` extension.
     public static let resize = NBDCommandType(rawValue: 8)
 
-    public var description: String {
-        switch self {
-        case .read: "NBD_CMD_READ"
-        case .write: "NBD_CMD_WRITE"
-        case .disconnect: "NBD_CMD_DISC"
-        case .flush: "NBD_CMD_FLUSH"
-        case .trim: "NBD_CMD_TRIM"
-        case .cache: "NBD_CMD_CACHE"
-        case .writeZeroes: "NBD_CMD_WRITE_ZEROES"
-        case .blockStatus: "NBD_CMD_BLOCK_STATUS"
-        case .resize: "NBD_CMD_RESIZE"
-        default: "NBD_CMD(\(self.rawValue))"
-        }
-    }
+    public static let names: [NBDCommandType: String] = [
+        .read: "NBD_CMD_READ",
+        .write: "NBD_CMD_WRITE",
+        .disconnect: "NBD_CMD_DISC",
+        .flush: "NBD_CMD_FLUSH",
+        .trim: "NBD_CMD_TRIM",
+        .cache: "NBD_CMD_CACHE",
+        .writeZeroes: "NBD_CMD_WRITE_ZEROES",
+        .blockStatus: "NBD_CMD_BLOCK_STATUS",
+        .resize: "NBD_CMD_RESIZE",
+    ]
+    public static let unknownPrefix = "NBD_CMD"
 }

@@ -3,7 +3,7 @@
 /// proto.md, "Values" → "Error values". A struct over the raw 32-bit value:
 /// a client SHOULD treat an unexpected value as `NBD_EINVAL`. Zero means
 /// success in a simple reply and is spelled ``success``.
-public struct NBDErrno: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct NBDErrno: NBDNamedValue, Hashable {
     public var rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
@@ -26,18 +26,16 @@ public struct NBDErrno: RawRepresentable, Hashable, Sendable, CustomStringConver
     /// `NBD_ESHUTDOWN` (108), server is shutting down.
     public static let eshutdown = NBDErrno(rawValue: 108)
 
-    public var description: String {
-        switch self {
-        case .success: "0"
-        case .eperm: "NBD_EPERM"
-        case .eio: "NBD_EIO"
-        case .enomem: "NBD_ENOMEM"
-        case .einval: "NBD_EINVAL"
-        case .enospc: "NBD_ENOSPC"
-        case .eoverflow: "NBD_EOVERFLOW"
-        case .enotsup: "NBD_ENOTSUP"
-        case .eshutdown: "NBD_ESHUTDOWN"
-        default: "NBD_E(\(self.rawValue))"
-        }
-    }
+    public static let names: [NBDErrno: String] = [
+        .success: "0",
+        .eperm: "NBD_EPERM",
+        .eio: "NBD_EIO",
+        .enomem: "NBD_ENOMEM",
+        .einval: "NBD_EINVAL",
+        .enospc: "NBD_ENOSPC",
+        .eoverflow: "NBD_EOVERFLOW",
+        .enotsup: "NBD_ENOTSUP",
+        .eshutdown: "NBD_ESHUTDOWN",
+    ]
+    public static let unknownPrefix = "NBD_E"
 }

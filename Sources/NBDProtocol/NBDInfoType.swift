@@ -3,7 +3,7 @@
 ///
 /// proto.md, "Values" → "Option reply types" → `NBD_REP_INFO`. A struct over
 /// the raw 16-bit value: unknown requests MUST be ignored, not rejected.
-public struct NBDInfoType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct NBDInfoType: NBDNamedValue, Hashable {
     public var rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
 
@@ -16,13 +16,11 @@ public struct NBDInfoType: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// `NBD_INFO_BLOCK_SIZE` (3): minimum, preferred and maximum block/payload sizes.
     public static let blockSize = NBDInfoType(rawValue: 3)
 
-    public var description: String {
-        switch self {
-        case .export: "NBD_INFO_EXPORT"
-        case .name: "NBD_INFO_NAME"
-        case .description: "NBD_INFO_DESCRIPTION"
-        case .blockSize: "NBD_INFO_BLOCK_SIZE"
-        default: "NBD_INFO(\(self.rawValue))"
-        }
-    }
+    public static let names: [NBDInfoType: String] = [
+        .export: "NBD_INFO_EXPORT",
+        .name: "NBD_INFO_NAME",
+        .description: "NBD_INFO_DESCRIPTION",
+        .blockSize: "NBD_INFO_BLOCK_SIZE",
+    ]
+    public static let unknownPrefix = "NBD_INFO"
 }

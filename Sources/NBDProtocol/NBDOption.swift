@@ -3,7 +3,7 @@
 /// proto.md, "Values" → "Option types". A struct over the raw 32-bit value so
 /// that options this implementation does not know stay representable (the
 /// server answers them with `NBD_REP_ERR_UNSUP`).
-public struct NBDOption: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct NBDOption: NBDNamedValue, Hashable {
     public var rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
@@ -30,20 +30,18 @@ public struct NBDOption: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// `NBD_OPT_EXTENDED_HEADERS` (11), experimental `EXTENDED_HEADERS` extension.
     public static let extendedHeaders = NBDOption(rawValue: 11)
 
-    public var description: String {
-        switch self {
-        case .exportName: "NBD_OPT_EXPORT_NAME"
-        case .abort: "NBD_OPT_ABORT"
-        case .list: "NBD_OPT_LIST"
-        case .peekExport: "NBD_OPT_PEEK_EXPORT"
-        case .startTLS: "NBD_OPT_STARTTLS"
-        case .info: "NBD_OPT_INFO"
-        case .go: "NBD_OPT_GO"
-        case .structuredReply: "NBD_OPT_STRUCTURED_REPLY"
-        case .listMetaContext: "NBD_OPT_LIST_META_CONTEXT"
-        case .setMetaContext: "NBD_OPT_SET_META_CONTEXT"
-        case .extendedHeaders: "NBD_OPT_EXTENDED_HEADERS"
-        default: "NBD_OPT(\(self.rawValue))"
-        }
-    }
+    public static let names: [NBDOption: String] = [
+        .exportName: "NBD_OPT_EXPORT_NAME",
+        .abort: "NBD_OPT_ABORT",
+        .list: "NBD_OPT_LIST",
+        .peekExport: "NBD_OPT_PEEK_EXPORT",
+        .startTLS: "NBD_OPT_STARTTLS",
+        .info: "NBD_OPT_INFO",
+        .go: "NBD_OPT_GO",
+        .structuredReply: "NBD_OPT_STRUCTURED_REPLY",
+        .listMetaContext: "NBD_OPT_LIST_META_CONTEXT",
+        .setMetaContext: "NBD_OPT_SET_META_CONTEXT",
+        .extendedHeaders: "NBD_OPT_EXTENDED_HEADERS",
+    ]
+    public static let unknownPrefix = "NBD_OPT"
 }

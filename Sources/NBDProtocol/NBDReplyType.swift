@@ -2,7 +2,7 @@
 ///
 /// proto.md, "Values" → "Structured reply types". Error chunk types have bit 15
 /// set and begin with an error value and a message.
-public struct NBDReplyType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct NBDReplyType: NBDNamedValue, Hashable {
     public var rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
 
@@ -22,15 +22,13 @@ public struct NBDReplyType: RawRepresentable, Hashable, Sendable, CustomStringCo
     /// Whether this is an error chunk type (bit 15 set).
     public var isError: Bool { self.rawValue & 0x8000 != 0 }
 
-    public var description: String {
-        switch self {
-        case .none: "NBD_REPLY_TYPE_NONE"
-        case .offsetData: "NBD_REPLY_TYPE_OFFSET_DATA"
-        case .offsetHole: "NBD_REPLY_TYPE_OFFSET_HOLE"
-        case .blockStatus: "NBD_REPLY_TYPE_BLOCK_STATUS"
-        case .error: "NBD_REPLY_TYPE_ERROR"
-        case .errorOffset: "NBD_REPLY_TYPE_ERROR_OFFSET"
-        default: "NBD_REPLY_TYPE(\(self.rawValue))"
-        }
-    }
+    public static let names: [NBDReplyType: String] = [
+        .none: "NBD_REPLY_TYPE_NONE",
+        .offsetData: "NBD_REPLY_TYPE_OFFSET_DATA",
+        .offsetHole: "NBD_REPLY_TYPE_OFFSET_HOLE",
+        .blockStatus: "NBD_REPLY_TYPE_BLOCK_STATUS",
+        .error: "NBD_REPLY_TYPE_ERROR",
+        .errorOffset: "NBD_REPLY_TYPE_ERROR_OFFSET",
+    ]
+    public static let unknownPrefix = "NBD_REPLY_TYPE"
 }

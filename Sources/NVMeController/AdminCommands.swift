@@ -126,22 +126,13 @@ extension ControllerCore {
             guard namespaces.contains(where: { $0.backend.hasVolatileWriteCache }) else { return (.invalidField, 0) }
             volatileWriteCacheEnabled = e.cdw11 & 1 != 0
             return (.success, 0)
-        case .arbitration:
-            arbitration = e.cdw11
-            return (.success, 0)
-        case .interruptCoalescing:
-            interruptCoalescing = e.cdw11 & 0xFFFF
-            return (.success, 0)
-        case .asynchronousEventConfiguration:
-            asyncEventConfiguration = e.cdw11
-            return (.success, 0)
-        case .temperatureThreshold:
-            temperatureThreshold = e.cdw11 & 0xFFFF
+        case let feature? where StoredFeatures.isStored(feature):
+            storedFeatures.set(feature, e.cdw11)
             return (.success, 0)
         case .powerManagement:
             guard e.cdw11 & 0x1F == 0 else { return (.invalidField, 0) }  // one power state
             return (.success, 0)
-        case .interruptVectorConfiguration, nil:
+        default:  // Interrupt Vector Configuration (not settable here), unknown identifiers
             return (.invalidField, 0)
         }
     }
@@ -160,16 +151,14 @@ extension ControllerCore {
         case .volatileWriteCache:
             let present = namespaces.contains { $0.backend.hasVolatileWriteCache }
             return (.success, present && (select != 0 || volatileWriteCacheEnabled) ? 1 : 0)
-        case .arbitration: return (.success, select == 0 ? arbitration : 0)
-        case .interruptCoalescing: return (.success, select == 0 ? interruptCoalescing : 0)
-        case .asynchronousEventConfiguration: return (.success, select == 0 ? asyncEventConfiguration : 0)
-        case .temperatureThreshold: return (.success, select == 0 ? temperatureThreshold : 0x0157)
+        case let feature? where StoredFeatures.isStored(feature):
+            return (.success, select == 0 ? storedFeatures.current(feature) : StoredFeatures.defaultValue(feature))
         case .powerManagement: return (.success, 0)
         case .interruptVectorConfiguration:
             let iv = e.cdw11 & 0xFFFF
             guard Int(iv) < vectors.count else { return (.invalidField, 0) }
             return (.success, iv)
-        case nil: return (.invalidField, 0)
+        default: return (.invalidField, 0)  // unknown identifiers (the stored features matched above)
         }
     }
 
@@ -196,10 +185,7 @@ extension ControllerCore {
         }
         let cq = DeviceCompletionQueue(id: UInt16(qid), base: base, size: size, vector: vectors[vector],
                                        interruptsEnabled: interruptsEnabled)
-        if let (shadow, ei) = doorbellEntries(qid: qid, completion: true) {
-            cq.shadowHead = shadow
-            cq.eventIndex = ei
-        }
+        attachDoorbellEntries(cq, completion: true)
         completionQueues[qid] = cq
         return .success
     }
@@ -221,10 +207,7 @@ extension ControllerCore {
             return .invalidField
         }
         let sq = DeviceSubmissionQueue(id: UInt16(qid), base: base, size: size, completionQueue: cq)
-        if let (shadow, ei) = doorbellEntries(qid: qid, completion: false) {
-            sq.shadowTail = shadow
-            sq.eventIndex = ei
-        }
+        attachDoorbellEntries(sq, completion: false)
         cq.attachedSubmissionQueues += 1
         submissionQueues[qid] = sq
         activeSubmissionQueueIDs.append(UInt16(qid))
@@ -271,6 +254,32 @@ extension ControllerCore {
         return (shadow, ei)
     }
 
+    /// Gives queue `q` its Shadow Doorbell and EventIdx entries when the doorbell
+    /// buffer is configured (at creation, and when Doorbell Buffer Config arrives);
+    /// `false` when it is not.
+    @discardableResult
+    private func attachDoorbellEntries(_ q: DeviceQueue, completion: Bool) -> Bool {
+        guard let (shadow, ei) = doorbellEntries(qid: Int(q.id), completion: completion) else { return false }
+        q.shadowDoorbell = shadow
+        q.eventIndex = ei
+        return true
+    }
+
+    /// An existing queue switching to its entries: the shadow gets the doorbell value
+    /// the controller knows (`doorbell`: an SQ's tail, a CQ's head) and EventIdx
+    /// "never trap" (SPDK's policy) or that same value (QEMU leaves EventIdx as the
+    /// host zeroed it, which is the value consumed).
+    private func switchToShadowDoorbell(_ q: DeviceQueue, doorbell: Int) {
+        guard let shadow = q.shadowDoorbell, let ei = q.eventIndex else { return }
+        shadow.storeRelease(UInt32(doorbell))
+        q.armed = false
+        if options.eventIndexPolicy == .spdk {
+            writeNeverEventIndex(ei, head: q.head, size: q.size)
+        } else {
+            ei.storeRelaxed(UInt32(doorbell))
+        }
+    }
+
     private func configureDoorbellBuffer(_ e: SubmissionQueueEntry) -> NVMeStatus {
         if let failure = options.doorbellBufferConfigFailure { return failure }
         let page = UInt64(HostMemory.pageSize)
@@ -283,28 +292,11 @@ extension ControllerCore {
         // "never trap" while it is awake (SPDK's policy) or to what it has consumed
         // (QEMU's). The admin queue stays on MMIO.
         for qid in 1..<submissionQueues.count {
-            if let sq = submissionQueues[qid], let (shadow, ei) = doorbellEntries(qid: qid, completion: false) {
-                sq.shadowTail = shadow
-                sq.eventIndex = ei
-                shadow.storeRelease(UInt32(sq.tail))
-                sq.armed = false
-                if options.eventIndexPolicy == .spdk {
-                    writeNeverEventIndex(ei, head: sq.head, size: sq.size)
-                } else {
-                    // QEMU leaves EventIdx as the host zeroed it (= the tail consumed, 0).
-                    ei.storeRelaxed(UInt32(sq.tail))
-                }
+            if let sq = submissionQueues[qid], attachDoorbellEntries(sq, completion: false) {
+                switchToShadowDoorbell(sq, doorbell: sq.tail)
             }
-            if let cq = completionQueues[qid], let (shadow, ei) = doorbellEntries(qid: qid, completion: true) {
-                cq.shadowHead = shadow
-                cq.eventIndex = ei
-                shadow.storeRelease(UInt32(cq.head))
-                cq.armed = false
-                if options.eventIndexPolicy == .spdk {
-                    writeNeverEventIndex(ei, head: cq.head, size: cq.size)
-                } else {
-                    ei.storeRelaxed(UInt32(cq.head))
-                }
+            if let cq = completionQueues[qid], attachDoorbellEntries(cq, completion: true) {
+                switchToShadowDoorbell(cq, doorbell: cq.head)
             }
         }
         return .success

@@ -46,10 +46,7 @@ final class ControllerCore {
     var doorbellBuffer: (shadow: UInt64, eventIndex: UInt64)?
     var grantedQueues: (submission: Int, completion: Int)?
     var volatileWriteCacheEnabled = true
-    var asyncEventConfiguration: UInt32 = 0
-    var arbitration: UInt32 = 0
-    var interruptCoalescing: UInt32 = 0
-    var temperatureThreshold: UInt32 = 0x0157
+    var storedFeatures = StoredFeatures()
     var outstandingAsyncEvents: [(cid: UInt16, sq: DeviceSubmissionQueue)] = []
     var queuedAsyncEvents: [UInt32] = []
     var anyArmed = false
@@ -197,10 +194,7 @@ final class ControllerCore {
         doorbellBuffer = nil
         grantedQueues = nil
         volatileWriteCacheEnabled = true
-        asyncEventConfiguration = 0
-        arbitration = 0
-        interruptCoalescing = 0
-        temperatureThreshold = 0x0157
+        storedFeatures = StoredFeatures()
         outstandingAsyncEvents = []
         queuedAsyncEvents = []
         anyArmed = false
@@ -258,7 +252,7 @@ final class ControllerCore {
     }
 
     private func processSubmissionQueue(_ sq: DeviceSubmissionQueue) -> Bool {
-        if sq.id != 0, let shadow = sq.shadowTail {
+        if sq.id != 0, let shadow = sq.shadowDoorbell {
             readShadowTail(sq, shadow)
         }
         guard !sq.isEmpty else { return false }
@@ -295,7 +289,7 @@ final class ControllerCore {
                 // host's next submission past it traps.
                 ei.storeRelaxed(UInt32(sq.tail))
                 counters.add(.eventIndexWrites)
-                readShadowTail(sq, sq.shadowTail!)
+                readShadowTail(sq, sq.shadowDoorbell!)
             }
         }
         signal(cq)
@@ -305,32 +299,35 @@ final class ControllerCore {
     /// Loads the shadow tail (acquire: the entries before it are then visible).
     @inline(__always)
     private func readShadowTail(_ sq: DeviceSubmissionQueue, _ shadow: SharedWord) {
-        counters.add(.shadowDoorbellReads)
-        let t = Int(shadow.loadAcquire())
-        if t < sq.size {
-            sq.tail = t
-            sq.invalidShadowValue = nil
-        } else if t != sq.invalidShadowValue {
-            // Once per bad value: the host sees one event, not one per round.
-            sq.invalidShadowValue = t
-            invalidDoorbell(AsynchronousEvent.invalidDoorbellWriteValue)
-        }
+        if let t = loadShadowDoorbell(sq, shadow) { sq.tail = t }
     }
 
     @inline(__always)
     private func readShadowHead(_ cq: DeviceCompletionQueue, _ shadow: SharedWord) {
+        guard let h = loadShadowDoorbell(cq, shadow) else { return }
+        if h != cq.head, !cq.armed, options.eventIndexPolicy == .spdk, let ei = cq.eventIndex {
+            writeNeverEventIndex(ei, head: h, size: cq.size)
+        }
+        cq.head = h
+    }
+
+    /// Loads `q`'s Shadow Doorbell entry (acquire) for ``readShadowTail(_:_:)`` and
+    /// ``readShadowHead(_:_:)``: the value when it lies inside the queue; otherwise
+    /// `nil`, reporting an Invalid Doorbell Write Value once per bad value (the host
+    /// sees one event, not one per round).
+    @inline(__always)
+    private func loadShadowDoorbell(_ q: DeviceQueue, _ shadow: SharedWord) -> Int? {
         counters.add(.shadowDoorbellReads)
-        let h = Int(shadow.loadAcquire())
-        if h < cq.size {
-            if h != cq.head, !cq.armed, options.eventIndexPolicy == .spdk, let ei = cq.eventIndex {
-                writeNeverEventIndex(ei, head: h, size: cq.size)
-            }
-            cq.head = h
-            cq.invalidShadowValue = nil
-        } else if h != cq.invalidShadowValue {
-            cq.invalidShadowValue = h
+        let value = Int(shadow.loadAcquire())
+        if value < q.size {
+            q.invalidShadowValue = nil
+            return value
+        }
+        if value != q.invalidShadowValue {
+            q.invalidShadowValue = value
             invalidDoorbell(AsynchronousEvent.invalidDoorbellWriteValue)
         }
+        return nil
     }
 
     /// Queues a completion for `sq`'s completion queue and posts what fits.
@@ -353,7 +350,7 @@ final class ControllerCore {
     /// EventIdx = the head known, so the host traps once per batch it consumes.
     @inline(__always)
     private func updateCompletionEventIndex(_ cq: DeviceCompletionQueue) {
-        guard cq.id != 0, let ei = cq.eventIndex, let shadow = cq.shadowHead else { return }
+        guard cq.id != 0, let ei = cq.eventIndex, let shadow = cq.shadowDoorbell else { return }
         ei.storeRelaxed(UInt32(cq.head))
         counters.add(.eventIndexWrites)
         readShadowHead(cq, shadow)
@@ -364,7 +361,7 @@ final class ControllerCore {
     @inline(__always)
     private func hasRoom(_ cq: DeviceCompletionQueue) -> Bool {
         if !cq.isFull { return true }
-        if cq.id != 0, let shadow = cq.shadowHead { readShadowHead(cq, shadow) }
+        if cq.id != 0, let shadow = cq.shadowDoorbell { readShadowHead(cq, shadow) }
         if !cq.isFull { return true }
         counters.add(.completionQueueFullStalls)
         return false
@@ -451,12 +448,12 @@ final class ControllerCore {
         }
         MemoryFence.full()
         for qid in activeSubmissionQueueIDs where qid != 0 {
-            guard let sq = submissionQueues[Int(qid)], sq.armed, let shadow = sq.shadowTail else { continue }
+            guard let sq = submissionQueues[Int(qid)], sq.armed, let shadow = sq.shadowDoorbell else { continue }
             counters.add(.shadowDoorbellReads)
             if Int(shadow.loadAcquire()) != sq.tail { return true }
         }
         for cq in activeCompletionQueues where cq.armed {
-            guard let shadow = cq.shadowHead else { continue }
+            guard let shadow = cq.shadowDoorbell else { continue }
             counters.add(.shadowDoorbellReads)
             if Int(shadow.loadAcquire()) != cq.head { return true }
         }

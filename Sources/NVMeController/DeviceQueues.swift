@@ -1,30 +1,41 @@
 import DMA
 import NVMe
 
-/// The controller's view of one submission queue (NVMe Base Specification 2.0,
-/// §3.3.1): where it lives, how far the controller has consumed it (head) and
-/// how far the host says it is filled (tail).
-final class DeviceSubmissionQueue {
+/// What the controller keeps of any queue it serves (NVMe Base Specification 2.0,
+/// §3.3.1): where it lives, its head and tail, and — once the doorbell buffer is
+/// configured (never for the admin queue) — the Shadow Doorbell and EventIdx entries
+/// through which the host's doorbell value arrives: an SQ's tail, a CQ's head.
+class DeviceQueue {
     let id: UInt16
     let base: UnsafeMutableRawPointer
     let size: Int
-    let completionQueue: DeviceCompletionQueue
-    var head = 0
-    var tail = 0
-    /// Shadow Doorbell and EventIdx entries, when the doorbell buffer is configured
-    /// (never for the admin queue).
-    var shadowTail: SharedWord?
-    var eventIndex: SharedWord?
-    /// EventIdx currently asks the host to trap on its next submission.
-    var armed = false
-    /// An out-of-range shadow tail already reported (one event per bad value).
-    var invalidShadowValue: Int?
+    final var head = 0
+    final var tail = 0
+    /// The Shadow Doorbell entry: the tail of a submission queue, the head of a
+    /// completion queue, as the host last wrote it.
+    final var shadowDoorbell: SharedWord?
+    /// The EventIdx entry: past it, the host also writes the MMIO doorbell (traps).
+    final var eventIndex: SharedWord?
+    /// EventIdx currently asks the host to trap on its next doorbell write.
+    final var armed = false
+    /// An out-of-range shadow value already reported (one event per bad value).
+    final var invalidShadowValue: Int?
 
-    init(id: UInt16, base: UnsafeMutableRawPointer, size: Int, completionQueue: DeviceCompletionQueue) {
+    init(id: UInt16, base: UnsafeMutableRawPointer, size: Int) {
         self.id = id
         self.base = base
         self.size = size
+    }
+}
+
+/// The controller's view of one submission queue (§3.3.1): how far the controller
+/// has consumed it (head) and how far the host says it is filled (tail).
+final class DeviceSubmissionQueue: DeviceQueue {
+    let completionQueue: DeviceCompletionQueue
+
+    init(id: UInt16, base: UnsafeMutableRawPointer, size: Int, completionQueue: DeviceCompletionQueue) {
         self.completionQueue = completionQueue
+        super.init(id: id, base: base, size: size)
     }
 
     var isEmpty: Bool { head == tail }
@@ -32,20 +43,10 @@ final class DeviceSubmissionQueue {
 
 /// The controller's view of one completion queue (§3.3.1): its tail and phase,
 /// the head the host last reported, and the completions held while it is full.
-final class DeviceCompletionQueue {
-    let id: UInt16
-    let base: UnsafeMutableRawPointer
-    let size: Int
+final class DeviceCompletionQueue: DeviceQueue {
     let vector: InterruptVector
     let interruptsEnabled: Bool
-    var head = 0
-    var tail = 0
     var phase = true
-    var shadowHead: SharedWord?
-    var eventIndex: SharedWord?
-    var armed = false
-    /// An out-of-range shadow head already reported (one event per bad value).
-    var invalidShadowValue: Int?
     var attachedSubmissionQueues = 0
     /// Completions waiting for room, oldest first (from `backlogStart`).
     var backlog: [CompletionQueueEntry] = []
@@ -54,11 +55,9 @@ final class DeviceCompletionQueue {
     var unsignalled = 0
 
     init(id: UInt16, base: UnsafeMutableRawPointer, size: Int, vector: InterruptVector, interruptsEnabled: Bool) {
-        self.id = id
-        self.base = base
-        self.size = size
         self.vector = vector
         self.interruptsEnabled = interruptsEnabled
+        super.init(id: id, base: base, size: size)
     }
 
     var isFull: Bool { (tail + 1) % size == head }

@@ -22,27 +22,16 @@ extension ControllerCore {
             complete(sq, cid: cid, status: .invalidCommandOpcode)
             return
         }
-        let status: NVMeStatus?
-        switch op {
-        case .read:
-            counters.add(.reads)
-            status = readWrite(e, on: sq, write: false)
-        case .write:
-            counters.add(.writes)
-            status = readWrite(e, on: sq, write: true)
-        case .flush:
-            counters.add(.flushes)
-            status = flush(e, on: sq)
-        case .writeZeroes:
-            counters.add(.writeZeroes)
-            status = writeZeroes(e, on: sq)
-        case .datasetManagement:
-            counters.add(.datasetManagement)
-            status = datasetManagement(e, on: sq)
-        case .getAllocationMap:
-            counters.add(.allocationMaps)
-            status = allocationMap(e, on: sq)
-        }
+        counters.add(ControllerCounter.executed(op))
+        let status: NVMeStatus? =
+            switch op {
+            case .read: readWrite(e, on: sq, write: false)
+            case .write: readWrite(e, on: sq, write: true)
+            case .flush: flush(e, on: sq)
+            case .writeZeroes: writeZeroes(e, on: sq)
+            case .datasetManagement: datasetManagement(e, on: sq)
+            case .getAllocationMap: allocationMap(e, on: sq)
+            }
         if let status { complete(sq, cid: cid, status: status) }
     }
 
@@ -215,6 +204,21 @@ extension ControllerCore {
         case .system(let e) where e == EROFS || e == EPERM || e == EACCES: return .namespaceWriteProtected
         case .system(let e) where e == ECANCELED: return .commandAbortRequested
         case .system, .cannotOpen, .invalidConfiguration: return .internalError
+        }
+    }
+}
+
+extension ControllerCounter {
+    /// The counter of the I/O commands executed with `opcode`: one per opcode
+    /// (``otherIOCommands`` counts the opcodes the controller does not implement).
+    static func executed(_ opcode: IOOpcode) -> ControllerCounter {
+        switch opcode {
+        case .read: .reads
+        case .write: .writes
+        case .flush: .flushes
+        case .writeZeroes: .writeZeroes
+        case .datasetManagement: .datasetManagement
+        case .getAllocationMap: .allocationMaps
         }
     }
 }

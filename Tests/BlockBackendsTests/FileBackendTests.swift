@@ -17,6 +17,17 @@ struct FileBackendTests {
         return (directory, directory.path + "/disk.img")
     }
 
+    /// A backend created on a ``scratch(_:)`` file of ``size`` bytes, written full
+    /// with `pattern(seed:)` when a seed is given: how most tests here begin. The
+    /// directory must outlive the backend.
+    private func scratchBackend(_ kind: BackendKind, filledWith seed: UInt8? = nil) throws
+        -> (TemporaryDirectory, String, FileBackend) {
+        let (directory, path) = try scratch(kind)
+        let backend = try FileBackend(path: path, createSize: Self.size)
+        if let seed { try backend.write(pattern(Int(Self.size), seed: seed), at: 0) }
+        return (directory, path, backend)
+    }
+
     @Test("a created file is sparse, of the requested size, and reopens", arguments: BackendKind.files)
     func createAndReopen(kind: BackendKind) throws {
         let (directory, path) = try scratch(kind)
@@ -50,9 +61,8 @@ struct FileBackendTests {
 
     @Test("written and flushed data is in the file", arguments: BackendKind.files)
     func dataReachesTheFile(kind: BackendKind) throws {
-        let (directory, path) = try scratch(kind)
+        let (directory, path, backend) = try scratchBackend(kind)
         defer { withExtendedLifetime(directory) {} }
-        let backend = try FileBackend(path: path, createSize: Self.size)
         let first = pattern(50_000, seed: 3)
         let second = pattern(4096, seed: 77)
         try backend.write(first, at: 123_457)
@@ -124,10 +134,8 @@ struct FileBackendTests {
 
     @Test("deallocate punches holes the file system sees", arguments: BackendKind.files)
     func holesInTheFile(kind: BackendKind) throws {
-        let (directory, path) = try scratch(kind)
+        let (directory, path, backend) = try scratchBackend(kind, filledWith: 5)
         defer { withExtendedLifetime(directory) {} }
-        let backend = try FileBackend(path: path, createSize: Self.size)
-        try backend.write(pattern(Int(Self.size), seed: 5), at: 0)
         try backend.flush()
         let full = try #require(fileStat(path))
         #expect(full.blocks >= Int64(Self.size / 512))
@@ -165,10 +173,8 @@ struct FileBackendTests {
 
     @Test("a file shortened behind the backend reads as zeroes past its end", arguments: BackendKind.files)
     func shortenedFile(kind: BackendKind) throws {
-        let (directory, path) = try scratch(kind)
+        let (directory, path, backend) = try scratchBackend(kind, filledWith: 1)
         defer { withExtendedLifetime(directory) {} }
-        let backend = try FileBackend(path: path, createSize: Self.size)
-        try backend.write(pattern(Int(Self.size), seed: 1), at: 0)
         #expect(truncate(path, 10_000) == 0)
         let got = try backend.bytes(at: 8000, count: 8192)
         expectBytes(Array(got[..<2000]), Array(pattern(10_000, seed: 1)[8000...]))
@@ -180,9 +186,8 @@ struct FileBackendTests {
 
     @Test("allocation map reports everything allocated when SEEK_HOLE is unsupported", arguments: BackendKind.files)
     func noSeekHole(kind: BackendKind) throws {
-        let (directory, path) = try scratch(kind)
+        let (directory, _, backend) = try scratchBackend(kind)
         defer { withExtendedLifetime(directory) {} }
-        let backend = try FileBackend(path: path, createSize: Self.size)
         backend.supportsSeekHole.store(false, ordering: .relaxed)
         #expect(try backend.allocationMap(at: 4096, length: 5000)
                 == [AllocationExtent(offset: 4096, length: 5000, isAllocated: true)])

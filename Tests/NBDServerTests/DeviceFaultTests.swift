@@ -18,8 +18,11 @@ import Testing
         var current: FaultInjectingBackend { backend.withLock { $0! } }
     }
 
-    static func server(_ injector: Injector, doorbells: Doorbells, watchdogMilliseconds: Int = 100,
-                       _ body: (ServerFixture) throws -> Void) throws {
+    /// What every test here starts from: a server whose export's backend is wrapped
+    /// in a fault injector, and a libnbd client connected over the Unix socket.
+    static func server(doorbells: Doorbells, watchdogMilliseconds: Int = 100,
+                       _ body: (ServerFixture, Injector, NBDClient) throws -> Void) throws {
+        let injector = Injector()
         try withServer(doorbells: doorbells, configure: { c in
             c.exportOptions.wrapBackend = { base in
                 let f = FaultInjectingBackend(wrapping: base)
@@ -27,15 +30,13 @@ import Testing
                 return f
             }
             c.exportOptions.watchdogMilliseconds = watchdogMilliseconds
-        }, body)
+        }, { f in try body(f, injector, try f.client(.unix)) })
     }
 
     @Test("EIO and ENOSPC on chosen ranges become NBD errors, the connection lives on",
           arguments: Doorbells.allCases)
     func backendFaults(doorbells: Doorbells) throws {
-        let injector = Injector()
-        try Self.server(injector, doorbells: doorbells) { f in
-            let c = try f.client(.unix)
+        try Self.server(doorbells: doorbells) { f, injector, c in
             let good = [UInt8](repeating: 0x5A, count: 8192)
             try c.pwrite(good, offset: 0)
             try c.pwrite(good, offset: 1 << 20)
@@ -62,9 +63,7 @@ import Testing
     @Test("controller fatal status: the watchdog resets it and requests complete",
           arguments: Doorbells.allCases)
     func controllerFatal(doorbells: Doorbells) throws {
-        let injector = Injector()
-        try Self.server(injector, doorbells: doorbells) { f in
-            let c = try f.client(.unix)
+        try Self.server(doorbells: doorbells) { f, _, c in
             let data = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
             try c.pwrite(data, offset: 0)
             let export = f.server.exports[0]

@@ -26,27 +26,16 @@ final class RawClient: @unchecked Sendable {
     private(set) var structuredReplies = false
 
     init(tcpPort: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw FixtureError("socket: errno \(errno)") }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(tcpPort).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else {
-            let e = errno
-            close(fd)
-            throw FixtureError("connect 127.0.0.1:\(tcpPort): errno \(e)")
-        }
+        fd = try Self.connectedSocket(to: addr, family: AF_INET, "127.0.0.1:\(tcpPort)")
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
 
     init(unixPath: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw FixtureError("socket: errno \(errno)") }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(unixPath.utf8)
@@ -55,14 +44,25 @@ final class RawClient: @unchecked Sendable {
             for (i, b) in bytes.enumerated() { raw[i] = b }
             raw[bytes.count] = 0
         }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        fd = try Self.connectedSocket(to: addr, family: AF_UNIX, unixPath)
+    }
+
+    /// A stream socket of `family` connected to `address` (a `sockaddr_in` or
+    /// `sockaddr_un`), for both initializers; on failure the socket is closed and
+    /// the error names `peer`.
+    private static func connectedSocket<Address>(to address: Address, family: Int32, _ peer: String) throws -> Int32 {
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw FixtureError("socket: errno \(errno)") }
+        var address = address
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<Address>.size)) }
         }
         guard rc == 0 else {
             let e = errno
             close(fd)
-            throw FixtureError("connect \(unixPath): errno \(e)")
+            throw FixtureError("connect \(peer): errno \(e)")
         }
+        return fd
     }
 
     deinit { if fd >= 0 { close(fd) } }

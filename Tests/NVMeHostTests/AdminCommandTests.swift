@@ -76,6 +76,30 @@ import Testing
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x09, cdw10: 0x06, cdw11: 1)) == .invalidField)
     }
 
+    /// The features Set Features only records: each keeps its CDW11 bits, Get
+    /// Features returns them (select 00b) or the default (01b, 02b), and a reset
+    /// restores the defaults.
+    @Test func storedFeaturesKeepTheirBitsAndDefaults() throws {
+        let rig = try Rig()
+        defer { rig.close() }
+        func get(_ fid: UInt32, select: UInt32 = 0) throws -> UInt32 {
+            try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x0A, cdw10: fid | select << 8)).dw0
+        }
+        #expect(try get(0x04) == 0x0157)
+        try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x09, cdw10: 0x04, cdw11: 0xABCD_0160))
+        try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x09, cdw10: 0x08, cdw11: 0x1234_0A0B))
+        try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x09, cdw10: 0x01, cdw11: 0x8765_4321))
+        #expect(try get(0x04) == 0x0160)
+        #expect(try get(0x08) == 0x0A0B)
+        #expect(try get(0x01) == 0x8765_4321)
+        #expect(try get(0x04, select: 1) == 0x0157)
+        #expect(try get(0x01, select: 2) == 0)
+        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x09, cdw10: 0x09, cdw11: 0)) == .invalidField)
+        _ = try rig.driver.reset()
+        #expect(try get(0x04) == 0x0157)
+        #expect(try get(0x01) == 0)
+    }
+
     @Test func queueCreationAndDeletionErrors() async throws {
         var config = Rig.Config()
         config.queuePairs = 2

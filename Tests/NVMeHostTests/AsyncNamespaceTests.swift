@@ -138,16 +138,11 @@ import Testing
 
     @Test("a Read after a slow Flush completes while the Flush is still pending")
     func readOvertakesFlush() async throws {
-        let (rig, fault) = try Self.faultRig(workers: 4)
-        defer { rig.close() }
-        let gate = FaultInjectingBackend.Gate()
-        fault.addRule(.init(holding: .flush, until: gate))
-        try await guarded(rig) {
-            let qp = rig.qp
+        try await Self.withHeldBackend(workers: 4, { gate in .init(holding: .flush, until: gate) }) { rig, qp, gate in
             try await qp.write(lba: 0, randomBytes(4096, seed: 1))
             let flushed = Shared<Result<Void, NVMeError>?>(nil)
             qp.flush { r in flushed.withLock { $0 = r } }
-            #expect(gate.waitUntilHolding(1, milliseconds: Int(WaitScale.seconds(20) * 1000)), "flush never reached the backend")
+            #expect(gate.waitUntilHolding(1), "flush never reached the backend")
             expectBytes(try await qp.read(lba: 0, blocks: 8), randomBytes(4096, seed: 1))
             #expect(flushed.value == nil, "the Flush completed before its backend work ended")
             gate.open()
@@ -158,19 +153,14 @@ import Testing
 
     @Test("a fast Write overtakes a slow Read on the same queue")
     func writeOvertakesRead() async throws {
-        let (rig, fault) = try Self.faultRig(workers: 4)
-        defer { rig.close() }
-        let gate = FaultInjectingBackend.Gate()
-        fault.addRule(.init(holding: .read, range: 0..<4096, until: gate))
-        try await guarded(rig) {
-            let qp = rig.qp
+        try await Self.withHeldBackend(workers: 4, { gate in .init(holding: .read, range: 0..<4096, until: gate) }) { rig, qp, gate in
             try await qp.write(lba: 0, randomBytes(4096, seed: 2))
             let read = Shared<[UInt8]?>(nil)
             let buffer = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
             qp.read(lba: 0, blocks: 8, into: buffer) { r in
                 if case .success = r { read.withLock { $0 = buffer.bytes() } }
             }
-            #expect(gate.waitUntilHolding(1, milliseconds: Int(WaitScale.seconds(20) * 1000)))
+            #expect(gate.waitUntilHolding(1))
             try await qp.write(lba: 64, randomBytes(8192, seed: 3))
             #expect(read.value == nil, "the held Read completed before the Write")
             gate.open()
@@ -192,13 +182,13 @@ import Testing
             try await qp.write(lba: 0, randomBytes(4096, seed: 20))
             let done = Shared(0)
             qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }   // F1: reaches the storage
-            #expect(gate.waitUntilHolding(1, milliseconds: Int(WaitScale.seconds(20) * 1000)))
+            #expect(gate.waitUntilHolding(1))
             qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }   // F2: covered by F1
             try await Task.sleep(for: .milliseconds(100))
             #expect(fault.faultCount(for: held) == 1, "F2 started a backend flush of its own")
             try await qp.write(lba: 8, randomBytes(4096, seed: 21))              // a write completes
             qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }   // F3: needs its own
-            #expect(gate.waitUntilHolding(2, milliseconds: Int(WaitScale.seconds(20) * 1000)), "F3 did not reach the storage")
+            #expect(gate.waitUntilHolding(2), "F3 did not reach the storage")
             #expect(done.value == 0, "a Flush completed before the backend flush it waits for")
             gate.open()
             #expect(await eventually { done.value == 3 })
@@ -211,16 +201,11 @@ import Testing
 
     @Test("a failed Flush fails the Flushes waiting on it, and the next one goes to the storage again")
     func flushCoalescingFailure() async throws {
-        let (rig, fault) = try Self.faultRig(workers: 4)
-        defer { rig.close() }
-        let gate = FaultInjectingBackend.Gate()
-        fault.addRule(.init(holding: .flush, until: gate, limit: 1, thenFailWith: EIO))
-        try await guarded(rig) {
-            let qp = rig.qp
+        try await Self.withHeldBackend(workers: 4, { gate in .init(holding: .flush, until: gate, limit: 1, thenFailWith: EIO) }) { rig, qp, gate in
             try await qp.write(lba: 0, randomBytes(4096, seed: 22))
             let failures = Shared(0)
             qp.flush { r in if case .failure = r { failures.withLock { $0 += 1 } } }   // held, then fails
-            #expect(gate.waitUntilHolding(1, milliseconds: Int(WaitScale.seconds(20) * 1000)))
+            #expect(gate.waitUntilHolding(1))
             qp.flush { r in if case .failure = r { failures.withLock { $0 += 1 } } }   // waits on it
             try await Task.sleep(for: .milliseconds(50))
             gate.open()
@@ -235,26 +220,11 @@ import Testing
 
     @Test("at the in-flight bound the controller stops fetching; every command still completes")
     func inFlightBound() async throws {
-        let (rig, fault) = try Self.faultRig(workers: 8, maximumInFlight: 4)
-        defer { rig.close() }
-        let gate = FaultInjectingBackend.Gate()
-        fault.addRule(.init(holding: .read, until: gate))
-        try await guarded(rig) {
-            let qp = rig.qp
+        try await Self.withHeldBackend(workers: 8, maximumInFlight: 4, { gate in .init(holding: .read, until: gate) }) { rig, qp, gate in
             let data = randomBytes(64 * 4096, seed: 5)
             try await qp.write(lba: 0, data)
-            let done = Shared(0)
-            let failures = Shared(0)
-            var buffers: [DMABuffer] = []
-            for i in 0..<64 {
-                let b = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
-                buffers.append(b)
-                qp.read(lba: UInt64(i * 8), blocks: 8, into: b) { r in
-                    if case .failure = r { failures.withLock { $0 += 1 } }
-                    done.withLock { $0 += 1 }
-                }
-            }
-            #expect(gate.waitUntilHolding(4, milliseconds: Int(WaitScale.seconds(20) * 1000)))
+            let (buffers, done, failures) = try Self.startPageReads(qp, rig.memory, pages: 64)
+            #expect(gate.waitUntilHolding(4))
             try await Task.sleep(for: .milliseconds(100))
             #expect(gate.waiting == 4, "more than the bound reached the backend")
             #expect(done.value == 0)
@@ -262,9 +232,7 @@ import Testing
             gate.open()
             #expect(await eventually { done.value == 64 })
             #expect(failures.value == 0)
-            for (i, b) in buffers.enumerated() {
-                expectBytes(b.bytes(), data[(i * 4096)..<((i + 1) * 4096)], "read \(i)")
-            }
+            expectPages(buffers, data, "read")
             #expect(rig.controller.counters.snapshot()[.storageInFlightPeak] == 4)
         }
     }
@@ -273,25 +241,11 @@ import Testing
 
     @Test("a reset with backend work in flight waits for it, drops its completions, and the driver retries")
     func resetDrains() async throws {
-        let (rig, fault) = try Self.faultRig(workers: 2)
-        defer { rig.close() }
-        let gate = FaultInjectingBackend.Gate()
-        fault.addRule(.init(holding: .read, until: gate, limit: 2))
-        try await guarded(rig) {
-            let qp = rig.qp
+        try await Self.withHeldBackend(workers: 2, { gate in .init(holding: .read, until: gate, limit: 2) }) { rig, qp, gate in
             let data = randomBytes(8 * 4096, seed: 6)
             try await qp.write(lba: 0, data)
-            let done = Shared(0)
-            var buffers: [DMABuffer] = []
-            for i in 0..<8 {
-                let b = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
-                buffers.append(b)
-                qp.read(lba: UInt64(i * 8), blocks: 8, into: b) { r in
-                    if case .failure(let e) = r { Issue.record("read \(i) failed: \(e)") }
-                    done.withLock { $0 += 1 }
-                }
-            }
-            #expect(gate.waitUntilHolding(2, milliseconds: Int(WaitScale.seconds(20) * 1000)))
+            let (buffers, done, failures) = try Self.startPageReads(qp, rig.memory, pages: 8)
+            #expect(gate.waitUntilHolding(2))
             let driver = rig.driver
             let reset = BackgroundThread { () -> String? in
                 do { _ = try driver.reset(); return nil } catch { return "\(error)" }
@@ -303,9 +257,8 @@ import Testing
             let outcome = await reset.value(timeoutSeconds: 30)
             #expect(outcome == .some(nil), "reset: \(String(describing: outcome))")
             #expect(await eventually { done.value == 8 })
-            for (i, b) in buffers.enumerated() {
-                expectBytes(b.bytes(), data[(i * 4096)..<((i + 1) * 4096)], "read \(i) after the reset")
-            }
+            #expect(failures.value == 0, "reads failed across the reset")
+            expectPages(buffers, data, "read after the reset")
             #expect(rig.controller.counters.snapshot()[.resets] == 1)
         }
     }
@@ -388,6 +341,48 @@ import Testing
 
     // MARK: Helpers
 
+    /// Starts one Read of 4 KiB (8 blocks) into a buffer of its own for each of the
+    /// first `pages` pages, without waiting: the buffers, in page order, and counts
+    /// of the reads completed and of those that failed.
+    static func startPageReads(_ qp: QueuePair, _ memory: HostMemory, pages: Int) throws
+        -> (buffers: [DMABuffer], done: Shared<Int>, failures: Shared<Int>) {
+        let done = Shared(0)
+        let failures = Shared(0)
+        var buffers: [DMABuffer] = []
+        for i in 0..<pages {
+            let b = try #require(DMABuffer(memory: memory, byteCount: 4096))
+            buffers.append(b)
+            qp.read(lba: UInt64(i * 8), blocks: 8, into: b) { r in
+                if case .failure = r { failures.withLock { $0 += 1 } }
+                done.withLock { $0 += 1 }
+            }
+        }
+        return (buffers, done, failures)
+    }
+
+    /// Checks that each buffer of ``startPageReads(_:_:pages:)`` holds its page of `data`.
+    func expectPages(_ buffers: [DMABuffer], _ data: [UInt8], _ what: String,
+                     sourceLocation: SourceLocation = #_sourceLocation) {
+        for (i, b) in buffers.enumerated() {
+            expectBytes(b.bytes(), data[(i * 4096)..<((i + 1) * 4096)], "\(what) \(i)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// The frame of the tests that hold backend work at a gate: a ``faultRig(workers:maximumInFlight:)``
+    /// with the rule `holding` builds from the gate, `body` run (with the rig, its
+    /// queue pair and the gate) under ``guarded(_:seconds:sourceLocation:_:)``, then the rig closed.
+    static func withHeldBackend(workers: Int, maximumInFlight: Int = Namespace.defaultMaximumInFlight,
+                                _ holding: (FaultInjectingBackend.Gate) -> FaultInjectingBackend.Rule,
+                                sourceLocation: SourceLocation = #_sourceLocation,
+                                _ body: @escaping @Sendable (Rig, QueuePair, FaultInjectingBackend.Gate) async throws -> Void)
+        async throws {
+        let (rig, fault) = try faultRig(workers: workers, maximumInFlight: maximumInFlight)
+        defer { rig.close() }
+        let gate = FaultInjectingBackend.Gate()
+        fault.addRule(holding(gate))
+        try await guarded(rig, sourceLocation: sourceLocation) { try await body(rig, rig.qp, gate) }
+    }
+
     /// A memory namespace behind a fault-injecting wrapper, run on worker threads.
     static func faultRig(workers: Int, maximumInFlight: Int = Namespace.defaultMaximumInFlight) throws
         -> (Rig, FaultInjectingBackend) {
@@ -404,5 +399,13 @@ import Testing
         }
         let rig = try Rig(config)
         return (rig, holder.value!)
+    }
+}
+
+extension FaultInjectingBackend.Gate {
+    /// Waits until `count` operations are held here, for the 20 s (scaled by
+    /// ``WaitScale``) every test of this suite allows a held operation to arrive.
+    func waitUntilHolding(_ count: Int) -> Bool {
+        waitUntilHolding(count, milliseconds: Int(WaitScale.seconds(20) * 1000))
     }
 }

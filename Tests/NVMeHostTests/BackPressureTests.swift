@@ -47,11 +47,8 @@ import Testing
     /// controller armed makes that update trap.
     @Test(arguments: [2, 3], [false, true])
     func completionQueueSmallerThanSubmissionQueue(cqSize: Int, shadow: Bool) throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.shadow = false                 // the driver's own pairs stay on MMIO; queue 2 is ours
+        var c = Rig.Config.stepped(shadow: false)   // the driver's own pairs stay on MMIO; queue 2 is ours
         c.queuePairs = 2
-        c.interrupts = .polled
         let rig = try Rig(c)
         defer { rig.close() }
         let controller = rig.controller

@@ -20,13 +20,9 @@ import Testing
         // was; 3: it was created again and the commit went in.
         let stage = Shared(0)
         let rigBox = Shared<Rig?>(nil)
-        var c = Rig.Config()
-        c.stepped = true
-        c.depth = 8
-        c.interrupts = .polled
         // With MMIO doorbells the stale tail reaches the new queue at once; with
         // shadow doorbells the bring-up's Doorbell Buffer Config overwrites it.
-        c.shadow = shadow
+        var c = Rig.Config.stepped(depth: 8, shadow: shadow)
         // In the middle of the reset's bring-up — the I/O SQ created again, the
         // queue pair not yet live — a commit arrives, as an event loop's would.
         c.afterStep = {
@@ -110,9 +106,7 @@ import Testing
 
     @Test("a command that cannot be placed when a queue comes back fails at once, not at the next interrupt")
     func placementFailureDeliveredPromptly() throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.interrupts = .polled
+        var c = Rig.Config.stepped()
         c.memoryBytes = 48 << 20
         let rig = try Rig(c)
         defer { rig.close() }
@@ -266,18 +260,14 @@ import Testing
         let cc = device.read32(bar0: RegisterOffset.cc)
         let shn: UInt32 = 1 << 14
         func shst() -> UInt8 { ControllerStatus(raw: device.read32(bar0: RegisterOffset.csts)).shutdownStatus }
-        device.write32(bar0: RegisterOffset.cc, cc | shn)
-        device.step()
+        device.writeCCAndStep(cc | shn)
         #expect(shst() == 0b10)
         #expect(device.counters.snapshot()[.shutdowns] == 1)
-        device.write32(bar0: RegisterOffset.cc, cc | shn)  // the same CC again
-        device.step()
+        device.writeCCAndStep(cc | shn)  // the same CC again
         #expect(device.counters.snapshot()[.shutdowns] == 1, "a repeated SHN ran the shutdown again")
-        device.write32(bar0: RegisterOffset.cc, cc)
-        device.step()
+        device.writeCCAndStep(cc)
         #expect(shst() == 0b00, "SHST kept after SHN was cleared")
-        device.write32(bar0: RegisterOffset.cc, cc | shn)
-        device.step()
+        device.writeCCAndStep(cc | shn)
         #expect(device.counters.snapshot()[.shutdowns] == 2)
     }
 
@@ -289,11 +279,9 @@ import Testing
         defer { rig.close() }
         let device = rig.controller
         let cc = device.read32(bar0: RegisterOffset.cc)
-        device.write32(bar0: RegisterOffset.cc, 0)
-        device.step()
+        device.writeCCAndStep(0)
         device.write32(bar0: RegisterOffset.aqa, 0)  // one-entry admin queues: invalid
-        device.write32(bar0: RegisterOffset.cc, cc)
-        device.step()
+        device.writeCCAndStep(cc)
         let csts = ControllerStatus(raw: device.read32(bar0: RegisterOffset.csts))
         #expect(!csts.ready)
         #expect(csts.fatal, "a failed enable left CSTS.CFS clear: the host would wait out CAP.TO")
@@ -306,11 +294,8 @@ import Testing
 
     @Test("masking a vector is a counted trap; a message raised while masked is sent on unmask")
     func msixMaskIsATrap() throws {
-        var c = Rig.Config()
-        c.stepped = true
         let messages = Shared(0)
-        c.interrupts = .custom { _ in messages.withLock { $0 += 1 } }
-        let rig = try Rig(c)
+        let rig = try Rig(.stepped(interrupts: .custom { _ in messages.withLock { $0 += 1 } }))
         defer { rig.close() }
         let qp = rig.qp
         let device = rig.controller
@@ -331,5 +316,14 @@ import Testing
         device.step()
         #expect(device.counters.snapshot()[.mmioMSIXWrites] == writes + 2)
         #expect(qp.processCompletions() == 1)
+    }
+}
+
+extension EmulatedController {
+    /// Writes CC and lets the stepped controller act on it: how these tests flip
+    /// CC.EN and CC.SHN.
+    func writeCCAndStep(_ value: UInt32) {
+        write32(bar0: RegisterOffset.cc, value)
+        step()
     }
 }

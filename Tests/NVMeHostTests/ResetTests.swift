@@ -14,12 +14,7 @@ import Testing
     /// them and they complete after bring-up with their data.
     @Test(arguments: [true, false])
     func steppedResetRequeuesCommandsTheControllerNeverSaw(shadow: Bool) throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.shadow = shadow
-        c.depth = 16
-        c.interrupts = .polled
-        let rig = try Rig(c)
+        let rig = try Rig(.stepped(depth: 16, shadow: shadow))
         defer { rig.close() }
         let qp = rig.qp
         let done = Shared<[Int: NVMeStatus]>([:])
@@ -64,12 +59,7 @@ import Testing
     /// buffer — and every request must complete.
     @Test(arguments: [true, false])
     func steppedResetWithARequestStream(shadow: Bool) throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.shadow = shadow
-        c.depth = 8
-        c.interrupts = .custom { qp in qp.processCompletions() }
-        let rig = try Rig(c)
+        let rig = try Rig(.stepped(depth: 8, shadow: shadow, interrupts: .custom { qp in qp.processCompletions() }))
         defer { rig.close() }
         let qp = rig.qp
         let chains = 4, perChain = 40

@@ -72,11 +72,20 @@ final class Rig: @unchecked Sendable {
 
     /// A stepped device (the test drives it) with polled completions.
     static func stepped(depth: Int = 64) throws -> Rig {
-        var c = Config()
+        try Rig(.stepped(depth: depth))
+    }
+}
+
+extension Rig.Config {
+    /// The configuration stepped tests start from: a stepped device (the test
+    /// drives it), completions polled unless `interrupts` says otherwise.
+    static func stepped(depth: Int = 64, shadow: Bool = true, interrupts: InterruptDelivery = .polled) -> Self {
+        var c = Self()
         c.stepped = true
         c.depth = depth
-        c.interrupts = .polled
-        return try Rig(c)
+        c.shadow = shadow
+        c.interrupts = interrupts
+        return c
     }
 }
 

@@ -82,12 +82,7 @@ final class WrapWorkload: @unchecked Sendable {
 
     @Test(arguments: depths, [true, false])
     func steppedWraps(depth: Int, shadow: Bool) throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.shadow = shadow
-        c.depth = depth
-        c.interrupts = .polled
-        let rig = try Rig(c)
+        let rig = try Rig(.stepped(depth: depth, shadow: shadow))
         defer { rig.close() }
         let w = WrapWorkload(qp: rig.qp, memory: rig.memory, chains: depth + 2, operations: Self.operations)
         let seed = Self.seed(depth: depth, shadow: shadow)

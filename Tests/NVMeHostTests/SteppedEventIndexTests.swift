@@ -12,11 +12,8 @@ import Testing
 @Suite struct SteppedEventIndexTests {
     @Test(arguments: [2, 4, 8, 64], EventIndexPolicy.allCases)
     func hostTrapsExactlyWhenEventIdxSaysSo(depth: Int, policy: EventIndexPolicy) throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.depth = depth
+        var c = Rig.Config.stepped(depth: depth)
         c.controller.eventIndexPolicy = policy
-        c.interrupts = .polled
         let rig = try Rig(c)
         defer { rig.close() }
         #expect(rig.driver.shadowDoorbellsEnabled)
@@ -104,10 +101,7 @@ import Testing
     /// once per submission batch and once per consumed completion batch.
     @Test(arguments: EventIndexPolicy.allCases)
     func policiesDifferWhileAwake(policy: EventIndexPolicy) throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.depth = 64
-        c.interrupts = .polled
+        var c = Rig.Config.stepped(depth: 64)
         c.controller.eventIndexPolicy = policy
         let rig = try Rig(c)
         defer { rig.close() }
@@ -136,12 +130,7 @@ import Testing
 
     /// With MMIO doorbells only, every submission traps.
     @Test func mmioModeTrapsEveryTime() throws {
-        var c = Rig.Config()
-        c.stepped = true
-        c.shadow = false
-        c.depth = 8
-        c.interrupts = .polled
-        let rig = try Rig(c)
+        let rig = try Rig(.stepped(depth: 8, shadow: false))
         defer { rig.close() }
         #expect(!rig.driver.shadowDoorbellsEnabled)
         for _ in 0..<100 {

@@ -61,8 +61,23 @@ class Server:
                 return int(line.split()[1])
         return 0
 
+    def assert_grew_less_than(self, rss0_kib, mib, while_what):
+        """The check of the cases that measure memory while a client misbehaves:
+        resident memory grew by less than `mib` MiB since `rss0_kib` (rss_kib())."""
+        grown = self.rss_kib() - rss0_kib
+        assert grown < mib << 10, f"server grew by {grown >> 10} MiB {while_what}"
+
     def alive(self):
         return self.proc.poll() is None
+
+    # A context manager: every case runs its server in `with Server(...) as srv:`,
+    # which stops it however the case ends.
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
 
     def stop(self):
         if self.proc.poll() is None:
@@ -140,8 +155,7 @@ def stalled_handshake():
     # The Swift suites check the timeout and the slot separately
     # (HandshakeTests.handshakeTimeout, .connectionLimit); here a timed-out
     # handshake must give its slot back, through the command-line flags.
-    srv = Server("--handshake-timeout", "2", "--max-connections", "1")
-    try:
+    with Server("--handshake-timeout", "2", "--max-connections", "1") as srv:
         stall = socket.socket(socket.AF_UNIX)
         stall.connect(srv.sock)
         wire.read_greeting(stall)  # then silence
@@ -151,8 +165,6 @@ def stalled_handshake():
         h = srv.client()  # the slot is free again
         h.pwrite(b"x" * 4096, 0)
         h.shutdown()
-    finally:
-        srv.stop()
 
 
 @case("huge-option-length-skipped-without-buffering")
@@ -160,8 +172,7 @@ def huge_option():
     # The handshake state machine skips over-long option data
     # (HandshakeStreamTests.overLimitDataIsSkippedChunkByChunk); this checks that
     # the whole server does not buffer it either.
-    srv = Server()
-    try:
+    with Server() as srv:
         h, pattern = with_bystander(srv)
         rss0 = srv.rss_kib()
         s = raw_connect(srv)
@@ -169,18 +180,14 @@ def huge_option():
         junk = b"\0" * (1 << 20)
         for _ in range(256):  # 256 MiB of the 4 GiB the header announced
             s.sendall(junk)
-        rss1 = srv.rss_kib()
-        assert rss1 - rss0 < 64 << 10, f"server grew by {(rss1 - rss0) >> 10} MiB while skipping"
+        srv.assert_grew_less_than(rss0, 64, "while skipping")
         s.close()
         check_bystander(srv, h, pattern)
-    finally:
-        srv.stop()
 
 
 @case("non-utf8-export-name")
 def non_utf8_export_name():
-    srv = Server("--export", "name=real,size=64M")
-    try:
+    with Server("--export", "name=real,size=64M") as srv:
         s = raw_connect(srv)
         name = b"\xff\xfe" * 100
         wire.send_option(s, wire.OPT_GO, wire.go_data(name))
@@ -190,16 +197,13 @@ def non_utf8_export_name():
         s.sendall(wire.request(wire.CMD_READ, 0, 512, cookie=3))
         assert wire.read_simple_reply(s, 512)[0] == 0
         s.close()
-    finally:
-        srv.stop()
 
 
 @case("pipelining-far-beyond-queue-depth-bounded-memory")
 def pipelining():
     # ConcurrencyTests.backPressure shows the server stops reading; this measures
     # the resident memory of 200,000 pipelined reads whose replies go unread.
-    srv = Server("--queue-depth", "16", "--max-in-flight", "64")
-    try:
+    with Server("--queue-depth", "16", "--max-in-flight", "64") as srv:
         h, pattern = with_bystander(srv)
         s = raw_connect(srv)
         wire.go(s)
@@ -217,8 +221,7 @@ def pipelining():
         t = threading.Thread(target=sender, daemon=True)
         t.start()
         time.sleep(2)  # we read nothing: the server must stop reading from us
-        rss1 = srv.rss_kib()
-        assert rss1 - rss0 < 256 << 10, f"server grew {(rss1 - rss0) >> 10} MiB with unread replies"
+        srv.assert_grew_less_than(rss0, 256, "with unread replies")
         check_bystander(srv, h, pattern)  # others are unaffected meanwhile
         got = 0
         s.settimeout(30)
@@ -229,16 +232,13 @@ def pipelining():
         t.join(timeout=30)
         s.close()
         check_bystander(srv, h, pattern)
-    finally:
-        srv.stop()
 
 
 @case("load-64-connections-qd64-verified")
 def load():
     # The Swift suites stop at 8 connections (ConcurrencyTests.parallelConnections)
     # and one connection at QD 64 (.sixtyFourInFlight).
-    srv = Server("--queues", "2")
-    try:
+    with Server("--queues", "2") as srv:
         conns = 64
         region = 4 << 20  # each connection owns 4 MiB
         deadline = time.time() + 12
@@ -291,8 +291,6 @@ def load():
         assert not errors, "; ".join(errors[:5])
         assert peak[0] < 3 << 20, f"peak RSS {peak[0] >> 10} MiB"
         assert srv.alive()
-    finally:
-        srv.stop()
 
 
 if __name__ == "__main__":
