@@ -9,7 +9,7 @@ struct NVMeNBDCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nvme-nbd",
         abstract: "An NBD server whose every request goes through an emulated NVMe controller with shadow doorbells.",
-        subcommands: [Serve.self, Identify.self],
+        subcommands: [Serve.self, Identify.self, Top.self],
         defaultSubcommand: Serve.self)
 }
 

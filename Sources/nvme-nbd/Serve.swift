@@ -27,6 +27,8 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("stats-json"), help: ArgumentHelp("Write per-export counters here at shutdown and on SIGUSR1.", valueName: "file"))
     var statsJSON: String?
 
+    @OptionGroup var metrics: MetricsOptions
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: LogLevelArgument = .info
 
@@ -85,6 +87,7 @@ struct Serve: ParsableCommand {
         config.limits.completionPollNanoseconds = UInt64(hostPollMicroseconds) * 1000
         config.limits.completionPollDepth = hostPollDepth
 
+        let metricsEndpoint = try metrics.start(&config, logger: logger)
         let server: NBDServer
         do {
             server = try NBDServer(configuration: config, logger: logger)
@@ -92,6 +95,7 @@ struct Serve: ParsableCommand {
             FileHandle.standardError.write(Data("nvme-nbd: \(error)\n".utf8))
             throw ExitCode(1)
         }
+        metricsEndpoint?.metrics.attach(server)
         FileHandle.standardError.write(Data("nvme-nbd: listening on \(server.boundAddresses.joined(separator: ", ")) (\(server.exports.count) export\(server.exports.count == 1 ? "" : "s"), shadow doorbells \(config.exportOptions.shadowDoorbells ? "on" : "off"))\n".utf8))
 
         let stop = DispatchSemaphore(value: 0)
@@ -125,6 +129,7 @@ struct Serve: ParsableCommand {
         stop.wait()
         logger.info("shutting down")
         server.shutdown()
+        metricsEndpoint?.close()
         writeStats()
         for e in server.statistics() {
             logger.info("export '\(e.name)': \(e.nbd.requests) requests, \(e.controller.ioCommands) NVMe I/O commands, MMIO doorbell writes per I/O \(String(format: "%.4f", e.mmioDoorbellWritesPerIO)), interrupts per I/O \(String(format: "%.4f", e.interruptsPerIO))")
