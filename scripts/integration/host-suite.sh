@@ -214,5 +214,8 @@ start_server iso --export "file=$WORK/iso.img,readonly" || fail iso-start "serve
 check iso-size-exact bash -c "test \$(nbdinfo --size '$(URI)') = $((2048 * 1001))"
 stop_server
 
+# serve --metrics and nvme-nbd top under fio (scripts/integration/metrics.sh).
+check metrics-and-top "$HERE/metrics.sh" "$BIN"
+
 echo "host-suite: $PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]
