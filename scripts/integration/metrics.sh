@@ -16,7 +16,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 BIN="${1:-$REPO/.build/release/nvme-nbd}"
 [[ -x "$BIN" ]] || { echo "metrics: no server binary at $BIN" >&2; exit 2; }
-for tool in fio curl /usr/bin/python3; do
+for tool in fio /usr/bin/python3; do
     command -v "$tool" >/dev/null || { echo "metrics: $tool is missing" >&2; exit 2; }
 done
 
@@ -48,11 +48,24 @@ if [[ -z "$ADDR" ]] || ! grep -q listening "$WORK/server.log"; then
 fi
 URL="http://$ADDR/metrics"
 
-code() { curl -s -o /dev/null -w '%{http_code} %{content_type}' "$@"; }
-[[ "$(code "$URL")" == "200 text/plain; version=0.0.4; charset=utf-8" ]] && pass metrics-200 || fail metrics-200 "$(code "$URL")"
-[[ "$(code "http://$ADDR/")" == 404* ]] && pass metrics-404 || fail metrics-404 "$(code "http://$ADDR/")"
-[[ "$(code -X POST "$URL")" == 405* ]] && pass metrics-405 || fail metrics-405 "$(code -X POST "$URL")"
-curl -s "$URL" >"$WORK/before.txt"
+# http METHOD URL [FILE]: prints "STATUS CONTENT-TYPE", the body into FILE (python3: no curl needed).
+http() {
+    /usr/bin/python3 - "$@" <<'PY'
+import sys, urllib.request, urllib.error
+method, url = sys.argv[1], sys.argv[2]
+try:
+    r = urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=10)
+except urllib.error.HTTPError as e:
+    r = e
+body = r.read()
+if len(sys.argv) > 3: open(sys.argv[3], "wb").write(body)
+print(r.status, r.headers.get("Content-Type"))
+PY
+}
+[[ "$(http GET "$URL")" == "200 text/plain; version=0.0.4; charset=utf-8" ]] && pass metrics-200 || fail metrics-200 "$(http GET "$URL")"
+[[ "$(http GET "http://$ADDR/")" == 404* ]] && pass metrics-404 || fail metrics-404 "$(http GET "http://$ADDR/")"
+[[ "$(http POST "$URL")" == 405* ]] && pass metrics-405 || fail metrics-405 "$(http POST "$URL")"
+http GET "$URL" "$WORK/before.txt" >/dev/null
 
 (cd "$WORK" && timeout 120 fio --name=load --ioengine=nbd --uri="nbd+unix:///disk?socket=$SOCK" --rw=randrw --bs=4k \
     --iodepth=16 --time_based --runtime=5 --size=256m --output-format=json --output="$WORK/fio.json" \
@@ -63,7 +76,7 @@ timeout 30 "$BIN" top --metrics "$ADDR" --count 2 >"$WORK/top.txt" 2>&1
 TOP_RC=$?
 wait "$FIO_PID"; FIO_RC=$?; FIO_PID=""
 [[ $FIO_RC -eq 0 ]] && pass fio-load || fail fio-load "exit $FIO_RC: $(tail -n 3 "$WORK/fio.log")"
-curl -s "$URL" >"$WORK/after.txt"
+http GET "$URL" "$WORK/after.txt" >/dev/null
 
 # top: exit 0, its header, two lines for "disk" with IOPS > 0, two for the idle "" export with 0.
 if [[ $TOP_RC -eq 0 ]] && head -n 1 "$WORK/top.txt" | grep -q '^EXPORT *IOPS *MiB/s *p50 us *p99 us *MMIO/IO *IRQ/IO' \
