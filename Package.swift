@@ -144,7 +144,7 @@ let package = Package(
                                    .product(name: "NIOTestUtils", package: "swift-nio")],
                     swiftSettings: strict),
         .testTarget(name: "NBDMetricsTests",
-                    dependencies: ["NBDMetrics", "NBDServer", "CNBD", "TestSupport",
+                    dependencies: ["NBDMetrics", "NBDServer", "NBDProtocol", "TestSupport",
                                    .product(name: "NIOCore", package: "swift-nio"),
                                    .product(name: "NIOPosix", package: "swift-nio"),
                                    .product(name: "Logging", package: "swift-log")],
