@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -29,7 +30,7 @@ public final class MetricsClient: Sendable {
         bootstrap.connect(host: address.host, port: address.port).whenComplete { result in
             switch result {
             case .failure(let error):
-                promise.fail(FetchFailure.connect("\(error)"))
+                promise.fail(FetchFailure.connect(Self.reason(error)))
             case .success(let channel):
                 var headers = HTTPHeaders()
                 headers.add(name: "Host", value: text)
@@ -60,6 +61,20 @@ public final class MetricsClient: Sendable {
         } catch {
             throw .connectionFailed(address: text, reason: "\(error)")
         }
+    }
+
+    /// What a connect failure says, without SwiftNIO's wrapping
+    /// ("Connection refused (errno: 111)" rather than the list of attempts).
+    static func reason(_ error: any Error) -> String {
+        if let e = error as? NIOConnectionError {
+            if let first = e.connectionErrors.first { return reason(first.error) }
+            if let dns = e.dnsAError ?? e.dnsAAAAError { return "cannot resolve \(e.host): \(dns)" }
+        }
+        if let e = error as? IOError, let colon = e.description.range(of: ": ") {
+            return String(e.description[colon.upperBound...]).replacingOccurrences(of: ") (errno", with: " (errno")
+        }
+        if case .connectTimeout? = error as? ChannelError { return "connect timed out" }
+        return "\(error)"
     }
 
     /// Stops the client's event loop.
