@@ -104,8 +104,9 @@ let package = Package(
             swiftSettings: memorySafe),
         .executableTarget(
             name: "nvme-nbd",
-            dependencies: ["NBDServer", "NBDMetrics", "NVMe", "NVMeController", "NVMeHost", "BlockBackends",
+            dependencies: ["NBDServer", "NVMe", "NVMeController", "NVMeHost", "BlockBackends",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           "NBDMetrics",
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")],

@@ -27,8 +27,6 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("stats-json"), help: ArgumentHelp("Write per-export counters here at shutdown and on SIGUSR1.", valueName: "file"))
     var statsJSON: String?
 
-    @OptionGroup var metrics: MetricsOptions
-
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: LogLevelArgument = .info
 
@@ -37,6 +35,8 @@ struct Serve: ParsableCommand {
 
     @Option(name: .customLong("handshake-timeout"), help: "Seconds a client may take to finish the handshake.")
     var handshakeTimeout = 30
+
+    @OptionGroup var metrics: MetricsOptions
 
     @Option(name: .customLong("host-poll-us"), help: "Microseconds an event loop polls its completion queue after submitting, before waiting for the interrupt (0: interrupts only).")
     var hostPollMicroseconds = 20
