@@ -51,6 +51,11 @@ let package = Package(
         // The Linux storage interfaces Swift's Glibc cannot see (built with _GNU_SOURCE):
         // fallocate, pwritev2, O_DIRECT, block-device ioctls, statx DIO alignment, io_uring.
         .target(name: "CLinuxIO"),
+        // Service-life system calls (Unix socket probing, sd_notify datagrams, inherited
+        // listening sockets, posix_spawn of a captive command) in C, and their typed Swift
+        // wrappers: the pointer work stays out of the memory-safe server and CLI targets.
+        .target(name: "CService"),
+        .target(name: "ServiceLife", dependencies: ["CService"], swiftSettings: strict),
         // Namespace storage: sparse memory and regular files / block devices, and the
         // asynchronous engines (io_uring, worker threads) that run it.
         .target(
@@ -85,7 +90,7 @@ let package = Package(
         .target(
             name: "NBDServer",
             dependencies: ["NBDProtocol", "NVMe", "NVMeHost", "NVMeController", "BlockBackends", "DMA", "ConcurrencyHelpers",
-                           "ByteBufferDMA", "CLinuxIO",
+                           "ByteBufferDMA", "CLinuxIO", "ServiceLife",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")],
@@ -104,7 +109,7 @@ let package = Package(
             swiftSettings: memorySafe),
         .executableTarget(
             name: "nvme-nbd",
-            dependencies: ["NBDServer", "NVMe", "NVMeController", "NVMeHost", "BlockBackends",
+            dependencies: ["NBDServer", "NVMe", "NVMeController", "NVMeHost", "BlockBackends", "ServiceLife",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            "NBDMetrics",
                            .product(name: "Logging", package: "swift-log"),
@@ -151,7 +156,7 @@ let package = Package(
                                    .product(name: "Logging", package: "swift-log")],
                     swiftSettings: strict),
         .testTarget(name: "NBDServerTests",
-                    dependencies: ["NBDServer", "NBDProtocol", "CNBD", "NVMeController", "NVMeHost", "BlockBackends", "DMA", "ConcurrencyHelpers", "TestSupport",
+                    dependencies: ["NBDServer", "NBDProtocol", "CNBD", "ServiceLife", "NVMeController", "NVMeHost", "BlockBackends", "DMA", "ConcurrencyHelpers", "TestSupport",
                                    .product(name: "NIOCore", package: "swift-nio"),
                                    .product(name: "NIOPosix", package: "swift-nio"),
                                    .product(name: "Logging", package: "swift-log")],

@@ -5,6 +5,7 @@ import Logging
 import NBDProtocol
 import NIOCore
 import NIOPosix
+import ServiceLife
 
 /// The NBD server: listeners (TCP and Unix sockets), one SwiftNIO event loop per
 /// I/O queue pair, and the exports, each with its own emulated NVMe controller.
@@ -12,8 +13,12 @@ public final class NBDServer: Sendable {
     public struct Configuration: Sendable {
         /// TCP listen addresses, "HOST:PORT" ("[::1]:10809" for IPv6).
         public var tcp: [String] = ["127.0.0.1:10809"]
-        /// Unix socket paths.
+        /// Unix socket paths. A path another process listens on is refused
+        /// (``ListenerError/socketInUse(path:)``); a stale socket file is replaced.
         public var unix: [String] = []
+        /// Listening sockets inherited through socket activation (sd_listen_fds(3)),
+        /// served as they are: the server neither binds nor unlinks them.
+        public var inheritedListeners: [InheritedListener] = []
         public var exports: [ExportSpec] = [.default]
         public var exportOptions = ExportOptions()
         public var limits = ConnectionLimits()
@@ -33,6 +38,9 @@ public final class NBDServer: Sendable {
     private let logger: Logger
     /// The addresses actually bound (ports resolved), for logs and tests.
     public let boundAddresses: [String]
+    /// Where clients reach the server, in listener order (configured TCP
+    /// listeners, Unix sockets, inherited sockets): `--run` builds its URI from these.
+    public let endpoints: [ListenerEndpoint]
 
     /// Opens every export and binds every listener; throws a ``ServerError``
     /// naming what failed.
@@ -42,8 +50,12 @@ public final class NBDServer: Sendable {
         guard configuration.queues >= 1 && configuration.queues <= 256 else {
             throw ServerError("--queues \(configuration.queues): accepted 1...256")
         }
-        guard !configuration.tcp.isEmpty || !configuration.unix.isEmpty else {
+        guard !configuration.tcp.isEmpty || !configuration.unix.isEmpty || !configuration.inheritedListeners.isEmpty else {
             throw ServerError("nothing to listen on: give --listen HOST:PORT or --unix PATH")
+        }
+        // Before any export opens: a live socket means another server owns the path.
+        for path in configuration.unix {
+            try Self.checkUnixSocketPath(path)
         }
         var names = Set<String>()
         for e in configuration.exports where !names.insert(e.name).inserted {
@@ -71,28 +83,73 @@ public final class NBDServer: Sendable {
 
         var channels: [any Channel] = []
         var bound: [String] = []
+        var endpoints: [ListenerEndpoint] = []
+        var boundPaths: [String] = []
+        var current = ""
         do {
             for address in configuration.tcp {
+                current = address
                 let (host, port) = try Self.parseHostPort(address)
                 let ch = try Self.bootstrap(group: group, context: context, logger: logger, tcp: true)
                     .bind(host: host, port: port).wait()
                 channels.append(ch)
                 bound.append(ch.localAddress.map { "\($0)" } ?? address)
+                endpoints.append(.tcp(host: ch.localAddress?.ipAddress ?? host, port: ch.localAddress?.port ?? port))
             }
             for path in configuration.unix {
+                current = "unix:\(path)"
+                // Checked again right before binding: the window in which another
+                // server could take the path is this one call.
+                try Self.checkUnixSocketPath(path)
                 let ch = try Self.bootstrap(group: group, context: context, logger: logger, tcp: false)
                     .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
                 channels.append(ch)
+                boundPaths.append(path)
                 bound.append("unix:\(path)")
+                endpoints.append(.unix(path: path))
+            }
+            for inherited in configuration.inheritedListeners {
+                current = "\(inherited)"
+                let ch = try Self.bootstrap(group: group, context: context, logger: logger, tcp: inherited.family != .unix)
+                    .withBoundSocket(inherited.descriptor).wait()
+                channels.append(ch)
+                let address = ch.localAddress
+                bound.append("\(inherited): \(address.map { "\($0)" } ?? "?")")
+                if inherited.family == .unix {
+                    endpoints.append(.unix(path: address?.pathname ?? ""))
+                } else {
+                    endpoints.append(.tcp(host: address?.ipAddress ?? "localhost", port: address?.port ?? 0))
+                }
             }
         } catch {
             for c in channels { try? c.close().wait() }
+            for path in boundPaths { try? FileManager.default.removeItem(atPath: path) }
             for e in exports { e.close() }
             try? group.syncShutdownGracefully()
-            throw ServerError("cannot listen: \(error)")
+            if let e = error as? ListenerError { throw e }
+            throw ListenerError.cannotListen(address: current, reason: "\(error)")
         }
         self.channels = channels
         boundAddresses = bound
+        self.endpoints = endpoints
+    }
+
+    /// Refuses a Unix socket path another process is listening on (binding it
+    /// would unlink that server's socket and silently cut it off from new
+    /// clients) and anything there that is not a socket; a stale socket file
+    /// (connect(2) refused) is left for the bind to replace.
+    static func checkUnixSocketPath(_ path: String) throws(ListenerError) {
+        let state: UnixSocketState
+        do {
+            state = try UnixSocketProbe.state(of: path)
+        } catch {
+            throw .cannotListen(address: "unix:\(path)", reason: "\(error)")
+        }
+        switch state {
+        case .absent, .stale: return
+        case .live: throw .socketInUse(path: path)
+        case .notASocket: throw .notASocket(path: path)
+        }
     }
 
     private static func bootstrap(group: MultiThreadedEventLoopGroup, context: ServerContext, logger: Logger,
@@ -123,7 +180,8 @@ public final class NBDServer: Sendable {
         }
     }
 
-    /// Parses a `--listen` value: "HOST:PORT", "[V6ADDR]:PORT", ":PORT" or "HOST".
+    /// Parses a `--listen` value: "HOST:PORT", "[V6ADDR]:PORT", ":PORT", "PORT"
+    /// (all digits: 127.0.0.1 on that port) or "HOST" (port 10809).
     public static func parseListenAddress(_ s: String) throws -> (String, Int) { try parseHostPort(s) }
 
     static func parseHostPort(_ s: String) throws -> (String, Int) {
@@ -143,6 +201,11 @@ public final class NBDServer: Sendable {
             portText = "10809"
         }
         if host.isEmpty { host = "127.0.0.1" }
+        // "--listen 10899": a port alone, on the default host.
+        if !s.hasPrefix("["), !s.contains(":"), !s.isEmpty, s.allSatisfy({ $0.isASCII && $0.isNumber }) {
+            host = "127.0.0.1"
+            portText = Substring(s)
+        }
         guard let port = Int(portText), (0...65535).contains(port) else {
             throw ServerError("--listen '\(s)': port '\(portText)' is not 0...65535 (expected HOST:PORT)")
         }
@@ -172,6 +235,7 @@ public final class NBDServer: Sendable {
         // outlived the grace period get their ESHUTDOWN replies before closing.
         for e in exports { e.close() }
         try? group.syncShutdownGracefully()
+        // Only the sockets this server bound; inherited ones belong to whoever passed them.
         for path in configuration.unix { try? FileManager.default.removeItem(atPath: path) }
     }
 
@@ -197,6 +261,34 @@ public final class NBDServer: Sendable {
 /// The `--stats-json` document.
 public struct StatisticsFile: Codable, Sendable {
     public var exports: [ExportStatistics]
+}
+
+/// Where a listener accepts clients.
+public enum ListenerEndpoint: Sendable, Hashable {
+    case tcp(host: String, port: Int)
+    case unix(path: String)
+}
+
+/// A listener that cannot be set up.
+public enum ListenerError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// Another process is listening on this Unix socket path.
+    case socketInUse(path: String)
+    /// The path exists and is not a socket.
+    case notASocket(path: String)
+    /// Binding (or adopting an inherited socket) failed.
+    case cannotListen(address: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .socketInUse(let path):
+            return "cannot listen on unix:\(path): another process is listening on this socket "
+                + "(stop it first, or choose another --unix path)"
+        case .notASocket(let path):
+            return "cannot listen on unix:\(path): the path exists and is not a socket (refusing to remove it)"
+        case .cannotListen(let address, let reason):
+            return "cannot listen on \(address): \(reason)"
+        }
+    }
 }
 
 /// A server that cannot start, with what was wrong.

@@ -9,6 +9,11 @@ struct NVMeNBDCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nvme-nbd",
         abstract: "An NBD server whose every request goes through an emulated NVMe controller with shadow doorbells.",
+        discussion: """
+        `nvme-nbd FILE` and `nvme-nbd [OPTIONS]` run `serve` (the default subcommand): `nvme-nbd -r -p 10810 disk.img` \
+        serves disk.img read-only on 127.0.0.1:10810. A FILE named `serve`, `identify` or `top` must be given as \
+        `nvme-nbd serve ./serve`.
+        """,
         subcommands: [Serve.self, Identify.self, Top.self],
         defaultSubcommand: Serve.self)
 }
@@ -43,8 +48,13 @@ struct ExportOptionsGroup: ParsableArguments {
     var mdts = 7
 
     func specs() throws -> [ExportSpec] {
-        if exports.isEmpty { return [.default] }
-        return try exports.map { text in
+        let given = try givenSpecs()
+        return given.isEmpty ? [.default] : given
+    }
+
+    /// The `--export` values as given (none: empty).
+    func givenSpecs() throws -> [ExportSpec] {
+        try exports.map { text in
             do { return try ExportSpec.parse(text) } catch let e as ExportSpecError { throw ValidationError(e.description) }
         }
     }

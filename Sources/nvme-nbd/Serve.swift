@@ -2,35 +2,82 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
+import NBDMetrics
 import NBDServer
+import ServiceLife
+import Synchronization
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve exports over NBD (TCP and/or Unix sockets).",
         discussion: """
-        With neither --listen nor --unix the server listens on 127.0.0.1:10809. SIGINT/SIGTERM stop it \
-        gracefully (requests in flight finish, file exports are flushed, --stats-json is written); SIGUSR1 \
-        writes --stats-json without stopping.
+        With no --listen, -p, -b, --unix or inherited socket the server listens on 127.0.0.1:10809. FILE (as in \
+        qemu-nbd and nbd-server) is the default export, like --export file=FILE (named by -x). SIGINT/SIGTERM \
+        stop it gracefully (requests in flight finish, file exports are flushed, --stats-json is written); \
+        SIGUSR1 writes --stats-json without stopping. Started with LISTEN_PID/LISTEN_FDS (systemd socket \
+        activation, sd_listen_fds(3)) it serves the inherited sockets and binds nothing. With NOTIFY_SOCKET set \
+        it sends READY=1 once every listener is ready (sd_notify(3)).
         """)
 
-    @Option(name: .customLong("listen"), help: ArgumentHelp("TCP address to listen on. Repeatable.", valueName: "host:port"))
+    @Argument(help: ArgumentHelp("Image file or block device to serve as the default export (the same as --export file=FILE; -x names it).",
+                                 valueName: "file"),
+              completion: .file())
+    var file: String?
+
+    @Option(name: .customLong("listen"),
+            help: ArgumentHelp("TCP address to listen on: HOST:PORT, [V6ADDR]:PORT, HOST (port 10809) or PORT (127.0.0.1). Repeatable.",
+                               valueName: "host:port"))
     var listen: [String] = []
 
-    @Option(name: .customLong("unix"), help: ArgumentHelp("Unix socket to listen on. Repeatable.", valueName: "path"))
+    @Option(name: [.customShort("p"), .customLong("port")],
+            help: ArgumentHelp("TCP port to listen on (qemu-nbd, nbdkit), on -b's address or 127.0.0.1; 0 picks a free port.", valueName: "port"))
+    var port: Int?
+
+    @Option(name: [.customShort("b"), .customLong("bind")],
+            help: ArgumentHelp("Address for the -p listener (qemu-nbd): 127.0.0.1 unless given; port 10809 without -p.", valueName: "address"))
+    var bind: String?
+
+    @Option(name: [.customShort("U"), .customLong("unix"), .customShort("k"), .customLong("socket")],
+            help: ArgumentHelp("Unix socket to listen on (-U as nbdkit, -k as qemu-nbd). \"-\" makes a private one in a new temporary directory (nbdkit's -U -), for --run. Repeatable.",
+                               valueName: "path"),
+            completion: .file())
     var unix: [String] = []
+
+    @Option(name: [.customShort("x"), .customLong("export-name")],
+            help: ArgumentHelp("Name of the FILE export, or of the default memory export when neither FILE nor --export is given (default \"\").",
+                               valueName: "name"))
+    var exportName: String?
+
+    @Flag(name: [.customShort("r"), .customLong("read-only")], help: "Serve every export read-only: writes fail with EPERM, READ_ONLY is advertised.")
+    var readOnly = false
+
+    @Flag(name: [.customShort("t"), .customLong("persistent")],
+          help: "Accepted for qemu-nbd command lines: nvme-nbd always keeps serving after the last client disconnects.")
+    var persistent = false
 
     @OptionGroup var exportOptions: ExportOptionsGroup
 
     @Option(name: .customLong("queues"), help: "Event-loop threads, and NVMe I/O queue pairs per export (1...64).")
     var queues = 2
 
-    @Option(name: .customLong("stats-json"), help: ArgumentHelp("Write per-export counters here at shutdown and on SIGUSR1.", valueName: "file"))
+    @Option(name: .customLong("stats-json"), help: ArgumentHelp("Write per-export counters here at shutdown and on SIGUSR1.", valueName: "file"),
+            completion: .file())
     var statsJSON: String?
+
+    @Option(name: .customLong("pid-file"), help: ArgumentHelp("Write the server's pid here once every listener is ready; removed on exit.", valueName: "file"),
+            completion: .file())
+    var pidFile: String?
+
+    @Option(name: .customLong("run"),
+            help: ArgumentHelp("Captive mode (nbdkit-captive(1)): once serving, run CMD with /bin/sh -c, with $uri, $nbd, $unixsocket, $port and $exportname in its environment; stop serving when it exits and exit with its status.",
+                               valueName: "cmd"))
+    var runCommand: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: LogLevelArgument = .info
 
-    @Option(name: .customLong("max-connections"), help: "Connections served at once; more are refused during the handshake.")
+    @Option(name: [.customLong("max-connections"), .customShort("e"), .customLong("shared")],
+            help: ArgumentHelp("Connections served at once (-e/--shared as qemu-nbd; 0: no limit); more are refused during the handshake.", valueName: "n"))
     var maxConnections = 1024
 
     @Option(name: .customLong("handshake-timeout"), help: "Seconds a client may take to finish the handshake.")
@@ -46,61 +93,173 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-in-flight"), help: "Requests one connection may have in flight before the server stops reading it.")
     var maxInFlight = 256
 
+    @Flag(name: [.customShort("V"), .customLong("version")], help: "Print the version and exit.")
+    var version = false
+
     func validate() throws {
         guard (1...64).contains(queues) else { throw ValidationError("--queues \(queues): accepted 1...64") }
-        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
+        guard maxConnections >= 0 else { throw ValidationError("-e/--shared/--max-connections \(maxConnections): accepted 0 (no limit) or more") }
         guard (1...3600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout \(handshakeTimeout): accepted 1...3600 seconds") }
         guard (0...1_000_000).contains(hostPollMicroseconds) else { throw ValidationError("--host-poll-us \(hostPollMicroseconds): accepted 0...1000000") }
         guard (0...65536).contains(hostPollDepth) else { throw ValidationError("--host-poll-depth \(hostPollDepth): accepted 0...65536") }
         guard (1...65536).contains(maxInFlight) else { throw ValidationError("--max-in-flight \(maxInFlight): accepted 1...65536") }
+        if let port, !(0...65535).contains(port) { throw ValidationError("-p/--port \(port): accepted 0...65535") }
+        if let bind, bind.isEmpty { throw ValidationError("-b/--bind needs an address (such as 127.0.0.1 or ::1)") }
         for l in listen {
             do { _ = try NBDServerAddress.parse(l) } catch { throw ValidationError("\(error)") }
         }
-        if let s = statsJSON {
-            let dir = (s as NSString).deletingLastPathComponent
+        if unix.contains(where: \.isEmpty) { throw ValidationError("-U/--unix/-k/--socket needs a path (or - for a private socket)") }
+        if unix.filter({ $0 == "-" }).count > 1 { throw ValidationError("-U - (a private socket) may be given once") }
+        if let runCommand, runCommand.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--run needs a command") }
+        if let file, file.isEmpty { throw ValidationError("FILE is empty: give the path of an image file or block device") }
+        for (option, path) in [("--stats-json", statsJSON), ("--pid-file", pidFile)] {
+            guard let path else { continue }
+            let dir = (path as NSString).deletingLastPathComponent
             let type = try? FileManager.default.attributesOfItem(atPath: dir)[.type] as? FileAttributeType
             if !dir.isEmpty && type != .typeDirectory {
-                throw ValidationError("--stats-json \(s): directory \(dir) does not exist")
+                throw ValidationError("\(option) \(path): directory \(dir) does not exist")
             }
         }
+        _ = try exportSpecs()
+    }
+
+    /// The exports: FILE (named by -x) first, then every --export; the default
+    /// memory export (named by -x) when there is neither. -r makes them all read-only.
+    func exportSpecs() throws -> [ExportSpec] {
+        var specs = try exportOptions.givenSpecs()
+        if let file {
+            specs.insert(ExportSpec(name: exportName ?? "", backing: .file(path: file), size: nil), at: 0)
+        } else if specs.isEmpty {
+            var spec = ExportSpec.default
+            spec.name = exportName ?? ""
+            specs = [spec]
+        } else if let exportName {
+            throw ValidationError("-x/--export-name '\(exportName)' names the FILE export or the default memory export; with --export give name=\(exportName) in the spec instead")
+        }
+        if let n = exportName, n.utf8.count > 4096 { throw ValidationError("-x/--export-name is longer than 4096 bytes") }
+        if readOnly {
+            for i in specs.indices { specs[i].readOnly = true }
+        }
+        return specs
+    }
+
+    /// The TCP listeners: --listen values, then -p/-b's; 127.0.0.1:10809 when no
+    /// listener of any kind is given.
+    func tcpListeners() -> [String] {
+        var tcp = listen
+        if port != nil || bind != nil {
+            var host = bind ?? "127.0.0.1"
+            if host.contains(":") && !host.hasPrefix("[") { host = "[\(host)]" }
+            tcp.append("\(host):\(port ?? 10809)")
+        }
+        if tcp.isEmpty && unix.isEmpty { tcp = ["127.0.0.1:10809"] }
+        return tcp
     }
 
     func run() throws {
+        if version {
+            print("nvme-nbd \(NVMeNBDVersion.string)")
+            return
+        }
+        // First, while this is the only thread: every thread started later (event
+        // loops, controllers, dispatch) inherits the mask, and the signal thread
+        // below takes these signals with sigwait. One sent during start-up waits.
+        let handledSignals = [SIGINT, SIGTERM, SIGUSR1]
+        do {
+            try SignalWaiter.block(handledSignals)
+        } catch {
+            FileHandle.standardError.write(Data("nvme-nbd: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        signal(SIGPIPE, SIG_IGN)
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = logLevel.level
             return h
         }
-        var logger = Logger(label: "nvme-nbd")
-        logger.logLevel = logLevel.level
+        let logger = {
+            var l = Logger(label: "nvme-nbd")
+            l.logLevel = logLevel.level
+            return l
+        }()
+
+        func failure(_ message: String) -> ExitCode {
+            FileHandle.standardError.write(Data("nvme-nbd: \(message)\n".utf8))
+            return ExitCode(1)
+        }
+
+        let inherited: [InheritedListener]?
+        do {
+            inherited = try SocketActivation.takeListeners()
+        } catch {
+            throw failure("\(error)")
+        }
+        if let inherited {
+            // As nbdkit-service(1): with socket activation the listeners are the
+            // inherited sockets; binding others or running a captive command is an error.
+            var given: [String] = []
+            if !listen.isEmpty { given.append("--listen") }
+            if port != nil { given.append("-p/--port") }
+            if bind != nil { given.append("-b/--bind") }
+            if !unix.isEmpty { given.append("-U/--unix") }
+            if runCommand != nil { given.append("--run") }
+            guard given.isEmpty else {
+                throw failure("socket activation (LISTEN_PID/LISTEN_FDS) cannot be combined with \(given.joined(separator: ", ")): the server listens on the inherited sockets")
+            }
+            guard !inherited.isEmpty else { throw failure("socket activation: LISTEN_FDS=0 passes no socket to listen on") }
+        }
+
+        // nbdkit's "-U -": a private socket in a new directory only this user can enter.
+        var privateDirectory: String?
+        var unixPaths = unix
+        if let i = unixPaths.firstIndex(of: "-") {
+            let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("nvme-nbd-\(UUID().uuidString.prefix(12))")
+            do {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false,
+                                                        attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw failure("-U -: cannot create a private directory \(dir): \(error)")
+            }
+            privateDirectory = dir
+            unixPaths[i] = (dir as NSString).appendingPathComponent("socket")
+        }
+        func removePrivateDirectory() {
+            if let privateDirectory { try? FileManager.default.removeItem(atPath: privateDirectory) }
+        }
 
         AllocatorTuning.apply()
         var config = NBDServer.Configuration()
-        config.tcp = listen.isEmpty && unix.isEmpty ? ["127.0.0.1:10809"] : listen
-        config.unix = unix
-        config.exports = try exportOptions.specs()
+        if let inherited {
+            config.tcp = []
+            config.unix = []
+            config.inheritedListeners = inherited
+        } else {
+            config.tcp = tcpListeners()
+            config.unix = unixPaths
+        }
+        config.exports = try exportSpecs()
         config.exportOptions = exportOptions.exportOptions()
         config.queues = queues
-        config.limits.maximumConnections = maxConnections
+        config.limits.maximumConnections = maxConnections == 0 ? Int.max : maxConnections
         config.limits.handshakeTimeoutSeconds = Int64(handshakeTimeout)
         config.limits.maximumInFlightRequests = maxInFlight
         config.limits.completionPollNanoseconds = UInt64(hostPollMicroseconds) * 1000
         config.limits.completionPollDepth = hostPollDepth
 
-        let metricsEndpoint = try metrics.start(&config, logger: logger)
+        let metricsEndpoint: MetricsEndpoint?
+        do { metricsEndpoint = try metrics.start(&config, logger: logger) } catch { removePrivateDirectory(); throw error }
         let server: NBDServer
         do {
             server = try NBDServer(configuration: config, logger: logger)
         } catch {
-            FileHandle.standardError.write(Data("nvme-nbd: \(error)\n".utf8))
-            throw ExitCode(1)
+            removePrivateDirectory()
+            throw failure("\(error)")
         }
         metricsEndpoint?.metrics.attach(server)
         FileHandle.standardError.write(Data("nvme-nbd: listening on \(server.boundAddresses.joined(separator: ", ")) (\(server.exports.count) export\(server.exports.count == 1 ? "" : "s"), shadow doorbells \(config.exportOptions.shadowDoorbells ? "on" : "off"))\n".utf8))
 
-        let stop = DispatchSemaphore(value: 0)
         let statsPath = statsJSON
-        func writeStats() {
+        let writeStats: @Sendable () -> Void = {
             guard let statsPath else { return }
             do {
                 try server.writeStatistics(to: statsPath)
@@ -108,33 +267,156 @@ struct Serve: ParsableCommand {
                 logger.error("cannot write --stats-json \(statsPath): \(error)")
             }
         }
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { stop.signal() }
-            s.resume()
-            sources.append(s)
+        let life = ServerLife()
+        Thread.detachNewThread {
+            while true {
+                let sig: Int32
+                do {
+                    sig = try SignalWaiter.wait(handledSignals)
+                } catch {
+                    logger.error("\(error)")
+                    return
+                }
+                if sig == SIGUSR1 {
+                    writeStats()
+                    logger.info("statistics written")
+                } else {
+                    life.signalled(sig)
+                }
+            }
         }
-        signal(SIGUSR1, SIG_IGN)
-        let usr1 = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: .global())
-        usr1.setEventHandler {
-            writeStats()
-            logger.info("statistics written")
-        }
-        usr1.resume()
-        sources.append(usr1)
-        signal(SIGPIPE, SIG_IGN)
 
-        stop.wait()
-        logger.info("shutting down")
+        // Every listener is ready: pid file, then the service manager, then the captive command.
+        var exitStatus: Int32 = 0
+        var pid: PIDFile?
+        var startupError: String?
+        if let pidFile {
+            do {
+                pid = try PIDFile(writingTo: pidFile)
+            } catch {
+                startupError = "\(error)"
+            }
+        }
+        if startupError == nil {
+            do {
+                if try ServiceNotify.notify("READY=1\nSTATUS=serving \(server.boundAddresses.joined(separator: ", "))") {
+                    logger.info("told the service manager READY=1")
+                }
+            } catch {
+                logger.warning("\(error)")
+            }
+        }
+        if startupError == nil, let runCommand {
+            let variables = CaptiveEnvironment.variables(endpoints: server.endpoints, exportName: config.exports.first?.name ?? "")
+            do {
+                if let command = try life.start(command: runCommand, variables: variables) {
+                    logger.info("--run: started process \(command.pid)")
+                    Thread.detachNewThread {
+                        do {
+                            life.commandEnded(try command.wait())
+                        } catch {
+                            logger.error("\(error)")
+                            life.commandEnded(CaptiveExit(status: 1, signal: nil))
+                        }
+                    }
+                }
+            } catch {
+                startupError = "\(error)"
+            }
+        }
+
+        if startupError == nil { life.waitForStop() }
+        if let exit = life.commandExit {
+            logger.info("--run command ended: \(exit); shutting down")
+            exitStatus = exit.status
+        } else {
+            logger.info("shutting down")
+        }
+        _ = try? ServiceNotify.notify("STOPPING=1")
         server.shutdown()
         metricsEndpoint?.close()
         writeStats()
         for e in server.statistics() {
             logger.info("export '\(e.name)': \(e.nbd.requests) requests, \(e.controller.ioCommands) NVMe I/O commands, MMIO doorbell writes per I/O \(String(format: "%.4f", e.mmioDoorbellWritesPerIO)), interrupts per I/O \(String(format: "%.4f", e.interruptsPerIO))")
         }
-        _ = sources
+        pid?.remove()
+        removePrivateDirectory()
+        if let startupError { throw failure(startupError) }
+        if exitStatus != 0 { throw ExitCode(exitStatus) }
+    }
+}
+
+/// What ends `serve`: SIGINT/SIGTERM, or with `--run` the command's exit (the
+/// signals are then passed on to the command, which decides: nbdkit-captive(1)
+/// stops when the command exits).
+final class ServerLife: Sendable {
+    private struct State {
+        var command: CaptiveCommand?
+        var stopRequested = false
+        var commandExit: CaptiveExit?
+    }
+    private let state = Mutex(State())
+    private let stop = DispatchSemaphore(value: 0)
+
+    func signalled(_ sig: Int32) {
+        let command = state.withLock { s -> CaptiveCommand? in
+            if s.command == nil || s.commandExit != nil { s.stopRequested = true }
+            return s.commandExit == nil ? s.command : nil
+        }
+        if let command {
+            command.forward(signal: sig)
+        } else {
+            stop.signal()
+        }
+    }
+
+    /// Starts the captive command unless a signal already asked the server to stop.
+    func start(command: String, variables: [(String, String)]) throws(CaptiveCommandError) -> CaptiveCommand? {
+        try state.withLock { s throws(CaptiveCommandError) -> CaptiveCommand? in
+            guard !s.stopRequested else { return nil }
+            let c = try CaptiveCommand(command: command, variables: variables)
+            s.command = c
+            return c
+        }
+    }
+
+    func commandEnded(_ exit: CaptiveExit) {
+        state.withLock { $0.commandExit = exit }
+        stop.signal()
+    }
+
+    var commandExit: CaptiveExit? { state.withLock { $0.commandExit } }
+
+    func waitForStop() { stop.wait() }
+}
+
+/// The variables nbdkit-captive(1) gives a `--run` command. nbdkit sets them as
+/// shell variables; nvme-nbd exports them, so `$uri` works in the command line as
+/// with nbdkit and programs it starts (fio's `--uri`) see them too.
+enum CaptiveEnvironment {
+    static func variables(endpoints: [ListenerEndpoint], exportName: String) -> [(String, String)] {
+        let path = exportName.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? exportName
+        var uri = ""
+        var port = ""
+        var unixSocket = ""
+        for e in endpoints {
+            switch e {
+            case .unix(let p) where unixSocket.isEmpty: unixSocket = p
+            case .tcp(let host, let p) where port.isEmpty:
+                port = "\(p)"
+                // A wildcard address is reached through localhost (nbdkit's URI form).
+                let shown = host == "0.0.0.0" || host == "::" ? "localhost" : (host.contains(":") ? "[\(host)]" : host)
+                if unixSocket.isEmpty && uri.isEmpty { uri = "nbd://\(shown):\(p)/\(path)" }
+            default: break
+            }
+        }
+        if !unixSocket.isEmpty {
+            var allowed = CharacterSet.urlQueryAllowed
+            allowed.remove(charactersIn: "&+")
+            uri = "nbd+unix:///\(path)?socket=\(unixSocket.addingPercentEncoding(withAllowedCharacters: allowed) ?? unixSocket)"
+        }
+        if uri.hasSuffix("/") { uri.removeLast() }
+        return [("uri", uri), ("nbd", uri), ("port", port), ("unixsocket", unixSocket), ("exportname", exportName)]
     }
 }
 

@@ -217,5 +217,9 @@ start_server iso --export "file=$WORK/iso.img,readonly" || fail iso-start "serve
 check iso-size-exact bash -c "test \$(nbdinfo --size '$(URI)') = $((2048 * 1001))"
 stop_server
 
+# Command lines, Unix socket ownership, pid file, sd_notify, socket activation and
+# --run (its own PASS/FAIL lines; ports 10931-10939 on 127.0.0.1).
+if timeout 300 /usr/bin/python3 "$HERE/service-life.py" "$BIN"; then pass service-life; else fail service-life "see the FAIL lines above"; fi
+
 echo "host-suite: $PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]
