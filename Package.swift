@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "ConcurrencyHelpers", targets: ["ConcurrencyHelpers"]),
         .library(name: "BlockBackends", targets: ["BlockBackends"]),
         .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
+        .library(name: "NBDMetrics", targets: ["NBDMetrics"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -31,6 +32,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // The NVMe specification as Swift values: no I/O.
@@ -92,10 +95,23 @@ let package = Package(
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: memorySafe),
+        // Prometheus metrics over HTTP (`--metrics`) and the client side `nvme-nbd top`
+        // reads them with: kept apart so NBDServer does not depend on Prometheus.
+        .target(
+            name: "NBDMetrics",
+            dependencies: ["NBDServer", "NVMeController", "NVMeHost", "ConcurrencyHelpers",
+                           .product(name: "CoreMetrics", package: "swift-metrics"),
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: memorySafe),
         .executableTarget(
             name: "nvme-nbd",
             dependencies: ["NBDServer", "NVMe", "NVMeController", "NVMeHost", "BlockBackends", "ServiceLife",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           "NBDMetrics",
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")],
@@ -132,6 +148,12 @@ let package = Package(
                     dependencies: ["NBDProtocol", "TestSupport",
                                    .product(name: "NIOCore", package: "swift-nio"),
                                    .product(name: "NIOTestUtils", package: "swift-nio")],
+                    swiftSettings: strict),
+        .testTarget(name: "NBDMetricsTests",
+                    dependencies: ["NBDMetrics", "NBDServer", "NBDProtocol", "TestSupport",
+                                   .product(name: "NIOCore", package: "swift-nio"),
+                                   .product(name: "NIOPosix", package: "swift-nio"),
+                                   .product(name: "Logging", package: "swift-log")],
                     swiftSettings: strict),
         .testTarget(name: "NBDServerTests",
                     dependencies: ["NBDServer", "NBDProtocol", "CNBD", "ServiceLife", "NVMeController", "NVMeHost", "BlockBackends", "DMA", "ConcurrencyHelpers", "TestSupport",

@@ -62,6 +62,8 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let executor: CommandExecutor
         let export: Export
         let wake: @Sendable () -> Void
+        /// Set only when the server has an ``NBDRequestObserver``.
+        let timing: RequestTiming?
     }
 
     init(server: ServerContext, logger: Logger) {
@@ -188,7 +190,10 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
             limits: executor.requestLimits, maximumInFlightRequests: server.limits.maximumInFlightRequests,
             maximumInFlightBytes: server.limits.maximumInFlightBytes)
         session = Session(machine: NBDTransmission(configuration: configuration), executor: executor, export: export,
-                          wake: { b.eventLoop.execute { b.value.budgetFreed() } })
+                          wake: { b.eventLoop.execute { b.value.budgetFreed() } },
+                          timing: server.observer.map { o in
+                              RequestTiming(observer: o, export: server.exports.firstIndex { $0 === export } ?? 0)
+                          })
         decoder = NIOSingleStepByteToMessageProcessor(NBDRequestDecoder(maximumPayload: export.maximumPayload),
                                                       maximumBufferSize: nil)
         phase = .transmission
@@ -260,6 +265,7 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private func perform(_ action: NBDTransmission.Action) {
         switch action {
         case .execute(let request, let payload, let cost):
+            session!.timing?.start(request)
             session!.executor.execute(request, payload: payload, cost: cost)
         case .reject(let cookie, let rejection):
             session!.executor.reject(cookie: cookie, rejection)
@@ -334,6 +340,7 @@ extension NBDConnectionHandler: ReplySink {
     }
 
     func requestFinished(_ request: NBDRequest, cost: Int) {
+        session?.timing?.finish(request)
         if cost > 0 {
             if request.type == .read && phase != .closed {
                 heldUntilFlush += cost

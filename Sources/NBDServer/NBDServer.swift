@@ -24,6 +24,8 @@ public final class NBDServer: Sendable {
         public var limits = ConnectionLimits()
         /// Event loop threads = I/O queue pairs per export.
         public var queues = 1
+        /// Told the latency of every answered request (metrics); `nil` keeps no clock.
+        public var requestObserver: (any NBDRequestObserver)?
 
         public init() {}
     }
@@ -75,7 +77,8 @@ public final class NBDServer: Sendable {
             throw error
         }
         self.exports = exports
-        let context = ServerContext(exports: exports, limits: configuration.limits, logger: logger)
+        let context = ServerContext(exports: exports, limits: configuration.limits, logger: logger,
+                                    observer: configuration.requestObserver)
         self.context = context
 
         var channels: [any Channel] = []

@@ -16,8 +16,10 @@ final class ServerContext: Sendable {
     let connectionCount = Atomic<Int>(0)
     let registry = ConnectionRegistry()
     let memoryBudget: ServerMemoryBudget
+    let observer: (any NBDRequestObserver)?
 
-    init(exports: [Export], limits: ConnectionLimits, logger: Logger) {
+    init(exports: [Export], limits: ConnectionLimits, logger: Logger, observer: (any NBDRequestObserver)? = nil) {
+        self.observer = observer
         self.exports = exports
         self.limits = limits
         memoryBudget = ServerMemoryBudget(capacity: max(limits.memoryBudgetBytes, 1))

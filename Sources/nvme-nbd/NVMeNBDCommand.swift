@@ -11,10 +11,10 @@ struct NVMeNBDCommand: ParsableCommand {
         abstract: "An NBD server whose every request goes through an emulated NVMe controller with shadow doorbells.",
         discussion: """
         `nvme-nbd FILE` and `nvme-nbd [OPTIONS]` run `serve` (the default subcommand): `nvme-nbd -r -p 10810 disk.img` \
-        serves disk.img read-only on 127.0.0.1:10810. A FILE named `serve` or `identify` must be given as \
+        serves disk.img read-only on 127.0.0.1:10810. A FILE named `serve`, `identify` or `top` must be given as \
         `nvme-nbd serve ./serve`.
         """,
-        subcommands: [Serve.self, Identify.self],
+        subcommands: [Serve.self, Identify.self, Top.self],
         defaultSubcommand: Serve.self)
 }
 

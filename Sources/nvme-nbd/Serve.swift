@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
+import NBDMetrics
 import NBDServer
 import ServiceLife
 import Synchronization
@@ -81,6 +82,8 @@ struct Serve: ParsableCommand {
 
     @Option(name: .customLong("handshake-timeout"), help: "Seconds a client may take to finish the handshake.")
     var handshakeTimeout = 30
+
+    @OptionGroup var metrics: MetricsOptions
 
     @Option(name: .customLong("host-poll-us"), help: "Microseconds an event loop polls its completion queue after submitting, before waiting for the interrupt (0: interrupts only).")
     var hostPollMicroseconds = 20
@@ -243,6 +246,8 @@ struct Serve: ParsableCommand {
         config.limits.completionPollNanoseconds = UInt64(hostPollMicroseconds) * 1000
         config.limits.completionPollDepth = hostPollDepth
 
+        let metricsEndpoint: MetricsEndpoint?
+        do { metricsEndpoint = try metrics.start(&config, logger: logger) } catch { removePrivateDirectory(); throw error }
         let server: NBDServer
         do {
             server = try NBDServer(configuration: config, logger: logger)
@@ -250,6 +255,7 @@ struct Serve: ParsableCommand {
             removePrivateDirectory()
             throw failure("\(error)")
         }
+        metricsEndpoint?.metrics.attach(server)
         FileHandle.standardError.write(Data("nvme-nbd: listening on \(server.boundAddresses.joined(separator: ", ")) (\(server.exports.count) export\(server.exports.count == 1 ? "" : "s"), shadow doorbells \(config.exportOptions.shadowDoorbells ? "on" : "off"))\n".utf8))
 
         let statsPath = statsJSON
@@ -328,6 +334,7 @@ struct Serve: ParsableCommand {
         }
         _ = try? ServiceNotify.notify("STOPPING=1")
         server.shutdown()
+        metricsEndpoint?.close()
         writeStats()
         for e in server.statistics() {
             logger.info("export '\(e.name)': \(e.nbd.requests) requests, \(e.controller.ioCommands) NVMe I/O commands, MMIO doorbell writes per I/O \(String(format: "%.4f", e.mmioDoorbellWritesPerIO)), interrupts per I/O \(String(format: "%.4f", e.interruptsPerIO))")

@@ -203,6 +203,9 @@ else
     echo "SKIP uring-refused: $DISABLED is not writable (not root, or a kernel before 6.6)"
 fi
 
+# serve --metrics and nvme-nbd top under fio (scripts/integration/metrics.sh).
+check metrics-and-top "$HERE/metrics.sh" "$BIN"
+
 # Images of any size are served whole: 1,000,000 bytes, and one of 2048-byte sectors.
 head -c 1000000 /dev/urandom > "$WORK/odd.img"
 start_server odd --export "file=$WORK/odd.img" || fail odd-start "server did not start"
