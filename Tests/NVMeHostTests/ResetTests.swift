@@ -257,7 +257,7 @@ import Testing
             let completed = Shared(0)
             let before = qp.counters.snapshot()[.completionsReaped]
             let tasks = (0..<n).map { i in
-                Task {
+                Task(executorPreference: DedicatedExecutor.shared) {  // as guarded's body: off the pool
                     try await qp.write(lba: UInt64(64 + i * 8), pattern(lba: UInt64(64 + i * 8), count: 4096, version: 4))
                     completed.withLock { $0 += 1 }
                 }

@@ -169,7 +169,9 @@ final class TemporaryFile: Sendable {
 func guarded<T: Sendable>(_ rig: Rig, seconds: Double = 60, sourceLocation: SourceLocation = #_sourceLocation,
                           _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
     let done = Shared(false)
-    let task = Task {
+    // Off the cooperative pool, which synchronous tests may hold for minutes: the
+    // deadline below must measure the driver, not the wait for a pool thread.
+    let task = Task(executorPreference: DedicatedExecutor.shared) {
         defer { done.withLock { $0 = true } }
         return try await body()
     }
