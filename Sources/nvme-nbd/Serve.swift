@@ -93,6 +93,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-in-flight"), help: "Requests one connection may have in flight before the server stops reading it.")
     var maxInFlight = 256
 
+    @Option(name: .customLong("memory-budget"), help: ArgumentHelp("Bytes all connections together may hold in requests in flight and unwritten replies before the server stops reading them (K/M/G suffixes).", valueName: "size"))
+    var memoryBudget = "1G"
+
     @Flag(name: [.customShort("V"), .customLong("version")], help: "Print the version and exit.")
     var version = false
 
@@ -103,6 +106,9 @@ struct Serve: ParsableCommand {
         guard (0...1_000_000).contains(hostPollMicroseconds) else { throw ValidationError("--host-poll-us \(hostPollMicroseconds): accepted 0...1000000") }
         guard (0...65536).contains(hostPollDepth) else { throw ValidationError("--host-poll-depth \(hostPollDepth): accepted 0...65536") }
         guard (1...65536).contains(maxInFlight) else { throw ValidationError("--max-in-flight \(maxInFlight): accepted 1...65536") }
+        guard let budget = ExportSpec.parseSize(memoryBudget), budget >= 1 << 20, budget <= 1 << 50 else {
+            throw ValidationError("--memory-budget \(memoryBudget): accepted 1M...1P, as bytes or with a K/M/G/T suffix")
+        }
         if let port, !(0...65535).contains(port) { throw ValidationError("-p/--port \(port): accepted 0...65535") }
         if let bind, bind.isEmpty { throw ValidationError("-b/--bind needs an address (such as 127.0.0.1 or ::1)") }
         for l in listen {
@@ -243,6 +249,7 @@ struct Serve: ParsableCommand {
         config.limits.maximumConnections = maxConnections == 0 ? Int.max : maxConnections
         config.limits.handshakeTimeoutSeconds = Int64(handshakeTimeout)
         config.limits.maximumInFlightRequests = maxInFlight
+        config.limits.memoryBudgetBytes = Int(ExportSpec.parseSize(memoryBudget) ?? 1 << 30)
         config.limits.completionPollNanoseconds = UInt64(hostPollMicroseconds) * 1000
         config.limits.completionPollDepth = hostPollDepth
 

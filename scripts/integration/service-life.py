@@ -278,6 +278,7 @@ def _():
                          (["-U", "-", "-U", "-"], "-U -"),
                          (["--run", " "], "--run needs a command"),
                          (["--pid-file", "/nonexistent-dir/x.pid"], "--pid-file /nonexistent-dir/x.pid"),
+                         (["--memory-budget", "512"], "--memory-budget 512"),
                          (["--no-such-option"], "Unknown option '--no-such-option'")]:
         rc, out, err = run_cli("serve", *args)
         assert rc != 0 and expect in err, (args, rc, err)
