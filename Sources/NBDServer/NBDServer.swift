@@ -5,6 +5,7 @@ import Logging
 import NBDProtocol
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLife
 
 /// The NBD server: listeners (TCP and Unix sockets), one SwiftNIO event loop per
@@ -24,6 +25,8 @@ public final class NBDServer: Sendable {
         public var limits = ConnectionLimits()
         /// Event loop threads = I/O queue pairs per export.
         public var queues = 1
+        /// `NBD_OPT_STARTTLS` (proto.md "TLS support"); nil: NOTLS mode.
+        public var tls: TLSSettings?
 
         public init() {}
     }
@@ -59,6 +62,11 @@ public final class NBDServer: Sendable {
         for e in configuration.exports where !names.insert(e.name).inserted {
             throw ServerError("export name '\(e.name)' is given twice")
         }
+        // Credentials before any export opens: a missing certificate is named at once.
+        var tlsContext: NIOSSLContext?
+        if let tls = configuration.tls, tls.mode != .off {
+            tlsContext = try tls.makeContext()
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.queues)
         self.group = group
         let loops = Array(group.makeIterator())
@@ -75,7 +83,8 @@ public final class NBDServer: Sendable {
             throw error
         }
         self.exports = exports
-        let context = ServerContext(exports: exports, limits: configuration.limits, logger: logger)
+        let context = ServerContext(exports: exports, limits: configuration.limits, tlsMode: configuration.tls?.mode ?? .off,
+                                    tls: tlsContext, logger: logger)
         self.context = context
 
         var channels: [any Channel] = []
