@@ -113,7 +113,7 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if tlsState == .handshaking {
+        if tlsState == .handshaking && phase != .closed {
             // A refused client certificate, a wrong PSK, a client that is not TLS:
             // this connection closes, the server and its other clients go on.
             logger.warning("TLS handshake failed; closing: \(error)")

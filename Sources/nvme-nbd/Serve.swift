@@ -149,7 +149,7 @@ struct Serve: ParsableCommand {
             if tlsVerifyPeer { given.append("--tls-verify-peer") }
             if tlsPSK != nil { given.append("--tls-psk") }
             if !given.isEmpty {
-                throw ValidationError("\(given.joined(separator: ", ")) need --tls on or --tls require")
+                throw ValidationError("\(given.joined(separator: ", ")) \(given.count == 1 ? "needs" : "need") --tls on or --tls require")
             }
             return nil
         }
