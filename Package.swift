@@ -34,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // The NVMe specification as Swift values: no I/O.
@@ -93,6 +94,8 @@ let package = Package(
                            "ByteBufferDMA", "CLinuxIO", "ServiceLife",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                           .product(name: "NIOTLS", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: memorySafe),
         // Prometheus metrics over HTTP (`--metrics`) and the client side `nvme-nbd top`

@@ -16,7 +16,10 @@ public enum NBDFuzzers {
                       flags: [.hasFlags, .readOnly], blockSize: (try? NBDBlockSizeConstraints(minimum: 512, preferred: 4096, maximum: 1 << 20)) ?? .default,
                       requiresBlockSizeNegotiation: true),
         ]
-        var machine = NBDServerHandshake(configuration: .init(exports: exports, maximumOptionLength: 1024))
+        // The first byte also picks the TLS mode; after STARTTLS the rest of the
+        // input stands for what TLS decrypts.
+        let tls: [NBDServerHandshake.TLSMode] = [.off, .optional, .required]
+        var machine = NBDServerHandshake(configuration: .init(exports: exports, maximumOptionLength: 1024, tls: tls[Int(first / 37) % 3]))
         var buffer = ByteBuffer()
         var offset = 1
         var actions = 0
@@ -29,6 +32,9 @@ public enum NBDFuzzers {
                 switch action {
                 case .send(let b): precondition(b.readableBytes > 0 && b.readableBytes < 1 << 20)
                 case .close: return
+                case .startTLS:
+                    precondition(!machine.isTLSActive && machine.phase == .awaitingTLS)
+                    machine.tlsStarted()
                 case .enterTransmission(let selection):
                     precondition(exports.contains { $0.name == selection.export.name })
                     var rest = buffer

@@ -17,7 +17,9 @@ import NIOCore
 /// never buffered, whatever its length (up to 4 GiB − 1). Carry out the returned
 /// actions in order. After ``Action/enterTransmission(_:)`` the machine consumes
 /// nothing more: bytes left in the buffer already belong to the transmission
-/// phase. After ``Action/close(_:)`` the connection must be closed.
+/// phase. After ``Action/close(_:)`` the connection must be closed. After
+/// ``Action/startTLS`` the machine consumes nothing until ``tlsStarted()``:
+/// bytes left in the buffer are already the client's TLS handshake.
 ///
 /// Any chunking of the client's bytes yields the same actions.
 ///
@@ -27,8 +29,20 @@ import NIOCore
 /// - `NBD_OPT_INFO`/`NBD_OPT_GO` always send `NBD_INFO_BLOCK_SIZE` (the server
 ///   "MAY send information … not explicitly requested"); `NBD_INFO_NAME` and
 ///   `NBD_INFO_DESCRIPTION` only when requested.
-/// - `NBD_OPT_STARTTLS` and `NBD_OPT_EXTENDED_HEADERS` get `NBD_REP_ERR_UNSUP`
-///   (no TLS: "NOTLS mode"; no extended headers).
+/// - `NBD_OPT_STARTTLS` follows ``Configuration/tls`` (proto.md "TLS support"):
+///   `NBD_REP_ERR_POLICY` when TLS is off (NOTLS mode; nbdkit answers the same
+///   when built with TLS), `NBD_REP_ACK` then ``Action/startTLS`` when offered,
+///   `NBD_REP_ERR_INVALID` once TLS is running or when it carries data. Once TLS
+///   is initiated, what was negotiated before it (structured replies, the
+///   metadata context selection) is forgotten: proto.md, `NBD_OPT_STRUCTURED_REPLY`
+///   and `NBD_OPT_SET_META_CONTEXT`, a client that sends `NBD_OPT_STARTTLS` after
+///   them "MUST renegotiate" them, and a plain-text negotiation must not carry
+///   over into the authenticated session.
+/// - FORCEDTLS (``TLSMode/required``) before TLS: every option but
+///   `NBD_OPT_STARTTLS` and `NBD_OPT_ABORT` gets `NBD_REP_ERR_TLS_REQD` (its data
+///   skipped unread), and `NBD_OPT_EXPORT_NAME` closes the session ("as this
+///   request cannot error, it MUST terminate the session").
+/// - `NBD_OPT_EXTENDED_HEADERS` gets `NBD_REP_ERR_UNSUP` (no extended headers).
 /// - `NBD_OPT_LIST_META_CONTEXT` is answered without structured replies
 ///   (the spec only says the server MAY refuse); `NBD_OPT_SET_META_CONTEXT`
 ///   needs them (`NBD_REP_ERR_INVALID` otherwise, as the spec says it SHOULD).
@@ -47,6 +61,12 @@ public struct NBDServerHandshake: Sendable {
         case enterTransmission(NBDExportSelection)
         /// Close the connection (after writing anything sent before).
         case close(CloseReason)
+        /// `NBD_REP_ACK` to `NBD_OPT_STARTTLS` was sent (the `.send` before this
+        /// action): write it in plain text, then put TLS under the connection and
+        /// call ``NBDServerHandshake/tlsStarted()``. Bytes left in the buffer are
+        /// the client's first TLS bytes (proto.md, FORCEDTLS mode: "all further
+        /// data MUST be sent and received over TLS").
+        case startTLS
     }
 
     /// Why the machine asks to close the connection.
@@ -65,6 +85,8 @@ public struct NBDServerHandshake: Sendable {
         case shuttingDown
         /// The client sent `NBD_OPT_ABORT` (a soft disconnect, already acknowledged).
         case clientAborted
+        /// `NBD_OPT_EXPORT_NAME` before TLS was initiated in FORCEDTLS mode.
+        case tlsRequired
     }
 
     /// A coarse view of where the machine is.
@@ -74,6 +96,8 @@ public struct NBDServerHandshake: Sendable {
         case negotiating
         /// Discarding option data without buffering it.
         case skippingOptionData(remaining: Int)
+        /// ``Action/startTLS`` was returned; waiting for ``NBDServerHandshake/tlsStarted()``.
+        case awaitingTLS
         case transmission
         case closed
     }
@@ -82,6 +106,7 @@ public struct NBDServerHandshake: Sendable {
     private enum Completion: Hashable, Sendable {
         case reply(ByteBuffer)
         case replyAndClose(ByteBuffer, CloseReason)
+        case replyAndStartTLS(ByteBuffer)
     }
 
     private enum State: Hashable, Sendable {
@@ -89,6 +114,7 @@ public struct NBDServerHandshake: Sendable {
         case awaitingOption
         case awaitingOptionData(NBDOption, length: Int)
         case skippingOptionData(remaining: Int, then: Completion)
+        case awaitingTLS
         case transmission
         case closed
     }
@@ -104,6 +130,8 @@ public struct NBDServerHandshake: Sendable {
     private var structuredReplies = false
     private var metaContextSelection: MetaContextSelection?
     private var isShuttingDown = false
+    /// TLS was initiated on this connection (``tlsStarted()``).
+    public private(set) var isTLSActive = false
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -121,6 +149,7 @@ public struct NBDServerHandshake: Sendable {
         case .awaitingClientFlags: .awaitingClientFlags
         case .awaitingOption, .awaitingOptionData: .negotiating
         case .skippingOptionData(let remaining, _): .skippingOptionData(remaining: remaining)
+        case .awaitingTLS: .awaitingTLS
         case .transmission: .transmission
         case .closed: .closed
         }
@@ -131,6 +160,19 @@ public struct NBDServerHandshake: Sendable {
     /// received (other than an `NBD_OPT_ABORT`) with `NBD_REP_ERR_SHUTDOWN`").
     public mutating func beginShutdown() {
         self.isShuttingDown = true
+    }
+
+    /// TLS now runs under the connection (after ``Action/startTLS``): negotiation
+    /// goes on, with what was negotiated in plain text forgotten (see the type's
+    /// notes) and `NBD_OPT_STARTTLS` now `NBD_REP_ERR_INVALID` (proto.md, FORCEDTLS
+    /// and SELECTIVETLS modes: "when TLS has already been negotiated, it MUST
+    /// reply with `NBD_REP_ERR_INVALID`").
+    public mutating func tlsStarted() {
+        precondition(self.state == .awaitingTLS, "tlsStarted() without Action.startTLS")
+        self.isTLSActive = true
+        self.structuredReplies = false
+        self.metaContextSelection = nil
+        self.state = .awaitingOption
     }
 
     /// Consumes what it can of `buffer` and returns the actions to carry out, in order.
@@ -176,7 +218,7 @@ public struct NBDServerHandshake: Sendable {
                 self.state = .awaitingOption
                 self.complete(completion, into: &actions)
 
-            case .transmission, .closed:
+            case .awaitingTLS, .transmission, .closed:
                 return actions
             }
         }
@@ -204,7 +246,33 @@ public struct NBDServerHandshake: Sendable {
             return
         }
 
+        if self.configuration.tls == .required && !self.isTLSActive && option != .startTLS && option != .abort {
+            if option == .exportName {
+                self.close(.tlsRequired, into: &actions)
+            } else {
+                let error = NBDOptionReply.error(.errorTLSRequired, to: option, message: "TLS is required: send NBD_OPT_STARTTLS first")
+                self.skip(count, then: .reply(Self.reply(error)), into: &actions)
+            }
+            return
+        }
+
         switch option {
+        case .startTLS:
+            let error: NBDOptionReply? =
+                if self.configuration.tls == .off {
+                    .error(.errorPolicy, to: option, message: "TLS is not enabled on this server (--tls off)")
+                } else if self.isTLSActive {
+                    .error(.errorInvalid, to: option, message: "TLS is already running")
+                } else if count != 0 {
+                    .error(.errorInvalid, to: option, message: "\(option) takes no data")
+                } else {
+                    nil
+                }
+            if let error {
+                self.skip(count, then: .reply(Self.reply(error)), into: &actions)
+            } else {
+                self.skip(0, then: .replyAndStartTLS(Self.reply(.ack(.startTLS))), into: &actions)
+            }
         case .exportName:
             if fitsLimit {
                 self.state = .awaitingOptionData(option, length: count)
@@ -270,6 +338,10 @@ public struct NBDServerHandshake: Sendable {
         case .replyAndClose(let bytes, let reason):
             actions.append(.send(bytes))
             self.close(reason, into: &actions)
+        case .replyAndStartTLS(let bytes):
+            actions.append(.send(bytes))
+            self.state = .awaitingTLS
+            actions.append(.startTLS)
         }
     }
 

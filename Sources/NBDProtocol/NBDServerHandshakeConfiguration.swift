@@ -1,6 +1,21 @@
 import NIOCore
 
 extension NBDServerHandshake {
+    /// How the server treats `NBD_OPT_STARTTLS` (proto.md, "TLS support" →
+    /// "Server-side requirements").
+    public enum TLSMode: Hashable, Sendable {
+        /// NOTLS mode: `NBD_OPT_STARTTLS` gets `NBD_REP_ERR_POLICY` (TLS is
+        /// supported, but turned off); `NBD_REP_ERR_TLS_REQD` is never sent.
+        case off
+        /// SELECTIVETLS mode with no TLS-only export: a client may upgrade with
+        /// `NBD_OPT_STARTTLS` or stay in plain text (nbdkit's and qemu-nbd's `--tls=on`).
+        case optional
+        /// FORCEDTLS mode: until TLS is initiated every option but
+        /// `NBD_OPT_STARTTLS` and `NBD_OPT_ABORT` gets `NBD_REP_ERR_TLS_REQD`, and
+        /// `NBD_OPT_EXPORT_NAME` ends the session (nbdkit's `--tls=require`).
+        case required
+    }
+
     /// What the server offers during the handshake.
     ///
     /// proto.md, "Option types" (`NBD_OPT_LIST`, `NBD_OPT_INFO`/`NBD_OPT_GO`,
@@ -26,6 +41,8 @@ extension NBDServerHandshake {
         /// Whether the greeting advertises `NBD_FLAG_NO_ZEROES` (a client may only
         /// set `NBD_FLAG_C_NO_ZEROES` if it was advertised).
         public var advertisesNoZeroes: Bool
+        /// Whether and how TLS is offered.
+        public var tls: TLSMode
 
         public init(
             exports: [NBDExport],
@@ -33,7 +50,8 @@ extension NBDServerHandshake {
             offersBaseAllocation: Bool = true,
             maximumOptionLength: UInt32 = Configuration.defaultMaximumOptionLength,
             allowsListing: Bool = true,
-            advertisesNoZeroes: Bool = true
+            advertisesNoZeroes: Bool = true,
+            tls: TLSMode = .off
         ) {
             self.exports = exports
             self.defaultExportName = defaultExportName
@@ -41,6 +59,7 @@ extension NBDServerHandshake {
             self.maximumOptionLength = maximumOptionLength
             self.allowsListing = allowsListing
             self.advertisesNoZeroes = advertisesNoZeroes
+            self.tls = tls
         }
 
         /// The handshake flags of the greeting: always `NBD_FLAG_FIXED_NEWSTYLE`.

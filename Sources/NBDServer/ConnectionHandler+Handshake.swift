@@ -1,6 +1,7 @@
 import Logging
 import NBDProtocol
 import NIOCore
+import NIOSSL
 
 /// The handshake phase: bytes go through ``NBDServerHandshake`` and its actions
 /// are carried out here (proto.md "Handshake").
@@ -46,6 +47,11 @@ extension NBDConnectionHandler {
                 context.flush()
                 close()
                 return
+            case .startTLS:
+                // The ACK went out in plain text; everything after it is TLS.
+                context.flush()
+                startTLS()
+                return
             case .enterTransmission(let selection):
                 context.flush()
                 guard let export = server.export(named: selection.export.name) else {
@@ -64,5 +70,36 @@ extension NBDConnectionHandler {
             }
         }
         context.flush()
+    }
+
+    /// Puts a `NIOSSLServerHandler` at the front of the pipeline, below this
+    /// handler, and goes on negotiating over TLS (proto.md, "TLS support",
+    /// FORCEDTLS mode: after `NBD_REP_ACK` "the server MUST be prepared for a TLS
+    /// handshake, and all further data MUST be sent and received over TLS").
+    /// A failed TLS handshake ends in ``errorCaught(context:error:)``, which
+    /// closes this connection only.
+    private func startTLS() {
+        guard let tls = server.tls else {
+            logger.error("handshake started TLS on a server without TLS credentials")
+            close()
+            return
+        }
+        do {
+            try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
+        } catch {
+            logger.warning("cannot start TLS: \(error)")
+            close()
+            return
+        }
+        handshake.tlsStarted()
+        tlsState = .handshaking
+        logger.debug("NBD_OPT_STARTTLS acknowledged; TLS handshake")
+        // Bytes that followed STARTTLS in the same read are the client's first
+        // TLS record: they go through the new handler.
+        let rest = handshakeBuffer
+        handshakeBuffer = nil
+        if let rest, rest.readableBytes > 0 {
+            context.pipeline.syncOperations.fireChannelRead(NIOAny(rest))
+        }
     }
 }

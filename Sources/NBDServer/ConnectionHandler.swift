@@ -1,6 +1,8 @@
 import Logging
 import NBDProtocol
 import NIOCore
+import NIOSSL
+import NIOTLS
 
 /// One NBD connection, as SwiftNIO glue around pure state machines: the
 /// handshake (``NBDServerHandshake``), then the transmission phase
@@ -34,6 +36,15 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Shutdown began before the transmission phase (or the connection was
     /// refused): transmission starts draining.
     var shutdownRequested = false
+    /// Where TLS is on this connection.
+    var tlsState = TLSState.plain
+
+    enum TLSState {
+        case plain
+        /// After `NBD_OPT_STARTTLS`, until the TLS handshake completes.
+        case handshaking
+        case established
+    }
 
     // The transmission phase.
     var session: Session?
@@ -87,6 +98,9 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if tlsState == .handshaking && phase != .closed {
+            logger.warning("client closed the connection during the TLS handshake")
+        }
         if let export = session?.export {
             export.statistics.subtract(.activeConnections)
         }
@@ -101,8 +115,24 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        logger.debug("connection error: \(error)")
+        if tlsState == .handshaking && phase != .closed {
+            // A refused client certificate, a wrong PSK, a client that is not TLS:
+            // this connection closes, the server and its other clients go on.
+            logger.warning("TLS handshake failed; closing: \(error)")
+        } else {
+            logger.debug("connection error: \(error)")
+        }
         close()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            tlsState = .established
+            let version = (try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self))?.tlsVersion
+            logger[metadataKey: "tls"] = "\(version.map { "\($0)" } ?? "yes")"
+            logger.info("TLS handshake completed")
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -5,6 +5,7 @@ import Logging
 import NBDProtocol
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLife
 
 /// The NBD server: listeners (TCP and Unix sockets), one SwiftNIO event loop per
@@ -26,6 +27,8 @@ public final class NBDServer: Sendable {
         public var queues = 1
         /// Told the latency of every answered request (metrics); `nil` keeps no clock.
         public var requestObserver: (any NBDRequestObserver)?
+        /// `NBD_OPT_STARTTLS` (proto.md "TLS support"); nil: NOTLS mode.
+        public var tls: TLSSettings?
 
         public init() {}
     }
@@ -61,6 +64,11 @@ public final class NBDServer: Sendable {
         for e in configuration.exports where !names.insert(e.name).inserted {
             throw ServerError("export name '\(e.name)' is given twice")
         }
+        // Credentials before any export opens: a missing certificate is named at once.
+        var tlsContext: NIOSSLContext?
+        if let tls = configuration.tls, tls.mode != .off {
+            tlsContext = try tls.makeContext()
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.queues)
         self.group = group
         let loops = Array(group.makeIterator())
@@ -77,8 +85,8 @@ public final class NBDServer: Sendable {
             throw error
         }
         self.exports = exports
-        let context = ServerContext(exports: exports, limits: configuration.limits, logger: logger,
-                                    observer: configuration.requestObserver)
+        let context = ServerContext(exports: exports, limits: configuration.limits, tlsMode: configuration.tls?.mode ?? .off,
+                                    tls: tlsContext, logger: logger, observer: configuration.requestObserver)
         self.context = context
 
         var channels: [any Channel] = []

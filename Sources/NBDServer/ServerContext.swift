@@ -3,6 +3,7 @@ import DMA
 import Logging
 import NBDProtocol
 import NIOCore
+import NIOSSL
 import Synchronization
 
 /// What every connection shares: the exports, the limits, and whether the
@@ -17,14 +18,19 @@ final class ServerContext: Sendable {
     let registry = ConnectionRegistry()
     let memoryBudget: ServerMemoryBudget
     let observer: (any NBDRequestObserver)?
+    /// The TLS context every `NBD_OPT_STARTTLS` uses; nil with `--tls off`.
+    let tls: NIOSSLContext?
 
-    init(exports: [Export], limits: ConnectionLimits, logger: Logger, observer: (any NBDRequestObserver)? = nil) {
+    init(exports: [Export], limits: ConnectionLimits, tlsMode: TLSSettings.Mode = .off, tls: NIOSSLContext? = nil,
+         logger: Logger, observer: (any NBDRequestObserver)? = nil) {
+        self.tls = tls
         self.observer = observer
         self.exports = exports
         self.limits = limits
         memoryBudget = ServerMemoryBudget(capacity: max(limits.memoryBudgetBytes, 1))
         self.logger = logger
-        handshake = NBDServerHandshake.Configuration(exports: exports.map(\.nbd), offersBaseAllocation: true)
+        handshake = NBDServerHandshake.Configuration(exports: exports.map(\.nbd), offersBaseAllocation: true,
+                                                     tls: tls == nil ? .off : tlsMode.handshakeMode)
     }
 
     func export(named name: String) -> Export? {

@@ -96,6 +96,25 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("memory-budget"), help: ArgumentHelp("Bytes all connections together may hold in requests in flight and unwritten replies before the server stops reading them (K/M/G suffixes).", valueName: "size"))
     var memoryBudget = "1G"
 
+    @Option(name: .customLong("tls"),
+            help: ArgumentHelp("TLS (NBD_OPT_STARTTLS), as nbdkit and qemu-nbd: off; on (plain and TLS clients); require (every option but STARTTLS and ABORT gets NBD_REP_ERR_TLS_REQD).",
+                               valueName: "off|on|require"))
+    var tls: TLSModeArgument = .off
+
+    @Option(name: .customLong("tls-certificates"),
+            help: ArgumentHelp("Directory holding server-cert.pem, server-key.pem and (for --tls-verify-peer) ca-cert.pem (default /etc/pki/nvme-nbd as root, else ~/.pki/nvme-nbd).",
+                               valueName: "dir"),
+            completion: .directory)
+    var tlsCertificates: String?
+
+    @Flag(name: .customLong("tls-verify-peer"), help: "Clients must present a certificate signed by ca-cert.pem.")
+    var tlsVerifyPeer = false
+
+    @Option(name: .customLong("tls-psk"),
+            help: ArgumentHelp("Pre-shared keys instead of certificates: a psktool(1) file of username:hexkey lines (TLS 1.2 PSK).", valueName: "file"),
+            completion: .file())
+    var tlsPSK: String?
+
     @Flag(name: [.customShort("V"), .customLong("version")], help: "Print the version and exit.")
     var version = false
 
@@ -127,6 +146,29 @@ struct Serve: ParsableCommand {
             }
         }
         _ = try exportSpecs()
+        _ = try tlsSettings()
+    }
+
+    /// --tls and its credentials; nil with --tls off. The files themselves are
+    /// read when the server starts (a missing one is named then).
+    func tlsSettings() throws -> TLSSettings? {
+        guard tls.mode != .off else {
+            var given: [String] = []
+            if tlsCertificates != nil { given.append("--tls-certificates") }
+            if tlsVerifyPeer { given.append("--tls-verify-peer") }
+            if tlsPSK != nil { given.append("--tls-psk") }
+            if !given.isEmpty {
+                throw ValidationError("\(given.joined(separator: ", ")) \(given.count == 1 ? "needs" : "need") --tls on or --tls require")
+            }
+            return nil
+        }
+        if let tlsPSK {
+            if tlsCertificates != nil { throw ValidationError("--tls-psk and --tls-certificates: give one (PSK replaces certificates)") }
+            if tlsVerifyPeer { throw ValidationError("--tls-verify-peer checks client certificates: it cannot be combined with --tls-psk") }
+            return TLSSettings(mode: tls.mode, credentials: .psk(file: tlsPSK))
+        }
+        let directory = tlsCertificates ?? TLSSettings.defaultCertificateDirectory()
+        return TLSSettings(mode: tls.mode, credentials: .certificates(directory: directory, verifyPeer: tlsVerifyPeer))
     }
 
     /// The exports: FILE (named by -x) first, then every --export; the default
@@ -246,6 +288,7 @@ struct Serve: ParsableCommand {
         config.exports = try exportSpecs()
         config.exportOptions = exportOptions.exportOptions()
         config.queues = queues
+        config.tls = try tlsSettings()
         config.limits.maximumConnections = maxConnections == 0 ? Int.max : maxConnections
         config.limits.handshakeTimeoutSeconds = Int64(handshakeTimeout)
         config.limits.maximumInFlightRequests = maxInFlight
@@ -263,7 +306,7 @@ struct Serve: ParsableCommand {
             throw failure("\(error)")
         }
         metricsEndpoint?.metrics.attach(server)
-        FileHandle.standardError.write(Data("nvme-nbd: listening on \(server.boundAddresses.joined(separator: ", ")) (\(server.exports.count) export\(server.exports.count == 1 ? "" : "s"), shadow doorbells \(config.exportOptions.shadowDoorbells ? "on" : "off"))\n".utf8))
+        FileHandle.standardError.write(Data("nvme-nbd: listening on \(server.boundAddresses.joined(separator: ", ")) (\(server.exports.count) export\(server.exports.count == 1 ? "" : "s"), shadow doorbells \(config.exportOptions.shadowDoorbells ? "on" : "off"), TLS \(config.tls.map { "\($0.mode)" } ?? "off"))\n".utf8))
 
         let statsPath = statsJSON
         let writeStats: @Sendable () -> Void = {
@@ -425,6 +468,19 @@ enum CaptiveEnvironment {
         if uri.hasSuffix("/") { uri.removeLast() }
         return [("uri", uri), ("nbd", uri), ("port", port), ("unixsocket", unixSocket), ("exportname", exportName)]
     }
+}
+
+/// `--tls off|on|require`.
+struct TLSModeArgument: ExpressibleByArgument, Sendable {
+    let mode: TLSSettings.Mode
+    static let off = TLSModeArgument(mode: .off)
+    init(mode: TLSSettings.Mode) { self.mode = mode }
+    init?(argument: String) {
+        guard let mode = TLSSettings.Mode(rawValue: argument.lowercased()) else { return nil }
+        self.mode = mode
+    }
+    static var allValueStrings: [String] { TLSSettings.Mode.allCases.map(\.rawValue) }
+    var defaultValueDescription: String { mode.rawValue }
 }
 
 /// `--listen` parsing, shared with the server.

@@ -38,7 +38,9 @@ struct HandshakeStreamTests {
             .server, .server, .server, .ack,  // LIST
             .errorInvalid,  // LIST with data
             .info, .info, .info, .info, .ack,  // INFO with NAME and DESCRIPTION
-            .errorUnknown, .errorInvalid, .errorUnsupported, .errorUnsupported, .errorUnsupported, .errorTooBig,
+            .errorUnknown, .errorInvalid, .errorUnsupported,
+            .errorPolicy,  // STARTTLS with TLS off (NOTLS mode)
+            .errorUnsupported, .errorTooBig,
             .errorInvalid,  // SET before STRUCTURED_REPLY
             .ack,  // STRUCTURED_REPLY
             .metaContext, .ack, .metaContext, .ack,  // LIST_META_CONTEXT twice

@@ -319,7 +319,7 @@ struct HandshakeTests {
     // MARK: Unsupported options
 
     @Test(arguments: [
-        NBDOption.startTLS, .extendedHeaders, .peekExport, NBDOption(rawValue: 0), NBDOption(rawValue: 12),
+        NBDOption.extendedHeaders, .peekExport, NBDOption(rawValue: 0), NBDOption(rawValue: 12),
         NBDOption(rawValue: 0xdead_beef),
     ])
     func unsupportedOptionsAreErrUnsupAndTheSessionGoesOn(option: NBDOption) throws {

@@ -109,9 +109,9 @@ struct HandshakeTests {
             let reply = try raw.readOptionReply()
             #expect(reply.type == .errorUnsupported)
             #expect(reply.option.rawValue == 0x4242)
-            // STARTTLS is unsupported too (no TLS).
+            // STARTTLS is refused by policy (--tls off: NOTLS mode).
             try raw.sendOption(.startTLS)
-            #expect(try raw.readOptionReply().type == .errorUnsupported)
+            #expect(try raw.readOptionReply().type == .errorPolicy)
             // The session continues: INFO, then GO, then a request.
             try raw.sendOption(.info(exportName: "", requests: [.blockSize]))
             let info = try raw.readOptionReplies()

@@ -12,7 +12,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 BIN="${1:-$REPO/.build/release/nvme-nbd}"
 [[ -x "$BIN" ]] || { echo "host-suite: no server binary at $BIN (swift build -c release --product nvme-nbd)" >&2; exit 2; }
-for tool in fio nbdinfo nbdcopy qemu-img qemu-io /usr/bin/python3; do
+for tool in fio nbdinfo nbdcopy qemu-img qemu-io certtool psktool /usr/bin/python3; do
     command -v "$tool" >/dev/null || { echo "host-suite: $tool is missing (scripts/test installs it)" >&2; exit 2; }
 done
 
@@ -220,6 +220,11 @@ stop_server
 # Command lines, Unix socket ownership, pid file, sd_notify, socket activation and
 # --run (its own PASS/FAIL lines; ports 10931-10939 on 127.0.0.1).
 if timeout 300 /usr/bin/python3 "$HERE/service-life.py" "$BIN"; then pass service-life; else fail service-life "see the FAIL lines above"; fi
+
+# TLS: --tls require/on/off, client certificates, PSK, with libnbd and nbdinfo
+# (its own PASS/FAIL lines; certificates from certtool/psktool, gnutls-bin;
+# ports 10950-10969 on 127.0.0.1).
+if timeout 120 /usr/bin/python3 "$HERE/tls.py" "$BIN"; then pass tls; else fail tls "see the FAIL lines above"; fi
 
 echo "host-suite: $PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]
