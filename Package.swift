@@ -2,7 +2,7 @@
 import PackageDescription
 
 let strict: [SwiftSetting] = [
-    .swiftLanguageMode(.v6),
+    .swiftLanguageMode(.v6)
 ]
 /// Targets that hold no unsafe code: the compiler checks it (SE-0458).
 let memorySafe: [SwiftSetting] = strict + [.strictMemorySafety()]
@@ -61,21 +61,27 @@ let package = Package(
         // asynchronous engines (io_uring, worker threads) that run it.
         .target(
             name: "BlockBackends",
-            dependencies: ["DMA", "ConcurrencyHelpers", "CLinuxIO", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: [
+                "DMA", "ConcurrencyHelpers", "CLinuxIO", .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict),
         // The seam between driver and device: a PCI function (BAR0, MSI-X).
         .target(name: "PCIe", swiftSettings: strict),
         // The emulated device.
         .target(
             name: "NVMeController",
-            dependencies: ["NVMe", "DMA", "ConcurrencyHelpers", "PCIe", "BlockBackends",
-                           .product(name: "Atomics", package: "swift-atomics")],
+            dependencies: [
+                "NVMe", "DMA", "ConcurrencyHelpers", "PCIe", "BlockBackends",
+                .product(name: "Atomics", package: "swift-atomics"),
+            ],
             swiftSettings: strict),
         // The driver: it sees a PCI function and its own memory, never the device.
         .target(
             name: "NVMeHost",
-            dependencies: ["NVMe", "DMA", "ConcurrencyHelpers", "PCIe",
-                           .product(name: "Atomics", package: "swift-atomics")],
+            dependencies: [
+                "NVMe", "DMA", "ConcurrencyHelpers", "PCIe",
+                .product(name: "Atomics", package: "swift-atomics"),
+            ],
             swiftSettings: strict),
         // NBD wire format and handshake as pure state machines over bytes.
         .target(
@@ -90,46 +96,55 @@ let package = Package(
         // SwiftNIO server binding NBD connections to NVMe host queue pairs.
         .target(
             name: "NBDServer",
-            dependencies: ["NBDProtocol", "NVMe", "NVMeHost", "NVMeController", "BlockBackends", "DMA", "ConcurrencyHelpers",
-                           "ByteBufferDMA", "CLinuxIO", "ServiceLife",
-                           .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                           .product(name: "NIOTLS", package: "swift-nio"),
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "NBDProtocol", "NVMe", "NVMeHost", "NVMeController", "BlockBackends", "DMA", "ConcurrencyHelpers",
+                "ByteBufferDMA", "CLinuxIO", "ServiceLife",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: memorySafe),
         // Prometheus metrics over HTTP (`--metrics`) and the client side `nvme-nbd top`
         // reads them with: kept apart so NBDServer does not depend on Prometheus.
         .target(
             name: "NBDMetrics",
-            dependencies: ["NBDServer", "NVMeController", "NVMeHost", "ConcurrencyHelpers",
-                           .product(name: "CoreMetrics", package: "swift-metrics"),
-                           .product(name: "Prometheus", package: "swift-prometheus"),
-                           .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "NIOHTTP1", package: "swift-nio"),
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "NBDServer", "NVMeController", "NVMeHost", "ConcurrencyHelpers",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: memorySafe),
         .executableTarget(
             name: "nvme-nbd",
-            dependencies: ["NBDServer", "NVMe", "NVMeController", "NVMeHost", "BlockBackends", "ServiceLife",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           "NBDMetrics",
-                           .product(name: "Logging", package: "swift-log"),
-                           .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: [
+                "NBDServer", "NVMe", "NVMeController", "NVMeHost", "BlockBackends", "ServiceLife",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "NBDMetrics",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: memorySafe),
         // Fuzz entry points: libFuzzer executables in Fuzz/ and the corpus replay tests call them.
         .target(
             name: "FuzzTargets",
-            dependencies: ["NBDProtocol", "NVMe", "NVMeController", "DMA", "BlockBackends",
-                           .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "NBDProtocol", "NVMe", "NVMeController", "DMA", "BlockBackends",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: strict),
         // libnbd, for tests and benchmarks only: the server never links it.
         .systemLibrary(name: "CNBD", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
 
         .executableTarget(
-            name: "shadow-doorbell-demo", dependencies: ["NVMeHost", "NVMeController", "BlockBackends", "NVMe", "ConcurrencyHelpers"],
+            name: "shadow-doorbell-demo",
+            dependencies: ["NVMeHost", "NVMeController", "BlockBackends", "NVMe", "ConcurrencyHelpers"],
             path: "examples/shadow-doorbell-demo", swiftSettings: strict),
 
         .executableTarget(
@@ -139,30 +154,49 @@ let package = Package(
         // Helpers every test target shares (a seeded generator).
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "NVMeTests", dependencies: ["NVMe", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "BlockBackendsTests", dependencies: ["BlockBackends", "CLinuxIO", "DMA", "ConcurrencyHelpers", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "NVMeControllerTests",
-                    dependencies: ["NVMe", "DMA", "ConcurrencyHelpers", "NVMeController", "NVMeHost", "BlockBackends", "TestSupport"],
-                    swiftSettings: strict),
-        .testTarget(name: "NVMeHostTests",
-                    dependencies: ["NVMe", "DMA", "ConcurrencyHelpers", "NVMeController", "NVMeHost", "BlockBackends", "TestSupport"],
-                    swiftSettings: strict),
+        .testTarget(
+            name: "BlockBackendsTests",
+            dependencies: ["BlockBackends", "CLinuxIO", "DMA", "ConcurrencyHelpers", "TestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "NVMeControllerTests",
+            dependencies: [
+                "NVMe", "DMA", "ConcurrencyHelpers", "NVMeController", "NVMeHost", "BlockBackends", "TestSupport",
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "NVMeHostTests",
+            dependencies: [
+                "NVMe", "DMA", "ConcurrencyHelpers", "NVMeController", "NVMeHost", "BlockBackends", "TestSupport",
+            ],
+            swiftSettings: strict),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "NBDProtocolTests",
-                    dependencies: ["NBDProtocol", "TestSupport",
-                                   .product(name: "NIOCore", package: "swift-nio"),
-                                   .product(name: "NIOTestUtils", package: "swift-nio")],
-                    swiftSettings: strict),
-        .testTarget(name: "NBDMetricsTests",
-                    dependencies: ["NBDMetrics", "NBDServer", "NBDProtocol", "TestSupport",
-                                   .product(name: "NIOCore", package: "swift-nio"),
-                                   .product(name: "NIOPosix", package: "swift-nio"),
-                                   .product(name: "Logging", package: "swift-log")],
-                    swiftSettings: strict),
-        .testTarget(name: "NBDServerTests",
-                    dependencies: ["NBDServer", "NBDProtocol", "CNBD", "ServiceLife", "NVMeController", "NVMeHost", "BlockBackends", "DMA", "ConcurrencyHelpers", "TestSupport",
-                                   .product(name: "NIOCore", package: "swift-nio"),
-                                   .product(name: "NIOPosix", package: "swift-nio"),
-                                   .product(name: "Logging", package: "swift-log")],
-                    swiftSettings: strict),
+        .testTarget(
+            name: "NBDProtocolTests",
+            dependencies: [
+                "NBDProtocol", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "NBDMetricsTests",
+            dependencies: [
+                "NBDMetrics", "NBDServer", "NBDProtocol", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "NBDServerTests",
+            dependencies: [
+                "NBDServer", "NBDProtocol", "CNBD", "ServiceLife", "NVMeController", "NVMeHost", "BlockBackends", "DMA",
+                "ConcurrencyHelpers", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
     ]
 )

@@ -12,9 +12,11 @@ let package = Package(
     targets: [
         .target(name: "CFuzzerDriver"),
         .target(name: "FuzzerMain", dependencies: ["CFuzzerDriver"], swiftSettings: [.swiftLanguageMode(.v6)]),
-    ] + targets.map {
-        .executableTarget(name: "fuzz-\($0)",
-                          dependencies: ["FuzzerMain", .product(name: "FuzzTargets", package: "nvme-nbd")],
-                          swiftSettings: [.swiftLanguageMode(.v6)])
-    }
+    ]
+        + targets.map {
+            .executableTarget(
+                name: "fuzz-\($0)",
+                dependencies: ["FuzzerMain", .product(name: "FuzzTargets", package: "nvme-nbd")],
+                swiftSettings: [.swiftLanguageMode(.v6)])
+        }
 )

@@ -77,7 +77,8 @@ extension BlockBackend {
     public func write(at offset: UInt64, from vector: IOVector, forceUnitAccess: Bool) throws(BackendError) {
         var position = offset
         for segment in vector {
-            try write(at: position, from: UnsafeRawBufferPointer(segment.mutableBytes), forceUnitAccess: forceUnitAccess)
+            try write(
+                at: position, from: UnsafeRawBufferPointer(segment.mutableBytes), forceUnitAccess: forceUnitAccess)
             position += UInt64(segment.count)
         }
     }

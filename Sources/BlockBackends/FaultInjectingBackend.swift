@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import ConcurrencyHelpers
 import DMA
@@ -5,7 +7,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
 
 /// Wraps a backend and makes chosen operations fail with a chosen `errno`, for tests
 /// of the error paths (an EIO on a range must come back as the NVMe status the
@@ -85,8 +86,10 @@ public final class FaultInjectingBackend: BlockBackend {
 
         /// Holds matching operations (at most `limit` of them) until `gate` opens;
         /// then they run, or fail with `errno` when it is not 0.
-        public init(holding operations: Operations, range: Range<UInt64>? = nil, until gate: Gate, limit: Int? = nil,
-                    thenFailWith errno: Int32 = 0) {
+        public init(
+            holding operations: Operations, range: Range<UInt64>? = nil, until gate: Gate, limit: Int? = nil,
+            thenFailWith errno: Int32 = 0
+        ) {
             self.init(operations: operations, range: range, errno: errno, failureLimit: limit)
             hold = gate
         }
@@ -219,7 +222,9 @@ public final class FaultInjectingBackend: BlockBackend {
         }
     }
 
-    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, forceUnitAccess: Bool) throws(BackendError) {
+    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, forceUnitAccess: Bool)
+        throws(BackendError)
+    {
         try pass(.write, offset: offset, length: UInt64(buffer.count)) { () throws(BackendError) in
             try base.write(at: offset, from: buffer, forceUnitAccess: forceUnitAccess)
         }
@@ -270,8 +275,10 @@ public final class FaultInjectingBackend: BlockBackend {
     /// fault rules (``injectFault(_:offset:length:)``), then `forward` to the wrapped
     /// backend. A failed check or an injected fault never reaches `base`.
     @inline(__always)
-    private func pass<T>(_ operation: Operations, offset: UInt64, length: UInt64,
-                         _ forward: () throws(BackendError) -> T) throws(BackendError) -> T {
+    private func pass<T>(
+        _ operation: Operations, offset: UInt64, length: UInt64,
+        _ forward: () throws(BackendError) -> T
+    ) throws(BackendError) -> T {
         if Operations.mutating.contains(operation) {
             try checkWritable(offset, length, operation.name)
         } else if operation != .flush {

@@ -40,8 +40,9 @@ extension FileBackend {
             var hole: UInt64
             if holeStart < 0 {
                 guard Int32(-holeStart) == ENXIO else {
-                    throw BackendError(.system(errno: Int32(-holeStart)), operation: "allocationMap",
-                                       offset: offset, length: length)
+                    throw BackendError(
+                        .system(errno: Int32(-holeStart)), operation: "allocationMap",
+                        offset: offset, length: length)
                 }
                 // The file was shortened between the two calls: the rest is beyond EOF.
                 extents.appendMerged(start: data, end: end, isAllocated: false)

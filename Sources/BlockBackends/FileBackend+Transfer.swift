@@ -49,13 +49,16 @@ extension FileBackend {
         try read(at: offset, into: IOVector(IOSegment(base: base, count: buffer.count)))
     }
 
-    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, forceUnitAccess: Bool) throws(BackendError) {
+    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, forceUnitAccess: Bool)
+        throws(BackendError)
+    {
         guard let base = buffer.baseAddress, buffer.count > 0 else {
             return try checkWritable(offset, 0, "write")
         }
         // The segment is only read from (pwrite); the mutable pointer is the carrier type.
-        try write(at: offset, from: IOVector(IOSegment(base: UnsafeMutableRawPointer(mutating: base), count: buffer.count)),
-                  forceUnitAccess: forceUnitAccess)
+        try write(
+            at: offset, from: IOVector(IOSegment(base: UnsafeMutableRawPointer(mutating: base), count: buffer.count)),
+            forceUnitAccess: forceUnitAccess)
     }
 
     public func read(at offset: UInt64, into vector: IOVector) throws(BackendError) {
@@ -103,15 +106,17 @@ extension FileBackend {
         while done < vector.byteCount {
             let rest = done == 0 ? vector : vector.dropping(bytes: done)
             // After a short read the rest is unaligned for O_DIRECT: the page cache takes it.
-            let n = positioned(done == 0 ? fd : buffered.rawValue, rest, at: offset + UInt64(done), write: false, flags: 0)
+            let n = positioned(
+                done == 0 ? fd : buffered.rawValue, rest, at: offset + UInt64(done), write: false, flags: 0)
             if n > 0 {
                 done += n
             } else if n == 0 {
                 rest.zero()
                 return
             } else if n != -Int(EINTR) {
-                throw BackendError(.system(errno: Int32(-n)), operation: "read", offset: offset,
-                                   length: UInt64(vector.byteCount))
+                throw BackendError(
+                    .system(errno: Int32(-n)), operation: "read", offset: offset,
+                    length: UInt64(vector.byteCount))
             }
         }
     }
@@ -119,14 +124,17 @@ extension FileBackend {
     /// Writes all of `vector` at `offset`, continuing short writes. With
     /// `forceUnitAccess` the data is durable on return: `RWF_DSYNC` where the
     /// kernel has it, else a trailing `fdatasync`.
-    func writeAll(_ fd: CInt, _ vector: IOVector, at offset: UInt64, forceUnitAccess: Bool,
-                  operation: String = "write") throws(BackendError) {
+    func writeAll(
+        _ fd: CInt, _ vector: IOVector, at offset: UInt64, forceUnitAccess: Bool,
+        operation: String = "write"
+    ) throws(BackendError) {
         var dsync = forceUnitAccess && supportsDSyncWrite.load(ordering: .relaxed)
         var done = 0
         while done < vector.byteCount {
             let rest = done == 0 ? vector : vector.dropping(bytes: done)
-            let n = positioned(done == 0 ? fd : buffered.rawValue, rest, at: offset + UInt64(done), write: true,
-                               flags: dsync ? clinux_RWF_DSYNC : 0)
+            let n = positioned(
+                done == 0 ? fd : buffered.rawValue, rest, at: offset + UInt64(done), write: true,
+                flags: dsync ? clinux_RWF_DSYNC : 0)
             if n > 0 {
                 done += n
             } else if n == -Int(EINTR) {
@@ -137,8 +145,9 @@ extension FileBackend {
                 dsync = false
             } else {
                 // A write returning 0 for a non-empty buffer would loop forever: EIO.
-                throw BackendError(.system(errno: n == 0 ? EIO : Int32(-n)), operation: operation, offset: offset,
-                                   length: UInt64(vector.byteCount))
+                throw BackendError(
+                    .system(errno: n == 0 ? EIO : Int32(-n)), operation: operation, offset: offset,
+                    length: UInt64(vector.byteCount))
             }
         }
         if forceUnitAccess && !dsync {
@@ -155,15 +164,20 @@ extension FileBackend {
             do {
                 // retryOnInterrupt: false, so that EINTR comes back as -EINTR like the shim's.
                 return write
-                    ? try file.write(toAbsoluteOffset: Int64(offset), UnsafeRawBufferPointer(segment.mutableBytes),
-                                     retryOnInterrupt: false)
-                    : try file.read(fromAbsoluteOffset: Int64(offset), into: segment.mutableBytes, retryOnInterrupt: false)
+                    ? try file.write(
+                        toAbsoluteOffset: Int64(offset), UnsafeRawBufferPointer(segment.mutableBytes),
+                        retryOnInterrupt: false)
+                    : try file.read(
+                        fromAbsoluteOffset: Int64(offset), into: segment.mutableBytes, retryOnInterrupt: false)
             } catch {
                 return -Int((error as? Errno)?.rawValue ?? EIO)
             }
         }
         return vector.withIOVecs { iov, count in
-            Int(write ? clinux_pwritev2(fd, iov, count, Int64(offset), flags) : clinux_preadv(fd, iov, count, Int64(offset)))
+            Int(
+                write
+                    ? clinux_pwritev2(fd, iov, count, Int64(offset), flags)
+                    : clinux_preadv(fd, iov, count, Int64(offset)))
         }
     }
 

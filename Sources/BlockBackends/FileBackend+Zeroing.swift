@@ -12,7 +12,8 @@ extension FileBackend {
         guard length > 0 else { return }
         switch fileKind {
         case .regularFile:
-            try zeroRegularFile(offset: offset, length: length, deallocate: true, quickly: false, operation: "deallocate")
+            try zeroRegularFile(
+                offset: offset, length: length, deallocate: true, quickly: false, operation: "deallocate")
         case .blockDevice:
             let result = clinux_block_discard(buffered.rawValue, offset, length)
             guard result == 0 || result == -EOPNOTSUPP || result == -EINVAL else {
@@ -34,8 +35,9 @@ extension FileBackend {
         guard length > 0 else { return }
         switch fileKind {
         case .regularFile:
-            try zeroRegularFile(offset: offset, length: length, deallocate: deallocate, quickly: quickly,
-                                operation: "writeZeroes")
+            try zeroRegularFile(
+                offset: offset, length: length, deallocate: deallocate, quickly: quickly,
+                operation: "writeZeroes")
         case .blockDevice:
             try zeroBlockDevice(offset: offset, length: length, deallocate: deallocate, quickly: quickly)
         }
@@ -45,10 +47,14 @@ extension FileBackend {
 
     /// With `deallocate`: punch a hole. Without: `FALLOC_FL_ZERO_RANGE`, else punch
     /// and allocate again. Last resort: write zero buffers — or, `quickly`, refuse.
-    private func zeroRegularFile(offset: UInt64, length: UInt64, deallocate: Bool, quickly: Bool,
-                                 operation: String) throws(BackendError) {
+    private func zeroRegularFile(
+        offset: UInt64, length: UInt64, deallocate: Bool, quickly: Bool,
+        operation: String
+    ) throws(BackendError) {
         if !deallocate, supportsZeroRange.load(ordering: .relaxed) {
-            switch fallocateRange(clinux_FALLOC_FL_ZERO_RANGE | clinux_FALLOC_FL_KEEP_SIZE, offset: offset, length: length) {
+            switch fallocateRange(
+                clinux_FALLOC_FL_ZERO_RANGE | clinux_FALLOC_FL_KEEP_SIZE, offset: offset, length: length)
+            {
             case .done: return
             case .unsupported(let permanently):
                 if permanently { supportsZeroRange.store(false, ordering: .relaxed) }
@@ -57,7 +63,9 @@ extension FileBackend {
             }
         }
         if supportsPunchHole.load(ordering: .relaxed) {
-            switch fallocateRange(clinux_FALLOC_FL_PUNCH_HOLE | clinux_FALLOC_FL_KEEP_SIZE, offset: offset, length: length) {
+            switch fallocateRange(
+                clinux_FALLOC_FL_PUNCH_HOLE | clinux_FALLOC_FL_KEEP_SIZE, offset: offset, length: length)
+            {
             case .done:
                 // The range reads as zeroes now. Without DEAC, allocate it again where
                 // the file system can (keeping the "stays allocated" promise).
@@ -89,7 +97,9 @@ extension FileBackend {
     /// so `quickly` refuses on such a device.
     private func zeroBlockDevice(offset: UInt64, length: UInt64, deallocate: Bool, quickly: Bool) throws(BackendError) {
         if deallocate, supportsPunchHole.load(ordering: .relaxed) {
-            switch fallocateRange(clinux_FALLOC_FL_PUNCH_HOLE | clinux_FALLOC_FL_KEEP_SIZE, offset: offset, length: length) {
+            switch fallocateRange(
+                clinux_FALLOC_FL_PUNCH_HOLE | clinux_FALLOC_FL_KEEP_SIZE, offset: offset, length: length)
+            {
             case .done: return
             case .unsupported(let permanently):
                 if permanently { supportsPunchHole.store(false, ordering: .relaxed) }
@@ -146,7 +156,8 @@ extension FileBackend {
             let n = Int(min(UInt64(ZeroBuffer.count), end - position))
             // The zero buffer is only read from; the mutable pointer is the carrier type.
             let segment = IOSegment(base: UnsafeMutableRawPointer(mutating: ZeroBuffer.bytes.baseAddress!), count: n)
-            try writeAll(buffered.rawValue, IOVector(segment), at: position, forceUnitAccess: false, operation: operation)
+            try writeAll(
+                buffered.rawValue, IOVector(segment), at: position, forceUnitAccess: false, operation: operation)
             position += UInt64(n)
         }
     }

@@ -137,8 +137,10 @@ public final class FileBackend: BlockBackend {
     ///   refuses `O_DIRECT` (`EINVAL`, tmpfs); ``BackendError/Kind/invalidConfiguration(_:)``
     ///   when it is neither a regular file nor a block device, it is empty, it differs
     ///   from `createSize`, or `createSize` is invalid or asked of a read-only namespace.
-    public init(path: String, readOnly: Bool = false, createSize: UInt64? = nil,
-                caching: Caching = .writeback) throws(BackendError) {
+    public init(
+        path: String, readOnly: Bool = false, createSize: UInt64? = nil,
+        caching: Caching = .writeback
+    ) throws(BackendError) {
         if let size = createSize {
             guard size > 0, size % 512 == 0, size <= UInt64(Int64.max) else {
                 throw BackendError(
@@ -193,8 +195,9 @@ public final class FileBackend: BlockBackend {
                     try fd.resize(to: Int64(requested))
                 } catch {
                     failCreate()
-                    throw BackendError(.system(errno: (error as? Errno)?.rawValue ?? EIO), operation: "ftruncate",
-                                       length: requested)
+                    throw BackendError(
+                        .system(errno: (error as? Errno)?.rawValue ?? EIO), operation: "ftruncate",
+                        length: requested)
                 }
                 size = requested
             }
@@ -213,8 +216,9 @@ public final class FileBackend: BlockBackend {
                 operation: "open", length: requested)
         }
         guard size > 0 else {
-            throw BackendError(.invalidConfiguration("\(path) is empty; a namespace needs at least one byte"),
-                               operation: "open")
+            throw BackendError(
+                .invalidConfiguration("\(path) is empty; a namespace needs at least one byte"),
+                operation: "open")
         }
 
         var directDescriptor: OwnedFileDescriptor? = nil
@@ -222,10 +226,12 @@ public final class FileBackend: BlockBackend {
         if caching == .none {
             let d: FileDescriptor
             do {
-                d = try Self.open(path, readOnly ? .readOnly : .readWrite,
-                                  options: [.closeOnExec, FileDescriptor.OpenOptions(rawValue: clinux_O_DIRECT)])
+                d = try Self.open(
+                    path, readOnly ? .readOnly : .readWrite,
+                    options: [.closeOnExec, FileDescriptor.OpenOptions(rawValue: clinux_O_DIRECT)])
             } catch {
-                throw BackendError(.cannotOpen(path: path, errno: error.rawValue), operation: "open with O_DIRECT (cache=none)")
+                throw BackendError(
+                    .cannotOpen(path: path, errno: error.rawValue), operation: "open with O_DIRECT (cache=none)")
             }
             directDescriptor = OwnedFileDescriptor(d)
             alignment = Self.directIOAlignment(d.rawValue, logicalBlockSize: logicalBlockSize)
@@ -251,8 +257,10 @@ public final class FileBackend: BlockBackend {
 
     /// Opens `path` (creating it with `createSize` when missing); returns the
     /// descriptor and whether it was created.
-    private static func openOrCreate(_ path: String, readOnly: Bool,
-                                     createSize: UInt64?) throws(BackendError) -> (FileDescriptor, Bool) {
+    private static func openOrCreate(
+        _ path: String, readOnly: Bool,
+        createSize: UInt64?
+    ) throws(BackendError) -> (FileDescriptor, Bool) {
         // O_NONBLOCK so that a FIFO named by mistake cannot block the open; it is
         // rejected after the open and has no effect on regular files or block devices.
         let mode: FileDescriptor.AccessMode = readOnly ? .readOnly : .readWrite
@@ -266,8 +274,11 @@ public final class FileBackend: BlockBackend {
                     operation: "open")
             }
             do {
-                return (try open(path, .readWrite, options: [.closeOnExec, .create, .exclusiveCreate],
-                                 permissions: [.ownerReadWrite]), true)
+                return (
+                    try open(
+                        path, .readWrite, options: [.closeOnExec, .create, .exclusiveCreate],
+                        permissions: [.ownerReadWrite]), true
+                )
             } catch let error where error == .fileExists {
                 // Created by someone else since our first open: use theirs.
                 do {
@@ -283,9 +294,11 @@ public final class FileBackend: BlockBackend {
         }
     }
 
-    private static func open(_ path: String, _ mode: FileDescriptor.AccessMode,
-                             options: FileDescriptor.OpenOptions,
-                             permissions: FilePermissions? = nil) throws(Errno) -> FileDescriptor {
+    private static func open(
+        _ path: String, _ mode: FileDescriptor.AccessMode,
+        options: FileDescriptor.OpenOptions,
+        permissions: FilePermissions? = nil
+    ) throws(Errno) -> FileDescriptor {
         do {
             return try FileDescriptor.open(FilePath(path), mode, options: options, permissions: permissions)
         } catch let error as Errno {
@@ -303,7 +316,8 @@ public final class FileBackend: BlockBackend {
         var memory: UInt32 = 0
         var offset: UInt32 = 0
         if clinux_direct_io_alignment(fd, &memory, &offset) == 0, memory > 0, offset > 0,
-           memory.nonzeroBitCount == 1, offset.nonzeroBitCount == 1 {
+            memory.nonzeroBitCount == 1, offset.nonzeroBitCount == 1
+        {
             return DirectIOAlignment(memory: Int(memory), offset: Int(offset))
         }
         let fallback = logicalBlockSize ?? 4096
@@ -349,7 +363,9 @@ struct BlockDeviceInfo {
     static func queueAttribute(_ name: String, major: UInt32, minor: UInt32) -> UInt64? {
         for directory in ["queue", "../queue"] {
             let path = "/sys/dev/block/\(major):\(minor)/\(directory)/\(name)"
-            guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) else { continue }
+            guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) else {
+                continue
+            }
             defer { try? fd.close() }
             var bytes = [UInt8](repeating: 0, count: 64)
             let n = (try? bytes.withUnsafeMutableBytes { try fd.read(into: $0) }) ?? 0

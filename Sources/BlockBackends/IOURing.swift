@@ -53,8 +53,10 @@ final class IOURing {
     var ready: Int { Int(clinux_uring_cq_ready(ring)) }
 
     /// Prepares one entry; `false` when the submission ring is full.
-    func prepare(_ opcode: UInt8, fd: CInt, address: UInt64, length: UInt32, offset: UInt64, flags: UInt32,
-                 userData: UInt64) -> Bool {
+    func prepare(
+        _ opcode: UInt8, fd: CInt, address: UInt64, length: UInt32, offset: UInt64, flags: UInt32,
+        userData: UInt64
+    ) -> Bool {
         clinux_uring_prep(ring, opcode, fd, address, length, offset, flags, userData) == 0
     }
 

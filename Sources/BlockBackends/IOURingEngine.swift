@@ -94,8 +94,10 @@ public final class IOURingEngine: StorageEngine {
             startTransfer(.write, offset: offset, vector: vector, fua: fua, tag: tag)
         case .flush:
             guard !backend.isReadOnly else { return immediate.append((tag, .done)) }
-            let slot = takeSlot(Request(tag: tag, kind: .flush, fd: backend.buffered.rawValue, offset: 0,
-                                        vector: IOVector(), flags: clinux_IORING_FSYNC_DATASYNC))
+            let slot = takeSlot(
+                Request(
+                    tag: tag, kind: .flush, fd: backend.buffered.rawValue, offset: 0,
+                    vector: IOVector(), flags: clinux_IORING_FSYNC_DATASYNC))
             prepare(slot)
         case .writeZeroes, .deallocate, .allocationMap:
             helpers.start(operation, tag: tag)
@@ -106,12 +108,24 @@ public final class IOURingEngine: StorageEngine {
         let length = vector.byteCount
         let name = kind == .read ? "read" : "write"
         guard offset <= backend.byteCount, UInt64(length) <= backend.byteCount - offset else {
-            return immediate.append((tag, .failed(BackendError(.outOfRange, operation: name, offset: offset,
-                                                               length: UInt64(length)))))
+            return immediate.append(
+                (
+                    tag,
+                    .failed(
+                        BackendError(
+                            .outOfRange, operation: name, offset: offset,
+                            length: UInt64(length)))
+                ))
         }
         if kind == .write && backend.isReadOnly {
-            return immediate.append((tag, .failed(BackendError(.readOnly, operation: name, offset: offset,
-                                                               length: UInt64(length)))))
+            return immediate.append(
+                (
+                    tag,
+                    .failed(
+                        BackendError(
+                            .readOnly, operation: name, offset: offset,
+                            length: UInt64(length)))
+                ))
         }
         guard length > 0 else { return immediate.append((tag, .done)) }
         let route = backend.route(offset: offset, length: length, vector: vector)
@@ -125,9 +139,11 @@ public final class IOURingEngine: StorageEngine {
             if kind == .write { vector.copy(to: bounce!.base) }
         }
         let dsync = fua && backend.supportsDSyncWrite.load(ordering: .relaxed)
-        let slot = takeSlot(Request(tag: tag, kind: kind, fd: backend.descriptor(for: route), offset: offset,
-                                    vector: vector, bounce: bounce, flags: dsync ? UInt32(clinux_RWF_DSYNC) : 0,
-                                    syncAfter: fua && !dsync))
+        let slot = takeSlot(
+            Request(
+                tag: tag, kind: kind, fd: backend.descriptor(for: route), offset: offset,
+                vector: vector, bounce: bounce, flags: dsync ? UInt32(clinux_RWF_DSYNC) : 0,
+                syncAfter: fua && !dsync))
         prepare(slot)
     }
 
@@ -180,16 +196,26 @@ public final class IOURingEngine: StorageEngine {
             }
         }
         let offset = r.kind == .flush ? 0 : r.offset + UInt64(r.done)
-        if ring.prepare(opcode, fd: r.fd, address: address, length: length, offset: offset, flags: r.flags,
-                        userData: UInt64(slot)) {
+        if ring.prepare(
+            opcode, fd: r.fd, address: address, length: length, offset: offset, flags: r.flags,
+            userData: UInt64(slot))
+        {
             return
         }
         // The submission ring is full: hand it over and try once more.
         submitPrepared()
-        if !ring.prepare(opcode, fd: r.fd, address: address, length: length, offset: offset, flags: r.flags,
-                         userData: UInt64(slot)) {
-            immediate.append((release(slot), .failed(BackendError(.system(errno: EAGAIN), operation: "io_uring submission",
-                                                                  offset: r.offset, length: UInt64(r.total)))))
+        if !ring.prepare(
+            opcode, fd: r.fd, address: address, length: length, offset: offset, flags: r.flags,
+            userData: UInt64(slot))
+        {
+            immediate.append(
+                (
+                    release(slot),
+                    .failed(
+                        BackendError(
+                            .system(errno: EAGAIN), operation: "io_uring submission",
+                            offset: r.offset, length: UInt64(r.total)))
+                ))
         }
     }
 
@@ -254,8 +280,12 @@ public final class IOURingEngine: StorageEngine {
                 prepare(slot)
                 return false
             }
-            finish(slot, .failed(BackendError(.system(errno: -res), operation: name, offset: r.offset,
-                                              length: UInt64(r.total))), body)
+            finish(
+                slot,
+                .failed(
+                    BackendError(
+                        .system(errno: -res), operation: name, offset: r.offset,
+                        length: UInt64(r.total))), body)
             return true
         }
         switch r.kind {
@@ -271,8 +301,12 @@ public final class IOURingEngine: StorageEngine {
             }
             r.done = r.total
         case .write where res == 0:
-            finish(slot, .failed(BackendError(.system(errno: EIO), operation: name, offset: r.offset,
-                                              length: UInt64(r.total))), body)
+            finish(
+                slot,
+                .failed(
+                    BackendError(
+                        .system(errno: EIO), operation: name, offset: r.offset,
+                        length: UInt64(r.total))), body)
             return true
         case .read, .write:
             r.done += Int(res)
@@ -318,8 +352,10 @@ public final class IOURingEngine: StorageEngine {
         guard ringInFlight > 0 else { return }
         // IORING_ASYNC_CANCEL_ANY (5.19+); on older kernels the cancel itself fails
         // and the requests simply finish.
-        if ring.prepare(clinux_IORING_OP_ASYNC_CANCEL, fd: -1, address: 0, length: 0, offset: 0,
-                        flags: clinux_IORING_ASYNC_CANCEL_ANY, userData: Self.cancelUserData) {
+        if ring.prepare(
+            clinux_IORING_OP_ASYNC_CANCEL, fd: -1, address: 0, length: 0, offset: 0,
+            flags: clinux_IORING_ASYNC_CANCEL_ANY, userData: Self.cancelUserData)
+        {
             submitPrepared()
         }
     }

@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import ConcurrencyHelpers
 import DMA
@@ -5,7 +7,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
 
 /// A sparse, volatile namespace held in process memory.
 ///
@@ -75,7 +76,7 @@ public final class MemoryBackend: BlockBackend {
         try checkRange(offset, UInt64(buffer.count), "read")
         table.withLock { table in
             forEachPageSpan(offset: offset, count: buffer.count) { page, inPage, bufferOffset, n in
-                let destination = UnsafeMutableRawBufferPointer(rebasing: buffer[bufferOffset ..< bufferOffset + n])
+                let destination = UnsafeMutableRawBufferPointer(rebasing: buffer[bufferOffset..<bufferOffset + n])
                 if let source = table.page(page) {
                     // `source` is a live 4096-byte page owned by the table (we hold the
                     // lock, so it cannot be freed) and inPage + n <= 4096.
@@ -88,18 +89,22 @@ public final class MemoryBackend: BlockBackend {
     }
 
     /// Writes `buffer`. `forceUnitAccess` changes nothing: there is no cache to bypass.
-    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, forceUnitAccess: Bool) throws(BackendError) {
+    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, forceUnitAccess: Bool)
+        throws(BackendError)
+    {
         try checkWritable(offset, UInt64(buffer.count), "write")
         try table.withLock { (table) throws(BackendError) in
-            try forEachPageSpan(offset: offset, count: buffer.count) { (page, inPage, bufferOffset, n) throws(BackendError) in
+            try forEachPageSpan(offset: offset, count: buffer.count) {
+                (page, inPage, bufferOffset, n) throws(BackendError) in
                 guard let destination = table.materialize(page, zeroFilled: n != PageTable.pageSize) else {
-                    throw BackendError(.system(errno: ENOMEM), operation: "write",
-                                       offset: offset, length: UInt64(buffer.count))
+                    throw BackendError(
+                        .system(errno: ENOMEM), operation: "write",
+                        offset: offset, length: UInt64(buffer.count))
                 }
                 // `destination` is a live 4096-byte page owned by the table and
                 // inPage + n <= 4096; `buffer` cannot overlap it (pages are private).
                 UnsafeMutableRawBufferPointer(start: destination + inPage, count: n)
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[bufferOffset ..< bufferOffset + n]))
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[bufferOffset..<bufferOffset + n]))
             }
         }
     }
@@ -134,9 +139,10 @@ public final class MemoryBackend: BlockBackend {
             while page < endPage {
                 let allocated = table.page(page) != nil
                 let runEnd = table.endOfRun(from: page, limit: endPage, allocated: allocated)
-                extents.appendMerged(start: max(UInt64(page) * backendBlockSize, offset),
-                                     end: min(UInt64(runEnd) * backendBlockSize, end),
-                                     isAllocated: allocated)
+                extents.appendMerged(
+                    start: max(UInt64(page) * backendBlockSize, offset),
+                    end: min(UInt64(runEnd) * backendBlockSize, end),
+                    isAllocated: allocated)
                 page = runEnd
             }
             return extents
@@ -219,9 +225,9 @@ final class PageTable: @unchecked Sendable {
     }
 
     deinit {
-        for c in 0 ..< chunkCount {
+        for c in 0..<chunkCount {
             guard let chunk = chunks[c] else { continue }
-            for p in 0 ..< Self.pagesPerChunk {
+            for p in 0..<Self.pagesPerChunk {
                 free(chunk[p])
             }
             free(chunk)

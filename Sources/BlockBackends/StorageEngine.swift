@@ -132,8 +132,10 @@ public enum StorageEngines {
     /// once, signalling `wake`. With ``StorageIO/ioUring`` on a backend io_uring
     /// cannot serve, or where the kernel refuses it, worker threads take over and
     /// `note` says why. `nil` for ``StorageIO/inline``.
-    public static func make(for backend: any BlockBackend, io: StorageIO, capacity: Int,
-                            wake: WakeSignal) -> (engine: (any StorageEngine)?, note: String?) {
+    public static func make(
+        for backend: any BlockBackend, io: StorageIO, capacity: Int,
+        wake: WakeSignal
+    ) -> (engine: (any StorageEngine)?, note: String?) {
         switch io {
         case .inline:
             return (nil, nil)
@@ -145,13 +147,17 @@ public enum StorageEngines {
                 do {
                     return (try IOURingEngine(backend: file, capacity: capacity, wake: wake), nil)
                 } catch {
-                    return (ThreadPoolEngine(backend: backend, workers: StorageIO.defaultWorkers, wake: wake),
-                            "io_uring unavailable (\(error)); using \(StorageIO.defaultWorkers) worker threads")
+                    return (
+                        ThreadPoolEngine(backend: backend, workers: StorageIO.defaultWorkers, wake: wake),
+                        "io_uring unavailable (\(error)); using \(StorageIO.defaultWorkers) worker threads"
+                    )
                 }
             }
             #endif
-            return (ThreadPoolEngine(backend: backend, workers: StorageIO.defaultWorkers, wake: wake),
-                    "io_uring serves files and block devices only; using \(StorageIO.defaultWorkers) worker threads")
+            return (
+                ThreadPoolEngine(backend: backend, workers: StorageIO.defaultWorkers, wake: wake),
+                "io_uring serves files and block devices only; using \(StorageIO.defaultWorkers) worker threads"
+            )
         }
     }
 }

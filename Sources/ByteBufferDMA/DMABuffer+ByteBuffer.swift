@@ -25,8 +25,9 @@ extension DMABuffer {
         return payload.withUnsafeReadableBytesWithStorageManagement { bytes, storage in
             guard let base = bytes.baseAddress, Int(bitPattern: base) & 3 == 0 else { return nil }
             // The device only reads through this mapping (a write command's data).
-            return DMABuffer(memory: memory, mapping: UnsafeMutableRawPointer(mutating: base), byteCount: bytes.count,
-                             owner: storage.takeUnretainedValue())
+            return DMABuffer(
+                memory: memory, mapping: UnsafeMutableRawPointer(mutating: base), byteCount: bytes.count,
+                owner: storage.takeUnretainedValue())
         }
     }
 

@@ -1,6 +1,5 @@
 import ConcurrencyHelpers
 
-
 /// The emulation's "physical memory": a DMA-able arena that the host driver
 /// allocates queues, PRP lists, data pages and the doorbell buffers from, and
 /// that the emulated controller reads and writes by bus address, as a device
@@ -24,7 +23,7 @@ public final class HostMemory: Sendable {
     private let contiguousZone: Locked<[Range<Int>]>  // free page ranges in the contiguous zone
 
     private struct PageZone {
-        var free: [UInt32]          // page indices, LIFO
+        var free: [UInt32]  // page indices, LIFO
         var allocated: Int = 0
     }
 
@@ -74,7 +73,8 @@ public final class HostMemory: Sendable {
             for a in addresses {
                 precondition(a >= Self.busBase && (a - Self.busBase) % UInt64(Self.pageSize) == 0, "not a page address")
                 let index = Int((a - Self.busBase) / UInt64(Self.pageSize))
-                precondition(index >= contiguousPages && index < byteCount / Self.pageSize, "page outside the page zone")
+                precondition(
+                    index >= contiguousPages && index < byteCount / Self.pageSize, "page outside the page zone")
                 z.free.append(UInt32(index))
             }
             z.allocated -= addresses.count

@@ -1,5 +1,5 @@
-import ConcurrencyHelpers
 import Atomics
+import ConcurrencyHelpers
 
 /// The device's view of host buffers mapped for DMA outside the arena: a tiny
 /// IOMMU. Mapping `n` gets the bus window `base + n << 32` (4 GiB each); a bus

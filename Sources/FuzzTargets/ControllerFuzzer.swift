@@ -36,23 +36,29 @@ public enum ControllerFuzzer {
 
     public static func run(_ data: UnsafeRawBufferPointer) {
         guard let memory = try? HostMemory(byteCount: arenaBytes, contiguousBytes: arenaBytes / 2),
-              let backend = try? MemoryBackend(byteCount: 1 << 20),
-              let ns = try? Namespace(backend: backend, blockSize: data.first.map { $0 & 1 == 0 ? 512 : 4096 } ?? 512)
+            let backend = try? MemoryBackend(byteCount: 1 << 20),
+            let ns = try? Namespace(backend: backend, blockSize: data.first.map { $0 & 1 == 0 ? 512 : 4096 } ?? 512)
         else { return }
         var options = ControllerOptions()
         options.maximumQueueEntries = 64
         options.maximumIOQueuePairs = 4
         options.maximumDataTransferSize = 3
         options.interruptVectors = 8
-        guard let controller = try? EmulatedController(memory: memory, namespaces: [ns], options: options, stepped: true)
+        guard
+            let controller = try? EmulatedController(memory: memory, namespaces: [ns], options: options, stepped: true)
         else { return }
         // Enable with a 16-entry admin queue pair.
-        controller.write32(bar0: RegisterOffset.aqa, AdminQueueAttributes(
-            submissionQueueSize0: UInt16(queueEntries - 1), completionQueueSize0: UInt16(queueEntries - 1)).raw)
+        controller.write32(
+            bar0: RegisterOffset.aqa,
+            AdminQueueAttributes(
+                submissionQueueSize0: UInt16(queueEntries - 1), completionQueueSize0: UInt16(queueEntries - 1)
+            ).raw)
         controller.write64(bar0: RegisterOffset.asq, queueBase(0, completion: false))
         controller.write64(bar0: RegisterOffset.acq, queueBase(0, completion: true))
-        let enable = ControllerConfiguration(enable: true, memoryPageSize: 0, ioSubmissionQueueEntrySize: 6,
-                                             ioCompletionQueueEntrySize: 4).raw
+        let enable = ControllerConfiguration(
+            enable: true, memoryPageSize: 0, ioSubmissionQueueEntrySize: 6,
+            ioCompletionQueueEntrySize: 4
+        ).raw
         controller.write32(bar0: RegisterOffset.cc, enable)
         controller.step()
 
@@ -92,7 +98,8 @@ public enum ControllerFuzzer {
                 _ = memory.write(e.bytes, at: address)
                 tails[q] = (tails[q] + 1) % queueEntries
                 if steer & 64 == 0 {
-                    controller.write32(bar0: RegisterOffset.doorbell(queue: UInt16(q), completion: false, stride: 0), UInt32(tails[q]))
+                    controller.write32(
+                        bar0: RegisterOffset.doorbell(queue: UInt16(q), completion: false, stride: 0), UInt32(tails[q]))
                 }
             case 3:
                 // A raw register or doorbell write anywhere in BAR0.

@@ -12,14 +12,17 @@ public enum NBDFuzzers {
         let chunk = Int(first % 37) + 1
         let exports = [
             NBDExport(name: "", size: 1 << 20, flags: [.hasFlags, .sendFlush, .sendTrim]),
-            NBDExport(name: "disk", description: "a disk", size: 4096,
-                      flags: [.hasFlags, .readOnly], blockSize: (try? NBDBlockSizeConstraints(minimum: 512, preferred: 4096, maximum: 1 << 20)) ?? .default,
-                      requiresBlockSizeNegotiation: true),
+            NBDExport(
+                name: "disk", description: "a disk", size: 4096,
+                flags: [.hasFlags, .readOnly],
+                blockSize: (try? NBDBlockSizeConstraints(minimum: 512, preferred: 4096, maximum: 1 << 20)) ?? .default,
+                requiresBlockSizeNegotiation: true),
         ]
         // The first byte also picks the TLS mode; after STARTTLS the rest of the
         // input stands for what TLS decrypts.
         let tls: [NBDServerHandshake.TLSMode] = [.off, .optional, .required]
-        var machine = NBDServerHandshake(configuration: .init(exports: exports, maximumOptionLength: 1024, tls: tls[Int(first / 37) % 3]))
+        var machine = NBDServerHandshake(
+            configuration: .init(exports: exports, maximumOptionLength: 1024, tls: tls[Int(first / 37) % 3]))
         var buffer = ByteBuffer()
         var offset = 1
         var actions = 0

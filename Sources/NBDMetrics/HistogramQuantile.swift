@@ -43,6 +43,8 @@ public enum HistogramQuantile {
     public static func delta(_ later: [HistogramBucket], minus earlier: [HistogramBucket]) -> [HistogramBucket] {
         var before: [Double: Double] = [:]
         for b in earlier { before[b.upperBound] = b.count }
-        return later.map { HistogramBucket(upperBound: $0.upperBound, count: max(0, $0.count - (before[$0.upperBound] ?? 0))) }
+        return later.map {
+            HistogramBucket(upperBound: $0.upperBound, count: max(0, $0.count - (before[$0.upperBound] ?? 0)))
+        }
     }
 }

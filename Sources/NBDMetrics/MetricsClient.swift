@@ -14,8 +14,10 @@ public final class MetricsClient: Sendable {
     /// The body of `http://address/metrics` (or of `path`, asked with `method`:
     /// the tests' way to check other answers); throws ``MetricsError`` when the
     /// connection fails, the status is not 200 or no answer came in `timeoutSeconds`.
-    public func fetch(_ address: MetricsAddress, path: String = "/metrics", method: String = "GET",
-                      timeoutSeconds: Int = 5) throws(MetricsError) -> String {
+    public func fetch(
+        _ address: MetricsAddress, path: String = "/metrics", method: String = "GET",
+        timeoutSeconds: Int = 5
+    ) throws(MetricsError) -> String {
         let loop = group.next()
         let promise = loop.makePromise(of: String.self)
         let bootstrap = ClientBootstrap(group: loop)
@@ -36,8 +38,9 @@ public final class MetricsClient: Sendable {
                 headers.add(name: "Host", value: text)
                 headers.add(name: "Accept", value: "text/plain")
                 headers.add(name: "Connection", value: "close")
-                let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path,
-                                           headers: headers)
+                let head = HTTPRequestHead(
+                    version: .http1_1, method: HTTPMethod(rawValue: method), uri: path,
+                    headers: headers)
                 channel.write(HTTPClientRequestPart.head(head), promise: nil)
                 channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
                 let timeout = loop.scheduleTask(in: .seconds(Int64(timeoutSeconds))) {

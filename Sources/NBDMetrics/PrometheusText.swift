@@ -134,7 +134,9 @@ private struct LineScanner {
         guard let value = Self.value(valueText) else { throw fail("\(metric): value '\(valueText)' is not a number") }
         skipBlanks()
         let timestamp = word()
-        if !timestamp.isEmpty && Int64(timestamp) == nil { throw fail("\(metric): timestamp '\(timestamp)' is not an integer") }
+        if !timestamp.isEmpty && Int64(timestamp) == nil {
+            throw fail("\(metric): timestamp '\(timestamp)' is not an integer")
+        }
         skipBlanks()
         guard current == nil else { throw fail("\(metric): unexpected text after the value") }
         scrape.samples.append(PrometheusSample(name: metric, labels: labels, value: value))

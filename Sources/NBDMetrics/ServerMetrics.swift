@@ -27,7 +27,7 @@ public final class ServerMetrics: NBDRequestObserver {
     public init(exportNames: [String]) {
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets = [
-            MetricSeries.latency: MetricSeries.latencyBucketNanoseconds.map { Duration.nanoseconds($0) },
+            MetricSeries.latency: MetricSeries.latencyBucketNanoseconds.map { Duration.nanoseconds($0) }
         ]
         exports = exportNames.map { ExportMetrics(name: $0, factory: factory) }
     }
@@ -67,7 +67,8 @@ public final class ServerMetrics: NBDRequestObserver {
         out.reserveCapacity(text.utf8.count + 2048)
         for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
             if line.hasPrefix("# TYPE "), let name = line.dropFirst(7).split(separator: " ").first,
-               let help = MetricSeries.help[String(name)] {
+                let help = MetricSeries.help[String(name)]
+            {
                 out += "# HELP \(name) \(help)\n"
             }
             out += line

@@ -70,7 +70,8 @@ public struct TopRow: Hashable, Sendable {
     }
 
     /// The column titles, aligned with ``line``.
-    public static let header = pad("EXPORT", 16) + lpad("IOPS", 10) + lpad("MiB/s", 10) + lpad("p50 us", 10)
+    public static let header =
+        pad("EXPORT", 16) + lpad("IOPS", 10) + lpad("MiB/s", 10) + lpad("p50 us", 10)
         + lpad("p99 us", 10) + lpad("MMIO/IO", 9) + lpad("IRQ/IO", 9) + lpad("SHADOW", 8)
 
     /// The row as text: rates to one decimal, latencies in microseconds, `-` for none.

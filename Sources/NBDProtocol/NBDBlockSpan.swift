@@ -66,8 +66,10 @@ public struct NBDZeroingPlan: Hashable, Sendable {
             middle = nil
             edges = length == 0 ? [] : [start..<stop]
         } else {
-            middle = NBDBlockRange(lba: alignedStart >> UInt64(blockShift), blocks: (alignedStop - alignedStart) >> UInt64(blockShift))
-            edges = (start < alignedStart ? [start..<alignedStart] : []) + (alignedStop < stop ? [alignedStop..<stop] : [])
+            middle = NBDBlockRange(
+                lba: alignedStart >> UInt64(blockShift), blocks: (alignedStop - alignedStart) >> UInt64(blockShift))
+            edges =
+                (start < alignedStart ? [start..<alignedStart] : []) + (alignedStop < stop ? [alignedStop..<stop] : [])
         }
     }
 }

@@ -48,8 +48,10 @@ public enum NBDExtents {
     /// down to `granularity` (a power of two), equal states merged; with
     /// `requestOne` one descriptor no longer than the request. Empty when the
     /// extents say nothing about the offset.
-    public static func blockStatus(offset: UInt64, length: UInt32, extents: [NBDExtent], exportSize: UInt64,
-                                   granularity: UInt64, requestOne: Bool) -> [NBDBlockStatusDescriptor] {
+    public static func blockStatus(
+        offset: UInt64, length: UInt32, extents: [NBDExtent], exportSize: UInt64,
+        granularity: UInt64, requestOne: Bool
+    ) -> [NBDBlockStatusDescriptor] {
         var out: [NBDBlockStatusDescriptor] = []
         var position = offset
         let maxLength = UInt64(UInt32.max) & ~(granularity - 1)

@@ -109,7 +109,9 @@ extension ByteBuffer {
 
     /// Client side: reads one complete option reply, or returns `nil` without
     /// consuming anything if it is not all there yet.
-    public mutating func readNBDOptionReply(maximumLength: UInt32 = UInt32.max) throws(NBDProtocolError) -> NBDOptionReply? {
+    public mutating func readNBDOptionReply(maximumLength: UInt32 = UInt32.max) throws(NBDProtocolError)
+        -> NBDOptionReply?
+    {
         guard
             let (magic, option, type, length) = self.getMultipleIntegers(
                 at: self.readerIndex, as: (UInt64, UInt32, UInt32, UInt32).self)

@@ -18,7 +18,8 @@ public struct NBDOptionReplyDecoder: NIOSingleStepByteToMessageDecoder, Sendable
         try buffer.readNBDOptionReply(maximumLength: self.maximumLength)
     }
 
-    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws(NBDProtocolError) -> NBDOptionReply? {
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws(NBDProtocolError) -> NBDOptionReply?
+    {
         try self.decode(buffer: &buffer)
     }
 }

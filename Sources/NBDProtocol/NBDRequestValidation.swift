@@ -9,8 +9,10 @@ public struct NBDRequestLimits: Hashable, Sendable {
     /// The largest read (and write payload) accepted, in bytes.
     public var maximumPayload: Int
 
-    public init(exportSize: UInt64, readOnly: Bool, structuredReplies: Bool, metaContextNegotiated: Bool,
-                maximumPayload: Int) {
+    public init(
+        exportSize: UInt64, readOnly: Bool, structuredReplies: Bool, metaContextNegotiated: Bool,
+        maximumPayload: Int
+    ) {
         self.exportSize = exportSize
         self.readOnly = readOnly
         self.structuredReplies = structuredReplies
@@ -58,7 +60,8 @@ public enum NBDRequestValidation {
         default: return NBDRequestRejection(.einval, "unknown command \(r.type.rawValue)")
         }
         guard r.flags.isSubset(of: allowed) else {
-            return NBDRequestRejection(.einval, "flags 0x\(String(r.flags.rawValue, radix: 16)) are not valid for this command")
+            return NBDRequestRejection(
+                .einval, "flags 0x\(String(r.flags.rawValue, radix: 16)) are not valid for this command")
         }
         if r.flags.contains(.dontFragment) && !limits.structuredReplies {
             return NBDRequestRejection(.einval, "NBD_CMD_FLAG_DF without structured replies")
@@ -70,17 +73,20 @@ public enum NBDRequestValidation {
         let (end, overflow) = r.offset.addingReportingOverflow(UInt64(r.length))
         if overflow || end > limits.exportSize {
             let write = r.type == .write || r.type == .writeZeroes
-            return NBDRequestRejection(write ? .enospc : .einval,
-                                       "range \(r.offset)+\(r.length) is beyond the export size \(limits.exportSize)")
+            return NBDRequestRejection(
+                write ? .enospc : .einval,
+                "range \(r.offset)+\(r.length) is beyond the export size \(limits.exportSize)")
         }
         switch r.type {
         case .read where Int(r.length) > limits.maximumPayload:
-            return NBDRequestRejection(limits.structuredReplies ? .eoverflow : .einval,
-                                       "read of \(r.length) bytes exceeds the maximum payload \(limits.maximumPayload)")
+            return NBDRequestRejection(
+                limits.structuredReplies ? .eoverflow : .einval,
+                "read of \(r.length) bytes exceeds the maximum payload \(limits.maximumPayload)")
         case .blockStatus where r.length == 0:
             return NBDRequestRejection(.einval, "block status of length 0")
         case .blockStatus where !limits.metaContextNegotiated:
-            return NBDRequestRejection(.einval, "no metadata context negotiated (NBD_OPT_SET_META_CONTEXT base:allocation)")
+            return NBDRequestRejection(
+                .einval, "no metadata context negotiated (NBD_OPT_SET_META_CONTEXT base:allocation)")
         default:
             return nil
         }

@@ -241,7 +241,10 @@ public struct NBDServerHandshake: Sendable {
             if option == .exportName {
                 self.close(.shuttingDown, into: &actions)
             } else {
-                self.skip(count, then: .reply(Self.reply(.error(.errorShutdown, to: option, message: "server is shutting down"))), into: &actions)
+                self.skip(
+                    count,
+                    then: .reply(Self.reply(.error(.errorShutdown, to: option, message: "server is shutting down"))),
+                    into: &actions)
             }
             return
         }
@@ -250,7 +253,8 @@ public struct NBDServerHandshake: Sendable {
             if option == .exportName {
                 self.close(.tlsRequired, into: &actions)
             } else {
-                let error = NBDOptionReply.error(.errorTLSRequired, to: option, message: "TLS is required: send NBD_OPT_STARTTLS first")
+                let error = NBDOptionReply.error(
+                    .errorTLSRequired, to: option, message: "TLS is required: send NBD_OPT_STARTTLS first")
                 self.skip(count, then: .reply(Self.reply(error)), into: &actions)
             }
             return
@@ -431,7 +435,8 @@ public struct NBDServerHandshake: Sendable {
         actions.append(.send(bytes))
 
         if option == .go {
-            self.enterTransmission(export, flags: flags, enteredBy: .go, requestedBlockSize: requestedBlockSize, into: &actions)
+            self.enterTransmission(
+                export, flags: flags, enteredBy: .go, requestedBlockSize: requestedBlockSize, into: &actions)
         }
     }
 

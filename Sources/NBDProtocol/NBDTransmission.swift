@@ -113,8 +113,10 @@ public struct NBDTransmission: Sendable {
     // MARK: Events
 
     /// A decoded unit of the client's stream.
-    public mutating func receive<E: NBDTransmissionEnvironment>(_ message: NBDRequestDecoder.Message, _ env: inout E,
-                                                               into actions: inout [Action]) {
+    public mutating func receive<E: NBDTransmissionEnvironment>(
+        _ message: NBDRequestDecoder.Message, _ env: inout E,
+        into actions: inout [Action]
+    ) {
         // proto.md: "A client MUST NOT send anything to the server after sending an
         // NBD_CMD_DISC"; whatever followed DISC in the same read is dropped.
         guard state != .closed, !disconnectRequested else { return }
@@ -124,17 +126,26 @@ public struct NBDTransmission: Sendable {
             deferred.append((request, payload))
             drainDeferred(&env, &actions)
         case .oversizedPayload(let request):
-            actions.append(.reject(cookie: request.cookie, NBDRequestRejection(
-                .einval, "write of \(request.length) bytes exceeds the maximum payload \(configuration.limits.maximumPayload)")))
+            actions.append(
+                .reject(
+                    cookie: request.cookie,
+                    NBDRequestRejection(
+                        .einval,
+                        "write of \(request.length) bytes exceeds the maximum payload \(configuration.limits.maximumPayload)"
+                    )))
         case .unexpectedPayloadLengthFlag(let request):
-            actions.append(.reject(cookie: request.cookie,
-                                   NBDRequestRejection(.einval, "NBD_CMD_FLAG_PAYLOAD_LEN without extended headers")))
+            actions.append(
+                .reject(
+                    cookie: request.cookie,
+                    NBDRequestRejection(.einval, "NBD_CMD_FLAG_PAYLOAD_LEN without extended headers")))
         }
         updateReading(&env, &actions)
     }
 
     /// A request started with ``Action/execute(_:payload:cost:)`` is answered.
-    public mutating func completed<E: NBDTransmissionEnvironment>(cost: Int, _ env: inout E, into actions: inout [Action]) {
+    public mutating func completed<E: NBDTransmissionEnvironment>(
+        cost: Int, _ env: inout E, into actions: inout [Action]
+    ) {
         inFlight -= 1
         inFlightBytes -= cost
         drainDeferred(&env, &actions)
@@ -143,7 +154,8 @@ public struct NBDTransmission: Sendable {
     }
 
     /// The channel became writable again, or the server-wide budget freed memory.
-    public mutating func conditionsChanged<E: NBDTransmissionEnvironment>(_ env: inout E, into actions: inout [Action]) {
+    public mutating func conditionsChanged<E: NBDTransmissionEnvironment>(_ env: inout E, into actions: inout [Action])
+    {
         guard state != .closed else { return }
         drainDeferred(&env, &actions)
         updateReading(&env, &actions)

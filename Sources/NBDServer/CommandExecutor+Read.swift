@@ -23,33 +23,39 @@ extension CommandExecutor {
         guard let buffer = mapped ?? arenaBuffer(s.bytes, for: r, cost: cost) else { return }
         let data = ReadData(reply: reply, buffer: buffer, bounced: mapped == nil, span: s, length: Int(r.length))
         let fua = r.flags.contains(.fua)
-        let wantHoles = replies.structured && !r.flags.contains(.dontFragment)
+        let wantHoles =
+            replies.structured && !r.flags.contains(.dontFragment)
             && Int(r.length) >= limits.holeDetectionThreshold
         guard wantHoles else {
-            queuePair.read(lba: s.lba, blocks: s.blocks, fua: fua, into: buffer, deferDoorbell: batching,
-                           completion: onLoop { e, result in e.finishRead(r, data, result, map: nil, cost: cost) })
+            queuePair.read(
+                lba: s.lba, blocks: s.blocks, fua: fua, into: buffer, deferDoorbell: batching,
+                completion: onLoop { e, result in e.finishRead(r, data, result, map: nil, cost: cost) })
             return noteSubmitted()
         }
         // Large structured reads: ask for the allocation map alongside the data,
         // so deallocated ranges can be answered with OFFSET_HOLE.
         let join = ReadJoin()
-        queuePair.read(lba: s.lba, blocks: s.blocks, fua: fua, into: buffer, deferDoorbell: true,
-                       completion: onLoop { e, result in
-            join.data = result
-            if let map = join.map { e.finishRead(r, data, result, map: map, cost: cost) }
-        })
-        queuePair.allocationMap(lba: s.lba, blocks: UInt32(s.blocks), deferDoorbell: batching,
-                                completion: onLoop { e, map in
-            join.map = map
-            if let result = join.data { e.finishRead(r, data, result, map: map, cost: cost) }
-        })
+        queuePair.read(
+            lba: s.lba, blocks: s.blocks, fua: fua, into: buffer, deferDoorbell: true,
+            completion: onLoop { e, result in
+                join.data = result
+                if let map = join.map { e.finishRead(r, data, result, map: map, cost: cost) }
+            })
+        queuePair.allocationMap(
+            lba: s.lba, blocks: UInt32(s.blocks), deferDoorbell: batching,
+            completion: onLoop { e, map in
+                join.map = map
+                if let result = join.data { e.finishRead(r, data, result, map: map, cost: cost) }
+            })
         noteSubmitted()
     }
 
     /// Sends the reply of a read: its data as one simple reply, or structured
     /// chunks (OFFSET_HOLE where the allocation map says so).
-    private func finishRead(_ r: NBDRequest, _ data: ReadData, _ result: Result<Void, NVMeError>, map: AllocationMap?,
-                            cost: Int) {
+    private func finishRead(
+        _ r: NBDRequest, _ data: ReadData, _ result: Result<Void, NVMeError>, map: AllocationMap?,
+        cost: Int
+    ) {
         let bytes = data.filled()
         guard case .success = result else { return finish(r, result, cost: cost) }
         export.statistics.add(.bytesRead, UInt64(r.length))
@@ -64,20 +70,22 @@ extension CommandExecutor {
     func blockStatus(_ r: NBDRequest) {
         let s = span(r)
         let contextID = allocationContext!
-        queuePair.allocationMap(lba: s.lba, blocks: UInt32(min(s.blocks, Int(UInt32.max))), deferDoorbell: batching,
-                                completion: onLoop { e, result in
-            switch result {
-            case .failure(let error):
-                e.finish(r, .failure(error), cost: 0)
-            case .success(let m):
-                let out = NBDExtents.blockStatus(offset: r.offset, length: r.length, extents: e.extents(m.descriptors),
-                                                 exportSize: e.export.size, granularity: UInt64(1) << e.export.blockShift,
-                                                 requestOne: r.flags.contains(.requestOne))
-                guard !out.isEmpty else { return e.answer(r, .eio, "empty allocation map", cost: 0) }
-                e.sink.send(e.replies.blockStatus(r.cookie, contextID: contextID, out))
-                e.sink.requestFinished(r, cost: 0)
-            }
-        })
+        queuePair.allocationMap(
+            lba: s.lba, blocks: UInt32(min(s.blocks, Int(UInt32.max))), deferDoorbell: batching,
+            completion: onLoop { e, result in
+                switch result {
+                case .failure(let error):
+                    e.finish(r, .failure(error), cost: 0)
+                case .success(let m):
+                    let out = NBDExtents.blockStatus(
+                        offset: r.offset, length: r.length, extents: e.extents(m.descriptors),
+                        exportSize: e.export.size, granularity: UInt64(1) << e.export.blockShift,
+                        requestOne: r.flags.contains(.requestOne))
+                    guard !out.isEmpty else { return e.answer(r, .eio, "empty allocation map", cost: 0) }
+                    e.sink.send(e.replies.blockStatus(r.cookie, contextID: contextID, out))
+                    e.sink.requestFinished(r, cost: 0)
+                }
+            })
         noteSubmitted()
     }
 

@@ -19,8 +19,9 @@ extension CommandExecutor {
         guard s.aligned else {
             export.statistics.add(.unalignedRequests)
             guard let buffer = arenaBuffer(s.bytes, for: r, cost: cost) else { return }
-            return readModifyWrite(s, gate: export.rmwGate, queuePair: queuePair, fua: fua,
-                                   fill: { $0.copyIn(payload, at: s.head) }, buffer: buffer, completion: done)
+            return readModifyWrite(
+                s, gate: export.rmwGate, queuePair: queuePair, fua: fua,
+                fill: { $0.copyIn(payload, at: s.head) }, buffer: buffer, completion: done)
         }
         // The payload is mapped for DMA where it lies in the receive buffer (the
         // controller reads it from there), unless it is not dword aligned, as PRP1
@@ -41,20 +42,24 @@ extension CommandExecutor {
     /// TRIM deallocates the whole blocks inside the range (a hint: partial blocks
     /// at the edges are left alone, as the spec allows); with FUA it is flushed.
     func trim(_ r: NBDRequest) {
-        guard let range = NBDBlockSpan.wholeBlocks(offset: r.offset, length: UInt64(r.length),
-                                                   blockShift: export.blockShift) else {
+        guard
+            let range = NBDBlockSpan.wholeBlocks(
+                offset: r.offset, length: UInt64(r.length),
+                blockShift: export.blockShift)
+        else {
             return answer(r, .success, cost: 0)
         }
         let fua = r.flags.contains(.fua)
         let qp = queuePair
-        queuePair.deallocate(ranges: [(range.lba, range.blocks)], deferDoorbell: batching,
-                             completion: onLoop { e, result in
-            if fua, case .success = result {
-                qp.flush(completion: e.onLoop { e, flushed in e.finish(r, flushed, cost: 0) })
-            } else {
-                e.finish(r, result, cost: 0)
-            }
-        })
+        queuePair.deallocate(
+            ranges: [(range.lba, range.blocks)], deferDoorbell: batching,
+            completion: onLoop { e, result in
+                if fua, case .success = result {
+                    qp.flush(completion: e.onLoop { e, flushed in e.finish(r, flushed, cost: 0) })
+                } else {
+                    e.finish(r, result, cost: 0)
+                }
+            })
         noteSubmitted()
     }
 
@@ -75,8 +80,9 @@ extension CommandExecutor {
         var steps: [NVMeStep] = []
         if let middle = plan.middle {
             steps.append { done in
-                qp.writeZeroes(lba: middle.lba, blocks: middle.blocks, deallocate: deallocate, fua: fua,
-                               fastOnly: fastOnly, completion: done)
+                qp.writeZeroes(
+                    lba: middle.lba, blocks: middle.blocks, deallocate: deallocate, fua: fua,
+                    fastOnly: fastOnly, completion: done)
             }
         }
         for edge in plan.edges {
@@ -99,9 +105,11 @@ extension CommandExecutor {
         let steps: [NVMeStep] = nbdChunks(lba: s.lba, blocks: s.blocks, maximum: chunkBlocks).map { chunk in
             { done in qp.read(lba: chunk.lba, blocks: Int(chunk.blocks), into: buffer, completion: done) }
         }
-        runSequentially(steps[...], completion: onLoop { e, result in
-            buffer.release()
-            e.finish(r, result, cost: 0)
-        })
+        runSequentially(
+            steps[...],
+            completion: onLoop { e, result in
+                buffer.release()
+                e.finish(r, result, cost: 0)
+            })
     }
 }

@@ -38,8 +38,10 @@ final class CommandExecutor {
     var batching = false
     private var submittedInBatch = false
 
-    init(export: Export, eventLoop: any EventLoop, selection: NBDExportSelection, allocator: ByteBufferAllocator,
-         limits: ConnectionLimits, sink: any ReplySink) {
+    init(
+        export: Export, eventLoop: any EventLoop, selection: NBDExportSelection, allocator: ByteBufferAllocator,
+        limits: ConnectionLimits, sink: any ReplySink
+    ) {
         self.export = export
         self.eventLoop = eventLoop
         self.limits = limits
@@ -51,8 +53,9 @@ final class CommandExecutor {
 
     /// What a request is validated against on this connection.
     var requestLimits: NBDRequestLimits {
-        NBDRequestLimits(exportSize: export.size, readOnly: export.spec.readOnly, structuredReplies: replies.structured,
-                         metaContextNegotiated: allocationContext != nil, maximumPayload: export.maximumPayload)
+        NBDRequestLimits(
+            exportSize: export.size, readOnly: export.spec.readOnly, structuredReplies: replies.structured,
+            metaContextNegotiated: allocationContext != nil, maximumPayload: export.maximumPayload)
     }
 
     // MARK: Requests
@@ -69,7 +72,8 @@ final class CommandExecutor {
             write(r, payload ?? ByteBuffer(), cost: cost)
         case .flush:
             stats.add(.flushes)
-            queuePair.flush(deferDoorbell: batching, completion: onLoop { e, result in e.finish(r, result, cost: cost) })
+            queuePair.flush(
+                deferDoorbell: batching, completion: onLoop { e, result in e.finish(r, result, cost: cost) })
             noteSubmitted()
         case .trim:
             stats.add(.trims)

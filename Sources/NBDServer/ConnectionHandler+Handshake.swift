@@ -14,7 +14,9 @@ extension NBDConnectionHandler {
         if count > server.limits.maximumConnections || server.shuttingDown.load(ordering: .relaxed) {
             // Refuse clearly: the greeting, then every option gets ERR_SHUTDOWN/
             // ERR_POLICY-style replies from a machine that is shutting down.
-            logger.warning("refusing connection: \(count) connections exceed --max-connections \(server.limits.maximumConnections)")
+            logger.warning(
+                "refusing connection: \(count) connections exceed --max-connections \(server.limits.maximumConnections)"
+            )
             handshake.beginShutdown()
             shutdownRequested = true
         }

@@ -214,23 +214,28 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     func enterTransmission(_ export: Export, _ selection: NBDExportSelection) {
         let b = bound
-        let executor = CommandExecutor(export: export, eventLoop: context.eventLoop, selection: selection,
-                                       allocator: context.channel.allocator, limits: server.limits, sink: self)
+        let executor = CommandExecutor(
+            export: export, eventLoop: context.eventLoop, selection: selection,
+            allocator: context.channel.allocator, limits: server.limits, sink: self)
         let configuration = NBDTransmission.Configuration(
             limits: executor.requestLimits, maximumInFlightRequests: server.limits.maximumInFlightRequests,
             maximumInFlightBytes: server.limits.maximumInFlightBytes)
-        session = Session(machine: NBDTransmission(configuration: configuration), executor: executor, export: export,
-                          wake: { b.eventLoop.execute { b.value.budgetFreed() } },
-                          timing: server.observer.map { o in
-                              RequestTiming(observer: o, export: server.exports.firstIndex { $0 === export } ?? 0)
-                          })
-        decoder = NIOSingleStepByteToMessageProcessor(NBDRequestDecoder(maximumPayload: export.maximumPayload),
-                                                      maximumBufferSize: nil)
+        session = Session(
+            machine: NBDTransmission(configuration: configuration), executor: executor, export: export,
+            wake: { b.eventLoop.execute { b.value.budgetFreed() } },
+            timing: server.observer.map { o in
+                RequestTiming(observer: o, export: server.exports.firstIndex { $0 === export } ?? 0)
+            })
+        decoder = NIOSingleStepByteToMessageProcessor(
+            NBDRequestDecoder(maximumPayload: export.maximumPayload),
+            maximumBufferSize: nil)
         phase = .transmission
         export.statistics.add(.connections)
         export.statistics.add(.activeConnections)
         logger[metadataKey: "export"] = "\(export.spec.name)"
-        logger.info("transmission: structured replies \(selection.structuredReplies), base:allocation \(executor.allocationContext != nil)")
+        logger.info(
+            "transmission: structured replies \(selection.structuredReplies), base:allocation \(executor.allocationContext != nil)"
+        )
         if shutdownRequested {
             armShutdownLinger()
             step { $0.beginShutdown(&$1, into: &$2) }

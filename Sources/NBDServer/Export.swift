@@ -1,5 +1,5 @@
-import ConcurrencyHelpers
 import BlockBackends
+import ConcurrencyHelpers
 import DMA
 import Dispatch
 import Logging
@@ -61,8 +61,10 @@ public final class Export: Sendable {
 
     /// Builds the backend, the controller and the driver, and brings the
     /// controller up. Errors name the export and what was wrong.
-    public init(spec: ExportSpec, loops: [any EventLoop], options: ExportOptions,
-                logger: Logger = Logger(label: "nvme-nbd")) throws(ExportError) {
+    public init(
+        spec: ExportSpec, loops: [any EventLoop], options: ExportOptions,
+        logger: Logger = Logger(label: "nvme-nbd")
+    ) throws(ExportError) {
         self.spec = spec
         maximumPayload = options.maximumPayload
         var backend: any BlockBackend
@@ -73,7 +75,8 @@ public final class Export: Sendable {
                 fileBacked = false
             case .file(let path):
                 #if os(Linux)
-                backend = try FileBackend(path: path, readOnly: spec.readOnly, createSize: spec.size, caching: spec.cache)
+                backend = try FileBackend(
+                    path: path, readOnly: spec.readOnly, createSize: spec.size, caching: spec.cache)
                 fileBacked = true
                 #else
                 throw ExportError(export: spec.name, problem: "file backing needs Linux")
@@ -152,21 +155,26 @@ public final class Export: Sendable {
         let preferred = UInt32(max(4096, blockSize))
         // Minimum 1: unaligned requests are served with read-modify-write, so clients
         // that did not negotiate sizes get the spec's defaults.
-        let constraints = (try? NBDBlockSizeConstraints(minimum: 1, preferred: preferred,
-                                                        maximum: UInt32(options.maximumPayload))) ?? .default
+        let constraints =
+            (try? NBDBlockSizeConstraints(
+                minimum: 1, preferred: preferred,
+                maximum: UInt32(options.maximumPayload))) ?? .default
         // The exact size of the storage: the namespace rounds it up to whole
         // blocks, and the controller answers the padding with zeroes.
-        nbd = NBDExport(name: spec.name, description: spec.exportDescription, size: exactSize, flags: flags,
-                        blockSize: constraints)
-        watchdog = options.watchdogMilliseconds > 0
-            ? Watchdog(driver: driver, export: spec.name, intervalMilliseconds: options.watchdogMilliseconds,
-                       commandTimeoutSeconds: options.commandTimeoutSeconds, logger: logger)
+        nbd = NBDExport(
+            name: spec.name, description: spec.exportDescription, size: exactSize, flags: flags,
+            blockSize: constraints)
+        watchdog =
+            options.watchdogMilliseconds > 0
+            ? Watchdog(
+                driver: driver, export: spec.name, intervalMilliseconds: options.watchdogMilliseconds,
+                commandTimeoutSeconds: options.commandTimeoutSeconds, logger: logger)
             : nil
     }
 
     private static func serialSuffix(_ name: String) -> String {
-        var h: UInt32 = 2166136261
-        for b in name.utf8 { h = (h ^ UInt32(b)) &* 16777619 }
+        var h: UInt32 = 2_166_136_261
+        for b in name.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 }
         return String(h, radix: 16, uppercase: true)
     }
 
@@ -203,9 +211,10 @@ public final class Export: Sendable {
 
     /// Everything counted for this export.
     public func snapshot() -> ExportStatistics {
-        ExportStatistics(name: spec.name, shadowDoorbells: driver.shadowDoorbellsEnabled,
-                         controller: controller.counters.snapshot(), host: driver.statistics,
-                         nbd: statistics.snapshot())
+        ExportStatistics(
+            name: spec.name, shadowDoorbells: driver.shadowDoorbellsEnabled,
+            controller: controller.counters.snapshot(), host: driver.statistics,
+            nbd: statistics.snapshot())
     }
 }
 

@@ -28,8 +28,10 @@ public struct ExportSpec: Hashable, Sendable {
     /// block devices (worker threads where refused), inline for memory.
     public var io: StorageIO?
 
-    public init(name: String = "", description: String? = nil, backing: Backing = .memory, size: UInt64? = 1 << 30,
-                blockSize: Int? = nil, readOnly: Bool = false, cache: FileCaching = .writeback, io: StorageIO? = nil) {
+    public init(
+        name: String = "", description: String? = nil, backing: Backing = .memory, size: UInt64? = 1 << 30,
+        blockSize: Int? = nil, readOnly: Bool = false, cache: FileCaching = .writeback, io: StorageIO? = nil
+    ) {
         self.name = name
         self.exportDescription = description
         self.backing = backing
@@ -135,8 +137,9 @@ public struct ExportSpec: Hashable, Sendable {
         if !sawSize, case .memory = spec.backing { spec.size = 1 << 30 }
         if let size = spec.size {
             guard size > 0, size % 512 == 0 else {
-                throw ExportSpecError("size \(size) must be a positive multiple of 512 bytes "
-                                      + "(an existing file of any size is served whole: omit size=)", text)
+                throw ExportSpecError(
+                    "size \(size) must be a positive multiple of 512 bytes "
+                        + "(an existing file of any size is served whole: omit size=)", text)
             }
         }
         if spec.cache != .writeback, case .memory = spec.backing {
@@ -149,9 +152,11 @@ public struct ExportSpec: Hashable, Sendable {
     public static func parseSize(_ s: String) -> UInt64? {
         var digits = Substring(s.trimmingSpaces())
         var multiplier: UInt64 = 1
-        for (suffix, m) in [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10),
-                            ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10),
-                            ("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)] as [(String, UInt64)] {
+        for (suffix, m) in [
+            ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10),
+            ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10),
+            ("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10),
+        ] as [(String, UInt64)] {
             if digits.hasSuffix(suffix) {
                 digits = digits.dropLast(suffix.count)
                 multiplier = m

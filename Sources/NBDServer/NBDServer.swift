@@ -53,7 +53,8 @@ public final class NBDServer: Sendable {
         guard configuration.queues >= 1 && configuration.queues <= 256 else {
             throw ServerError("--queues \(configuration.queues): accepted 1...256")
         }
-        guard !configuration.tcp.isEmpty || !configuration.unix.isEmpty || !configuration.inheritedListeners.isEmpty else {
+        guard !configuration.tcp.isEmpty || !configuration.unix.isEmpty || !configuration.inheritedListeners.isEmpty
+        else {
             throw ServerError("nothing to listen on: give --listen HOST:PORT or --unix PATH")
         }
         // Before any export opens: a live socket means another server owns the path.
@@ -75,9 +76,12 @@ public final class NBDServer: Sendable {
         var exports: [Export] = []
         do {
             for spec in configuration.exports {
-                exports.append(try Export(spec: spec, loops: loops, options: configuration.exportOptions, logger: logger))
+                exports.append(
+                    try Export(spec: spec, loops: loops, options: configuration.exportOptions, logger: logger))
                 let e = exports.last!
-                logger.info("\(spec.summary), \(e.size) bytes, NVMe LBA \(e.namespace.blockSize), storage \(e.controller.storageEngines.joined(separator: "+")), shadow doorbells \(e.driver.shadowDoorbellsEnabled ? "on" : "off")")
+                logger.info(
+                    "\(spec.summary), \(e.size) bytes, NVMe LBA \(e.namespace.blockSize), storage \(e.controller.storageEngines.joined(separator: "+")), shadow doorbells \(e.driver.shadowDoorbellsEnabled ? "on" : "off")"
+                )
             }
         } catch {
             for e in exports { e.close() }
@@ -85,8 +89,9 @@ public final class NBDServer: Sendable {
             throw error
         }
         self.exports = exports
-        let context = ServerContext(exports: exports, limits: configuration.limits, tlsMode: configuration.tls?.mode ?? .off,
-                                    tls: tlsContext, logger: logger, observer: configuration.requestObserver)
+        let context = ServerContext(
+            exports: exports, limits: configuration.limits, tlsMode: configuration.tls?.mode ?? .off,
+            tls: tlsContext, logger: logger, observer: configuration.requestObserver)
         self.context = context
 
         var channels: [any Channel] = []
@@ -118,8 +123,10 @@ public final class NBDServer: Sendable {
             }
             for inherited in configuration.inheritedListeners {
                 current = "\(inherited)"
-                let ch = try Self.bootstrap(group: group, context: context, logger: logger, tcp: inherited.family != .unix)
-                    .withBoundSocket(inherited.descriptor).wait()
+                let ch = try Self.bootstrap(
+                    group: group, context: context, logger: logger, tcp: inherited.family != .unix
+                )
+                .withBoundSocket(inherited.descriptor).wait()
                 channels.append(ch)
                 let address = ch.localAddress
                 bound.append("\(inherited): \(address.map { "\($0)" } ?? "?")")
@@ -160,16 +167,21 @@ public final class NBDServer: Sendable {
         }
     }
 
-    private static func bootstrap(group: MultiThreadedEventLoopGroup, context: ServerContext, logger: Logger,
-                                  tcp: Bool) -> ServerBootstrap {
+    private static func bootstrap(
+        group: MultiThreadedEventLoopGroup, context: ServerContext, logger: Logger,
+        tcp: Bool
+    ) -> ServerBootstrap {
         var b = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             // Replies may queue up to 32 MiB (one maximum read) before the connection
             // counts as not writable and the server stops reading its requests.
-            .childChannelOption(.writeBufferWaterMark, value: ChannelOptions.Types.WriteBufferWaterMark(low: 8 << 20, high: 32 << 20))
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65536, maximum: 1 << 20))
+            .childChannelOption(
+                .writeBufferWaterMark, value: ChannelOptions.Types.WriteBufferWaterMark(low: 8 << 20, high: 32 << 20)
+            )
+            .childChannelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65536, maximum: 1 << 20))
         // Send buffers (the kernel doubles the value). Unix sockets: 4 MiB, so a
         // 1 MiB read reply goes out in one go instead of waiting for the client to
         // drain a 200 KiB buffer several times. TCP: 512 KiB. Measured on loopback

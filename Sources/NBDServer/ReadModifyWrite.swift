@@ -47,9 +47,11 @@ func runSequentially(_ steps: ArraySlice<NVMeStep>, completion: @escaping QueueP
 /// Reads the whole span, lets `fill` change it, writes it back — under the
 /// export's read-modify-write gate so partial-block writes do not lose each
 /// other's bytes. Releases `buffer` when done.
-func readModifyWrite(_ s: NBDBlockSpan, gate: RMWGate, queuePair qp: QueuePair, fua: Bool,
-                     fill: @escaping @Sendable (DMABuffer) -> Void, buffer: DMABuffer,
-                     completion: @escaping QueuePair.RequestCompletion) {
+func readModifyWrite(
+    _ s: NBDBlockSpan, gate: RMWGate, queuePair qp: QueuePair, fua: Bool,
+    fill: @escaping @Sendable (DMABuffer) -> Void, buffer: DMABuffer,
+    completion: @escaping QueuePair.RequestCompletion
+) {
     gate.acquire {
         qp.read(lba: s.lba, blocks: s.blocks, into: buffer) { result in
             if case .failure = result {
@@ -69,13 +71,16 @@ func readModifyWrite(_ s: NBDBlockSpan, gate: RMWGate, queuePair qp: QueuePair, 
 
 /// Zeroes the bytes `range` (inside the partial blocks of one span) by
 /// read-modify-write.
-func zeroPartial(_ range: Range<UInt64>, blockShift: Int, memory: HostMemory, gate: RMWGate, queuePair: QueuePair,
-                 fua: Bool, _ done: @escaping QueuePair.RequestCompletion) {
+func zeroPartial(
+    _ range: Range<UInt64>, blockShift: Int, memory: HostMemory, gate: RMWGate, queuePair: QueuePair,
+    fua: Bool, _ done: @escaping QueuePair.RequestCompletion
+) {
     let s = NBDBlockSpan(offset: range.lowerBound, length: UInt64(range.count), blockShift: blockShift)
     guard let buffer = DMABuffer(memory: memory, byteCount: s.bytes) else {
         return done(.failure(NVMeError(.outOfDMAMemory(bytes: s.bytes), operation: "write zeroes")))
     }
     let head = s.head, count = range.count
-    readModifyWrite(s, gate: gate, queuePair: queuePair, fua: fua, fill: { b in b.zero(at: head, count: count) },
-                    buffer: buffer, completion: done)
+    readModifyWrite(
+        s, gate: gate, queuePair: queuePair, fua: fua, fill: { b in b.zero(at: head, count: count) },
+        buffer: buffer, completion: done)
 }

@@ -18,8 +18,10 @@ struct ReplyBuilder {
             b.writeNBDStructuredReplyChunk(NBDStructuredReplyChunk(flags: .done, cookie: cookie, payload: .none))
         } else {
             let text = String(message.utf8.prefix(4096)) ?? ""
-            b.writeNBDStructuredReplyChunk(NBDStructuredReplyChunk(flags: .done, cookie: cookie,
-                                                                   payload: .error(error, message: text)))
+            b.writeNBDStructuredReplyChunk(
+                NBDStructuredReplyChunk(
+                    flags: .done, cookie: cookie,
+                    payload: .error(error, message: text)))
         }
         return b
     }
@@ -39,11 +41,14 @@ struct ReplyBuilder {
         for (i, run) in runs.enumerated() {
             let flags: NBDReplyFlags = i == runs.count - 1 ? .done : []
             if run.isHole {
-                header.writeNBDStructuredReplyChunk(NBDStructuredReplyChunk(
-                    flags: flags, cookie: cookie, payload: .offsetHole(offset: run.offset, length: UInt32(run.length))))
+                header.writeNBDStructuredReplyChunk(
+                    NBDStructuredReplyChunk(
+                        flags: flags, cookie: cookie,
+                        payload: .offsetHole(offset: run.offset, length: UInt32(run.length))))
             } else {
-                header.writeNBDOffsetDataChunkHeader(flags: flags, cookie: cookie, offset: run.offset,
-                                                     dataLength: Int(run.length))
+                header.writeNBDOffsetDataChunkHeader(
+                    flags: flags, cookie: cookie, offset: run.offset,
+                    dataLength: Int(run.length))
                 emit(header)
                 header = allocator.buffer(capacity: 64)
                 emit(data.getSlice(at: data.readerIndex + Int(run.offset - offset), length: Int(run.length))!)
@@ -55,8 +60,9 @@ struct ReplyBuilder {
     /// An `NBD_REPLY_TYPE_BLOCK_STATUS` chunk (structured replies only).
     func blockStatus(_ cookie: UInt64, contextID: UInt32, _ descriptors: [NBDBlockStatusDescriptor]) -> ByteBuffer {
         var b = allocator.buffer(capacity: 32 + 8 * descriptors.count)
-        b.writeNBDStructuredReplyChunk(NBDStructuredReplyChunk(
-            flags: .done, cookie: cookie, payload: .blockStatus(contextID: contextID, descriptors: descriptors)))
+        b.writeNBDStructuredReplyChunk(
+            NBDStructuredReplyChunk(
+                flags: .done, cookie: cookie, payload: .blockStatus(contextID: contextID, descriptors: descriptors)))
         return b
     }
 }

@@ -21,16 +21,19 @@ final class ServerContext: Sendable {
     /// The TLS context every `NBD_OPT_STARTTLS` uses; nil with `--tls off`.
     let tls: NIOSSLContext?
 
-    init(exports: [Export], limits: ConnectionLimits, tlsMode: TLSSettings.Mode = .off, tls: NIOSSLContext? = nil,
-         logger: Logger, observer: (any NBDRequestObserver)? = nil) {
+    init(
+        exports: [Export], limits: ConnectionLimits, tlsMode: TLSSettings.Mode = .off, tls: NIOSSLContext? = nil,
+        logger: Logger, observer: (any NBDRequestObserver)? = nil
+    ) {
         self.tls = tls
         self.observer = observer
         self.exports = exports
         self.limits = limits
         memoryBudget = ServerMemoryBudget(capacity: max(limits.memoryBudgetBytes, 1))
         self.logger = logger
-        handshake = NBDServerHandshake.Configuration(exports: exports.map(\.nbd), offersBaseAllocation: true,
-                                                     tls: tls == nil ? .off : tlsMode.handshakeMode)
+        handshake = NBDServerHandshake.Configuration(
+            exports: exports.map(\.nbd), offersBaseAllocation: true,
+            tls: tls == nil ? .off : tlsMode.handshakeMode)
     }
 
     func export(named name: String) -> Export? {

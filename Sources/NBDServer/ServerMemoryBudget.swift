@@ -52,7 +52,8 @@ final class ServerMemoryBudget: Sendable {
     /// asking connection currently holds no bytes of the budget.
     func reserve(_ bytes: Int, holdsNothing: Bool, waiter: Int, wake: @escaping @Sendable () -> Void) -> Bool {
         state.withLock { s in
-            let fits = s.used + bytes <= capacity
+            let fits =
+                s.used + bytes <= capacity
                 || (holdsNothing && (s.used == 0 || s.used + bytes <= hardLimit))
             guard fits else {
                 s.waiters[waiter] = wake

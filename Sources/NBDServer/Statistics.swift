@@ -1,6 +1,6 @@
+import ConcurrencyHelpers
 import NVMeController
 import NVMeHost
-import ConcurrencyHelpers
 
 /// The NBD-level counters of one export (`nbd` in `--stats-json`).
 public enum NBDCounter: Int, CounterKey {
@@ -42,7 +42,9 @@ public struct ExportStatistics: Codable, Hashable, Sendable {
     /// Interrupts raised per NVMe I/O command.
     public var interruptsPerIO: Double
 
-    public init(name: String, shadowDoorbells: Bool, controller: ControllerStatistics, host: HostStatistics, nbd: NBDStatistics) {
+    public init(
+        name: String, shadowDoorbells: Bool, controller: ControllerStatistics, host: HostStatistics, nbd: NBDStatistics
+    ) {
         self.name = name
         self.shadowDoorbells = shadowDoorbells
         self.controller = controller

@@ -52,8 +52,10 @@ public struct TLSSettings: Sendable, Hashable {
     /// Where certificates are looked for without `--tls-certificates`, as nbdkit
     /// does with its own name: `/etc/pki/nvme-nbd` for root, `$HOME/.pki/nvme-nbd`
     /// for anyone else.
-    public static func defaultCertificateDirectory(isRoot: Bool = getuid() == 0,
-                                                   home: String? = ProcessInfo.processInfo.environment["HOME"]) -> String {
+    public static func defaultCertificateDirectory(
+        isRoot: Bool = getuid() == 0,
+        home: String? = ProcessInfo.processInfo.environment["HOME"]
+    ) -> String {
         if isRoot { return "/etc/pki/nvme-nbd" }
         return ((home ?? NSHomeDirectory()) as NSString).appendingPathComponent(".pki/nvme-nbd")
     }
@@ -74,7 +76,9 @@ public struct TLSSettings: Sendable, Hashable {
             let keyPath = (directory as NSString).appendingPathComponent(Self.serverKeyFile)
             let caPath = (directory as NSString).appendingPathComponent(Self.caCertificateFile)
             var needed = [(certPath, "the server certificate"), (keyPath, "the server's private key")]
-            if verifyPeer { needed.append((caPath, "the CA certificate client certificates must be signed by (--tls-verify-peer)")) }
+            if verifyPeer {
+                needed.append((caPath, "the CA certificate client certificates must be signed by (--tls-verify-peer)"))
+            }
             for (path, role) in needed where !FileManager.default.isReadableFile(atPath: path) {
                 throw .missingFile(path: path, role: role)
             }
@@ -91,7 +95,8 @@ public struct TLSSettings: Sendable, Hashable {
             } catch {
                 throw .invalidFile(path: keyPath, reason: "\(error)")
             }
-            configuration = .makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+            configuration = .makeServerConfiguration(
+                certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
             if verifyPeer {
                 let roots: [NIOSSLCertificate]
                 do {
@@ -111,7 +116,9 @@ public struct TLSSettings: Sendable, Hashable {
             configuration.maximumTLSVersion = .tlsv12
             configuration.cipherSuites = Self.pskCipherSuites
             configuration.pskServerProvider = { context in
-                guard let key = keys[context.clientIdentity] else { throw TLSSetupError.unknownPSKIdentity(context.clientIdentity) }
+                guard let key = keys[context.clientIdentity] else {
+                    throw TLSSetupError.unknownPSKIdentity(context.clientIdentity)
+                }
                 return PSKServerIdentityResponse(key: NIOSSLSecureBytes(key))
             }
         }
@@ -165,7 +172,9 @@ public enum PSKFile {
                 key.append(byte)
                 i = j
             }
-            guard keys[user] == nil else { throw .invalidPSKLine(path: path, line: number, reason: "username '\(user)' given twice") }
+            guard keys[user] == nil else {
+                throw .invalidPSKLine(path: path, line: number, reason: "username '\(user)' given twice")
+            }
             keys[user] = key
         }
         guard !keys.isEmpty else { throw .emptyPSKFile(path: path) }

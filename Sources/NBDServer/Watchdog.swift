@@ -47,7 +47,8 @@ final class Watchdog: @unchecked Sendable {
         self.logger = logger
         timeoutNanoseconds = UInt64(max(1, commandTimeoutSeconds)) * 1_000_000_000
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "nvme-nbd.watchdog.\(export)"))
-        timer.schedule(deadline: .now() + .milliseconds(intervalMilliseconds), repeating: .milliseconds(intervalMilliseconds))
+        timer.schedule(
+            deadline: .now() + .milliseconds(intervalMilliseconds), repeating: .milliseconds(intervalMilliseconds))
         timer.setEventHandler { [weak self] in self?.check() }
         timer.resume()
     }
@@ -59,7 +60,9 @@ final class Watchdog: @unchecked Sendable {
         guard fatal || oldest > timeoutNanoseconds else { return }
         resetting = true
         defer { resetting = false }
-        logger.warning("export '\(export)': \(fatal ? "controller fatal status (CSTS.CFS)" : "command outstanding for \(oldest / 1_000_000) ms"); resetting the controller")
+        logger.warning(
+            "export '\(export)': \(fatal ? "controller fatal status (CSTS.CFS)" : "command outstanding for \(oldest / 1_000_000) ms"); resetting the controller"
+        )
         do {
             let requeued = try driver.reset()
             logger.warning("export '\(export)': controller reset; \(requeued) commands resubmitted")

@@ -26,8 +26,10 @@ public struct AllocationMapDescriptor: Hashable, Sendable {
     }
 
     /// Encodes a header plus descriptors into `out` (which must be large enough).
-    public static func encode(_ descriptors: [AllocationMapDescriptor], nextLBA: UInt64,
-                              into out: UnsafeMutableRawBufferPointer) {
+    public static func encode(
+        _ descriptors: [AllocationMapDescriptor], nextLBA: UInt64,
+        into out: UnsafeMutableRawBufferPointer
+    ) {
         out.storeBytes(of: UInt32(descriptors.count).littleEndian, toByteOffset: 0, as: UInt32.self)
         out.storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)
         out.storeBytes(of: nextLBA.littleEndian, toByteOffset: 8, as: UInt64.self)
@@ -40,7 +42,9 @@ public struct AllocationMapDescriptor: Hashable, Sendable {
     }
 
     /// Decodes a buffer written by ``encode(_:nextLBA:into:)``; `nil` when malformed.
-    public static func decode(_ bytes: UnsafeRawBufferPointer) -> (descriptors: [AllocationMapDescriptor], nextLBA: UInt64)? {
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> (
+        descriptors: [AllocationMapDescriptor], nextLBA: UInt64
+    )? {
         guard bytes.count >= headerSize else { return nil }
         let n = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
         let next = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
@@ -49,10 +53,12 @@ public struct AllocationMapDescriptor: Hashable, Sendable {
         out.reserveCapacity(n)
         for i in 0..<n {
             let o = headerSize + i * size
-            out.append(AllocationMapDescriptor(
-                startingLBA: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt64.self)),
-                blockCount: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: o + 8, as: UInt32.self)),
-                deallocated: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: o + 12, as: UInt32.self)) & 1 != 0))
+            out.append(
+                AllocationMapDescriptor(
+                    startingLBA: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt64.self)),
+                    blockCount: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: o + 8, as: UInt32.self)),
+                    deallocated: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: o + 12, as: UInt32.self)) & 1
+                        != 0))
         }
         return (out, next)
     }

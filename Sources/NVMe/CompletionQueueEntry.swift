@@ -19,8 +19,10 @@ public struct CompletionQueueEntry: Hashable, Sendable, CustomStringConvertible 
     public var phase: Bool
     public var status: NVMeStatus
 
-    public init(dw0: UInt32 = 0, dw1: UInt32 = 0, submissionQueueHead: UInt16, submissionQueueIdentifier: UInt16,
-                commandIdentifier: UInt16, phase: Bool, status: NVMeStatus) {
+    public init(
+        dw0: UInt32 = 0, dw1: UInt32 = 0, submissionQueueHead: UInt16, submissionQueueIdentifier: UInt16,
+        commandIdentifier: UInt16, phase: Bool, status: NVMeStatus
+    ) {
         self.dw0 = dw0
         self.dw1 = dw1
         self.submissionQueueHead = submissionQueueHead

@@ -45,7 +45,9 @@ public struct IdentifyNamespace: Hashable, Sendable {
         b[30] = multipathCapabilities
         b[33] = deallocateLogicalBlockFeatures
         b[99] = attributes
-        for i in 0..<16 { b[104 + i] = i < namespaceGloballyUniqueIdentifier.count ? namespaceGloballyUniqueIdentifier[i] : 0 }
+        for i in 0..<16 {
+            b[104 + i] = i < namespaceGloballyUniqueIdentifier.count ? namespaceGloballyUniqueIdentifier[i] : 0
+        }
         // EUI64 is big-endian on the wire (an IEEE identifier).
         for i in 0..<8 { b[120 + i] = UInt8(truncatingIfNeeded: ieeeExtendedUniqueIdentifier >> (8 * UInt64(7 - i))) }
         b[128 + 2] = lbaDataSizeShift

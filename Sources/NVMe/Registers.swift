@@ -35,8 +35,10 @@ public enum RegisterOffset {
 public struct ControllerCapabilities: Hashable, Sendable {
     public var raw: UInt64
     public init(raw: UInt64) { self.raw = raw }
-    public init(maximumQueueEntries0: UInt16, contiguousQueuesRequired: Bool, timeout500ms: UInt8,
-                doorbellStride: UInt8, nvmCommandSet: Bool, memoryPageSizeMinimum: UInt8, memoryPageSizeMaximum: UInt8) {
+    public init(
+        maximumQueueEntries0: UInt16, contiguousQueuesRequired: Bool, timeout500ms: UInt8,
+        doorbellStride: UInt8, nvmCommandSet: Bool, memoryPageSizeMinimum: UInt8, memoryPageSizeMaximum: UInt8
+    ) {
         var r = UInt64(maximumQueueEntries0)
         if contiguousQueuesRequired { r |= 1 << 16 }
         r |= UInt64(timeout500ms) << 24
@@ -63,8 +65,10 @@ public struct ControllerCapabilities: Hashable, Sendable {
 public struct ControllerConfiguration: Hashable, Sendable {
     public var raw: UInt32
     public init(raw: UInt32) { self.raw = raw }
-    public init(enable: Bool, memoryPageSize: UInt8, ioSubmissionQueueEntrySize: UInt8, ioCompletionQueueEntrySize: UInt8,
-                shutdownNotification: UInt8 = 0) {
+    public init(
+        enable: Bool, memoryPageSize: UInt8, ioSubmissionQueueEntrySize: UInt8, ioCompletionQueueEntrySize: UInt8,
+        shutdownNotification: UInt8 = 0
+    ) {
         var r: UInt32 = enable ? 1 : 0
         r |= UInt32(memoryPageSize & 0xF) << 7
         r |= UInt32(shutdownNotification & 0x3) << 14

@@ -62,7 +62,8 @@ public struct NVMeStatus: Hashable, Sendable, CustomStringConvertible {
     public static let invalidQueueIdentifier = NVMeStatus(type: .commandSpecific, code: 0x01, doNotRetry: true)
     public static let invalidQueueSize = NVMeStatus(type: .commandSpecific, code: 0x02, doNotRetry: true)
     public static let abortCommandLimitExceeded = NVMeStatus(type: .commandSpecific, code: 0x03, doNotRetry: true)
-    public static let asynchronousEventRequestLimitExceeded = NVMeStatus(type: .commandSpecific, code: 0x05, doNotRetry: true)
+    public static let asynchronousEventRequestLimitExceeded = NVMeStatus(
+        type: .commandSpecific, code: 0x05, doNotRetry: true)
     public static let invalidInterruptVector = NVMeStatus(type: .commandSpecific, code: 0x08, doNotRetry: true)
     public static let invalidLogPage = NVMeStatus(type: .commandSpecific, code: 0x09, doNotRetry: true)
     public static let invalidQueueDeletion = NVMeStatus(type: .commandSpecific, code: 0x0C, doNotRetry: true)

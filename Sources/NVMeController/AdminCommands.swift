@@ -174,7 +174,9 @@ extension ControllerCore {
         let physicallyContiguous = e.cdw11 & 1 != 0
         let interruptsEnabled = e.cdw11 & 2 != 0
         let vector = Int(e.cdw11 >> 16)
-        guard qid != 0, qid <= queueLimit.completion, completionQueues[qid] == nil else { return .invalidQueueIdentifier }
+        guard qid != 0, qid <= queueLimit.completion, completionQueues[qid] == nil else {
+            return .invalidQueueIdentifier
+        }
         guard qsize0 != 0, qsize0 < options.maximumQueueEntries else { return .invalidQueueSize }
         guard e.prp1 % UInt64(HostMemory.pageSize) == 0 else { return .invalidPRPOffset }
         guard vector < vectors.count else { return .invalidInterruptVector }
@@ -183,8 +185,9 @@ extension ControllerCore {
         guard let base = memory.pointer(at: e.prp1, length: size * CompletionQueueEntry.size) else {
             return .invalidField
         }
-        let cq = DeviceCompletionQueue(id: UInt16(qid), base: base, size: size, vector: vectors[vector],
-                                       interruptsEnabled: interruptsEnabled)
+        let cq = DeviceCompletionQueue(
+            id: UInt16(qid), base: base, size: size, vector: vectors[vector],
+            interruptsEnabled: interruptsEnabled)
         attachDoorbellEntries(cq, completion: true)
         completionQueues[qid] = cq
         return .success
@@ -198,7 +201,9 @@ extension ControllerCore {
         guard cqid != 0, cqid < completionQueues.count, let cq = completionQueues[cqid] else {
             return .completionQueueInvalid
         }
-        guard qid != 0, qid <= queueLimit.submission, submissionQueues[qid] == nil else { return .invalidQueueIdentifier }
+        guard qid != 0, qid <= queueLimit.submission, submissionQueues[qid] == nil else {
+            return .invalidQueueIdentifier
+        }
         guard qsize0 != 0, qsize0 < options.maximumQueueEntries else { return .invalidQueueSize }
         guard e.prp1 % UInt64(HostMemory.pageSize) == 0 else { return .invalidPRPOffset }
         guard physicallyContiguous else { return .invalidField }
@@ -217,7 +222,9 @@ extension ControllerCore {
 
     private func deleteSubmissionQueue(_ e: SubmissionQueueEntry) -> NVMeStatus {
         let qid = Int(e.cdw10 & 0xFFFF)
-        guard qid != 0, qid < submissionQueues.count, let sq = submissionQueues[qid] else { return .invalidQueueIdentifier }
+        guard qid != 0, qid < submissionQueues.count, let sq = submissionQueues[qid] else {
+            return .invalidQueueIdentifier
+        }
         // Commands whose backend work is running finish first and are posted while
         // the queue still exists (QEMU cancels or waits for its AIO the same way).
         // Completions still waiting for room in the completion queue are dropped
@@ -236,7 +243,9 @@ extension ControllerCore {
 
     private func deleteCompletionQueue(_ e: SubmissionQueueEntry) -> NVMeStatus {
         let qid = Int(e.cdw10 & 0xFFFF)
-        guard qid != 0, qid < completionQueues.count, let cq = completionQueues[qid] else { return .invalidQueueIdentifier }
+        guard qid != 0, qid < completionQueues.count, let cq = completionQueues[qid] else {
+            return .invalidQueueIdentifier
+        }
         guard cq.attachedSubmissionQueues == 0 else { return .invalidQueueDeletion }
         completionQueues[qid] = nil
         return .success
@@ -249,8 +258,9 @@ extension ControllerCore {
         guard let buffer = doorbellBuffer else { return nil }
         let offset = UInt64((2 * qid + (completion ? 1 : 0)) * (4 << Int(options.doorbellStride)))
         guard offset + 4 <= UInt64(HostMemory.pageSize),
-              let shadow = memory.word(at: buffer.shadow + offset),
-              let ei = memory.word(at: buffer.eventIndex + offset) else { return nil }
+            let shadow = memory.word(at: buffer.shadow + offset),
+            let ei = memory.word(at: buffer.eventIndex + offset)
+        else { return nil }
         return (shadow, ei)
     }
 
@@ -284,8 +294,9 @@ extension ControllerCore {
         if let failure = options.doorbellBufferConfigFailure { return failure }
         let page = UInt64(HostMemory.pageSize)
         guard e.prp1 != 0, e.prp2 != 0, e.prp1 % page == 0, e.prp2 % page == 0, e.prp1 != e.prp2,
-              memory.pointer(at: e.prp1, length: Int(page)) != nil,
-              memory.pointer(at: e.prp2, length: Int(page)) != nil else { return .invalidField }
+            memory.pointer(at: e.prp1, length: Int(page)) != nil,
+            memory.pointer(at: e.prp2, length: Int(page)) != nil
+        else { return .invalidField }
         doorbellBuffer = (e.prp1, e.prp2)
         // Existing queues switch over; the controller writes their current tail and
         // head into the shadow page (as QEMU, SPDK and openvmm do) and EventIdx to
@@ -315,9 +326,9 @@ extension ControllerCore {
             page = [UInt8](repeating: 0, count: 64)
         case .smartHealthInformation:
             page = [UInt8](repeating: 0, count: 512)
-            page.put16(0x0143, at: 1)          // composite temperature, 323 K
-            page[3] = 100                      // available spare
-            page[4] = 10                       // available spare threshold
+            page.put16(0x0143, at: 1)  // composite temperature, 323 K
+            page[3] = 100  // available spare
+            page[4] = 10  // available spare threshold
             let s = counters.snapshot()
             // Data units are thousands of 512-byte units, rounded up (Figure 207).
             page.put64((s[.bytesRead] / 512 + 999) / 1000, at: 32)

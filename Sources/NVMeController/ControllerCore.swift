@@ -61,8 +61,10 @@ final class ControllerCore {
     var storageInFlight = 0
     var storageInFlightPeak = 0
 
-    init(memory: HostMemory, namespaces: [Namespace], runtimes: [NamespaceRuntime], wake: WakeSignal?,
-         options: ControllerOptions, counters: ControllerCounters, mailbox: TrapMailbox) {
+    init(
+        memory: HostMemory, namespaces: [Namespace], runtimes: [NamespaceRuntime], wake: WakeSignal?,
+        options: ControllerOptions, counters: ControllerCounters, mailbox: TrapMailbox
+    ) {
         self.memory = memory
         self.options = options
         self.namespaces = namespaces
@@ -114,7 +116,8 @@ final class ControllerCore {
 
     private func handleDoorbell(offset: UInt32, value: UInt32) {
         guard let (qid, isCompletion) = RegisterOffset.decodeDoorbell(offset, stride: options.doorbellStride),
-              Int(qid) < submissionQueues.count else {
+            Int(qid) < submissionQueues.count
+        else {
             invalidDoorbell(AsynchronousEvent.invalidDoorbellRegister)
             return
         }
@@ -141,8 +144,10 @@ final class ControllerCore {
 
     private func invalidDoorbell(_ info: UInt8) {
         counters.add(.invalidDoorbellWrites)
-        enqueueAsyncEvent(AsynchronousEvent.completionDW0(
-            type: AsynchronousEvent.typeErrorStatus, info: info, logPage: LogPageIdentifier.errorInformation.rawValue))
+        enqueueAsyncEvent(
+            AsynchronousEvent.completionDW0(
+                type: AsynchronousEvent.typeErrorStatus, info: info,
+                logPage: LogPageIdentifier.errorInformation.rawValue))
     }
 
     // MARK: Enable, reset, shutdown (§3.5, §3.7.2)
@@ -159,13 +164,15 @@ final class ControllerCore {
         // sets CSTS.CFS (QEMU: `csts = NVME_CSTS_FAILED`), so the host gives up at
         // once instead of waiting out CAP.TO.
         guard cc.memoryPageSize == 0, cc.commandSetSelected == 0,
-              cc.ioSubmissionQueueEntrySize == 6, cc.ioCompletionQueueEntrySize == 4,
-              sqSize >= 2, cqSize >= 2,
-              asq % UInt64(HostMemory.pageSize) == 0, acq % UInt64(HostMemory.pageSize) == 0,
-              let sqBase = memory.pointer(at: asq, length: sqSize * SubmissionQueueEntry.size),
-              let cqBase = memory.pointer(at: acq, length: cqSize * CompletionQueueEntry.size)
+            cc.ioSubmissionQueueEntrySize == 6, cc.ioCompletionQueueEntrySize == 4,
+            sqSize >= 2, cqSize >= 2,
+            asq % UInt64(HostMemory.pageSize) == 0, acq % UInt64(HostMemory.pageSize) == 0,
+            let sqBase = memory.pointer(at: asq, length: sqSize * SubmissionQueueEntry.size),
+            let cqBase = memory.pointer(at: acq, length: cqSize * CompletionQueueEntry.size)
         else {
-            setStatus { $0.ready = false; $0.fatal = true }
+            setStatus {
+                $0.ready = false; $0.fatal = true
+            }
             return
         }
         let cq = DeviceCompletionQueue(id: 0, base: cqBase, size: cqSize, vector: vectors[0], interruptsEnabled: true)
@@ -176,7 +183,9 @@ final class ControllerCore {
         activeSubmissionQueueIDs = [0]
         enabled = true
         fatal = false
-        setStatus { $0.ready = true; $0.fatal = false; $0.shutdownStatus = 0 }
+        setStatus {
+            $0.ready = true; $0.fatal = false; $0.shutdownStatus = 0
+        }
     }
 
     /// Controller reset (CC.EN 1 → 0): every queue, pending completion, outstanding
@@ -233,7 +242,7 @@ final class ControllerCore {
         var worked = false
         var i = 0
         while i < activeSubmissionQueueIDs.count {
-            if let sq = submissionQueues[Int(activeSubmissionQueueIDs[i]) ], processSubmissionQueue(sq) {
+            if let sq = submissionQueues[Int(activeSubmissionQueueIDs[i])], processSubmissionQueue(sq) {
                 worked = true
             }
             i += 1
@@ -269,8 +278,9 @@ final class ControllerCore {
                 break
             }
             // `base` covers `size` entries (checked at creation) and head < size.
-            let entry = SubmissionQueueEntry(bytes: UnsafeRawBufferPointer(
-                start: sq.base + sq.head * SubmissionQueueEntry.size, count: SubmissionQueueEntry.size))
+            let entry = SubmissionQueueEntry(
+                bytes: UnsafeRawBufferPointer(
+                    start: sq.base + sq.head * SubmissionQueueEntry.size, count: SubmissionQueueEntry.size))
             sq.head += 1
             if sq.head == sq.size { sq.head = 0 }
             budget -= 1
@@ -334,9 +344,10 @@ final class ControllerCore {
     func complete(_ sq: DeviceSubmissionQueue, cid: UInt16, status: NVMeStatus, dw0: UInt32 = 0) {
         if !status.isSuccess { counters.add(.commandErrors) }
         let cq = sq.completionQueue
-        let entry = CompletionQueueEntry(dw0: dw0, submissionQueueHead: UInt16(truncatingIfNeeded: sq.head),
-                                         submissionQueueIdentifier: sq.id, commandIdentifier: cid,
-                                         phase: false, status: status)
+        let entry = CompletionQueueEntry(
+            dw0: dw0, submissionQueueHead: UInt16(truncatingIfNeeded: sq.head),
+            submissionQueueIdentifier: sq.id, commandIdentifier: cid,
+            phase: false, status: status)
         if options.eventIndexPolicy == .qemu { updateCompletionEventIndex(cq) }
         if cq.backlogCount == 0 && hasRoom(cq) {
             cq.post(entry)

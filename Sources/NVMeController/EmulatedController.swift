@@ -1,12 +1,13 @@
-import ConcurrencyHelpers
 import BlockBackends
+import ConcurrencyHelpers
 import DMA
 import Foundation
+import NVMe
+import PCIe
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import NVMe
-import PCIe
 
 /// An emulated NVMe controller on PCIe (NVMe Base Specification 2.0; NVMe 1.3
 /// Doorbell Buffer Config, §5.7), with its namespaces, running on its own thread
@@ -54,11 +55,14 @@ public final class EmulatedController: PCIFunction, @unchecked Sendable {
     /// - Parameters:
     ///   - namespaces: NSIDs must be 1, 2, ... in order.
     ///   - stepped: no controller thread; see ``step()``.
-    public init(memory: HostMemory, namespaces: [Namespace], options: ControllerOptions = ControllerOptions(),
-                stepped: Bool = false) throws(ControllerConfigurationError) {
+    public init(
+        memory: HostMemory, namespaces: [Namespace], options: ControllerOptions = ControllerOptions(),
+        stepped: Bool = false
+    ) throws(ControllerConfigurationError) {
         try options.validate()
         for (i, ns) in namespaces.enumerated() where ns.id != UInt32(i + 1) {
-            throw .invalid("namespace ids must be 1...\(namespaces.count) in order; found \(ns.id) at position \(i + 1)")
+            throw .invalid(
+                "namespace ids must be 1...\(namespaces.count) in order; found \(ns.id) at position \(i + 1)")
         }
         guard !namespaces.isEmpty else { throw .invalid("a controller needs at least one namespace") }
         self.memory = memory
@@ -66,10 +70,13 @@ public final class EmulatedController: PCIFunction, @unchecked Sendable {
         self.namespaces = namespaces
         isStepped = stepped
         // Doorbells of every possible queue, then the table on the next 4 KiB boundary.
-        let doorbellEnd = Int(RegisterOffset.doorbellBase) + 2 * (options.maximumIOQueuePairs + 1) * (4 << Int(options.doorbellStride))
+        let doorbellEnd =
+            Int(RegisterOffset.doorbellBase) + 2 * (options.maximumIOQueuePairs + 1)
+            * (4 << Int(options.doorbellStride))
         let table = (doorbellEnd + 4095) / 4096 * 4096
-        msix = MSIXCapability(vectors: options.interruptVectors, tableOffset: UInt32(table),
-                              pendingBitArrayOffset: UInt32(table + options.interruptVectors * Int(MSIXTable.entrySize)))
+        msix = MSIXCapability(
+            vectors: options.interruptVectors, tableOffset: UInt32(table),
+            pendingBitArrayOffset: UInt32(table + options.interruptVectors * Int(MSIXTable.entrySize)))
         var wake: WakeSignal? = nil
         if namespaces.contains(where: { $0.io != .inline }) {
             do {
@@ -85,15 +92,17 @@ public final class EmulatedController: PCIFunction, @unchecked Sendable {
                 runtimes.append(NamespaceRuntime(namespace: ns, engine: nil))
                 continue
             }
-            let (engine, note) = StorageEngines.make(for: ns.backend, io: ns.io, capacity: ns.maximumInFlight, wake: wake)
+            let (engine, note) = StorageEngines.make(
+                for: ns.backend, io: ns.io, capacity: ns.maximumInFlight, wake: wake)
             runtimes.append(NamespaceRuntime(namespace: ns, engine: engine))
             if let note { notes.append("namespace \(ns.id): \(note)") }
         }
         storageEngines = runtimes.map { $0.engine?.name ?? "inline" }
         storageNotes = notes
         mailbox = TrapMailbox(handsOff: !stepped, wake: wake)
-        core = ControllerCore(memory: memory, namespaces: namespaces, runtimes: runtimes, wake: wake, options: options,
-                              counters: counters, mailbox: mailbox)
+        core = ControllerCore(
+            memory: memory, namespaces: namespaces, runtimes: runtimes, wake: wake, options: options,
+            counters: counters, mailbox: mailbox)
         vectors = core.vectors
         traps.reserveCapacity(64)
         if !stepped { start() }

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import BlockBackends
 import DMA
 import NVMe
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// NVM command set I/O commands (NVM Command Set Specification 1.0, §3).
 ///
@@ -57,7 +58,8 @@ extension ControllerCore {
         }
         let accounting: InFlightCommand.Accounting = write ? .written(UInt64(bytes)) : .read(UInt64(bytes))
         guard inside > 0 else { return settle(.done, accounting: accounting, entry: e, runtime: rt) }
-        let operation: StorageOperation = write
+        let operation: StorageOperation =
+            write
             ? .write(offset: offset, from: vector, forceUnitAccess: fua)
             : .read(offset: offset, into: vector)
         return run(operation, on: rt, sq: sq, entry: e, accounting: accounting)
@@ -107,7 +109,9 @@ extension ControllerCore {
             return mapData(e, length: count * DatasetManagementRange.size) ?? .dataTransferError
         }
         let ranges = data.withUnsafeBytes { raw in
-            (0..<count).map { DatasetManagementRange(bytes: UnsafeRawBufferPointer(rebasing: raw[($0 * 16)..<($0 * 16 + 16)])) }
+            (0..<count).map {
+                DatasetManagementRange(bytes: UnsafeRawBufferPointer(rebasing: raw[($0 * 16)..<($0 * 16 + 16)]))
+            }
         }
         for r in ranges where !ns.contains(lba: r.startingLBA, count: UInt64(r.blockCount)) {
             return .lbaOutOfRange
@@ -129,14 +133,16 @@ extension ControllerCore {
         let count = UInt64(e.cdw12)
         let bufferBytes = Int(e.cdw13)
         guard count > 0, bufferBytes >= 32, bufferBytes % 16 == 0,
-              bufferBytes <= options.maximumTransferBytes else { return .invalidField }
+            bufferBytes <= options.maximumTransferBytes
+        else { return .invalidField }
         guard ns.contains(lba: lba, count: count) else { return .lbaOutOfRange }
         // The padding past the backend's end has nothing allocated.
         guard let range = clipped(lba: lba, count: count, ns) else {
             return settle(.extents([]), accounting: .allocationMap, entry: e, runtime: rt)
         }
-        return run(.allocationMap(offset: range.lowerBound, length: range.upperBound - range.lowerBound),
-                   on: rt, sq: sq, entry: e, accounting: .allocationMap)
+        return run(
+            .allocationMap(offset: range.lowerBound, length: range.upperBound - range.lowerBound),
+            on: rt, sq: sq, entry: e, accounting: .allocationMap)
     }
 
     /// The bytes of `[lba, lba+count)` that lie inside the backend, or `nil` when
@@ -151,7 +157,9 @@ extension ControllerCore {
     /// Encodes the allocation map of a Get Allocation Map command from the
     /// backend's extents (which cover the part of the range inside the backend;
     /// the rest is reported deallocated) and copies it to the host.
-    func completeAllocationMap(_ e: SubmissionQueueEntry, extents: [AllocationExtent], runtime rt: NamespaceRuntime) -> NVMeStatus {
+    func completeAllocationMap(_ e: SubmissionQueueEntry, extents: [AllocationExtent], runtime rt: NamespaceRuntime)
+        -> NVMeStatus
+    {
         let ns = rt.namespace
         let lba = e.startingLBA
         let count = UInt64(e.cdw12)
@@ -176,10 +184,13 @@ extension ControllerCore {
                 guard descriptors.count < capacity else { break outer }
                 let n = UInt32(min(stop - start, UInt64(UInt32.max)))
                 if let last = descriptors.last, last.deallocated == !x.isAllocated,
-                   last.startingLBA + UInt64(last.blockCount) == start, UInt64(last.blockCount) + UInt64(n) <= UInt64(UInt32.max) {
+                    last.startingLBA + UInt64(last.blockCount) == start,
+                    UInt64(last.blockCount) + UInt64(n) <= UInt64(UInt32.max)
+                {
                     descriptors[descriptors.count - 1].blockCount += n
                 } else {
-                    descriptors.append(AllocationMapDescriptor(startingLBA: start, blockCount: n, deallocated: !x.isAllocated))
+                    descriptors.append(
+                        AllocationMapDescriptor(startingLBA: start, blockCount: n, deallocated: !x.isAllocated))
                 }
                 start += UInt64(n)
                 next = start

@@ -50,7 +50,8 @@ public final class InterruptVector: Sendable {
             pendingBit.store(true, ordering: .sequentiallyConsistent)
             // Re-check: an unmask between the load and the store must not strand it.
             guard !masked.load(ordering: .sequentiallyConsistent),
-                  pendingBit.exchange(false, ordering: .sequentiallyConsistent) else { return false }
+                pendingBit.exchange(false, ordering: .sequentiallyConsistent)
+            else { return false }
         }
         return send()
     }

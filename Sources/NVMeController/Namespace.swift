@@ -28,8 +28,10 @@ public final class Namespace: Sendable {
     ///   - io: `nil` picks io_uring for files and block devices, inline otherwise.
     /// - Throws: when `blockSize` is not 512 or 4096, the NSID is 0 or broadcast, the
     ///   backend is empty, or the in-flight bound is below 1.
-    public init(id: UInt32 = 1, backend: any BlockBackend, blockSize: Int = 512, io: StorageIO? = nil,
-                maximumInFlight: Int = Namespace.defaultMaximumInFlight) throws(ControllerConfigurationError) {
+    public init(
+        id: UInt32 = 1, backend: any BlockBackend, blockSize: Int = 512, io: StorageIO? = nil,
+        maximumInFlight: Int = Namespace.defaultMaximumInFlight
+    ) throws(ControllerConfigurationError) {
         guard blockSize == 512 || blockSize == 4096 else {
             throw .invalid("LBA size \(blockSize): accepted 512 or 4096")
         }

@@ -25,8 +25,10 @@ enum PRPWalker {
 
     /// Appends the segments for `length` bytes to `segments` (adjacent pieces
     /// merged). Returns the failure status, or `nil` on success.
-    static func map(prp1: UInt64, prp2: UInt64, length: Int, memory: HostMemory,
-                    into segments: inout [DMASegment]) -> NVMeStatus? {
+    static func map(
+        prp1: UInt64, prp2: UInt64, length: Int, memory: HostMemory,
+        into segments: inout [DMASegment]
+    ) -> NVMeStatus? {
         guard length > 0 else { return nil }
         guard prp1 & 3 == 0 else { return .invalidPRPOffset }
         let first = min(length, pageSize - Int(prp1 % UInt64(pageSize)))
@@ -68,8 +70,10 @@ enum PRPWalker {
         return nil
     }
 
-    private static func add(_ address: UInt64, _ length: Int, _ memory: HostMemory,
-                            _ segments: inout [DMASegment]) -> NVMeStatus? {
+    private static func add(
+        _ address: UInt64, _ length: Int, _ memory: HostMemory,
+        _ segments: inout [DMASegment]
+    ) -> NVMeStatus? {
         guard let p = memory.pointer(at: address, length: length) else { return .dataTransferError }
         if let last = segments.last, last.pointer + last.length == p {
             segments[segments.count - 1].length += length

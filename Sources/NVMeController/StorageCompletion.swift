@@ -75,11 +75,14 @@ extension ControllerCore {
     /// Runs `operation` for the command `entry` of `sq`: at once on an inline
     /// namespace (returns the status to complete with), or started on its engine
     /// (returns `nil`; the completion is posted when it finishes).
-    func run(_ operation: StorageOperation, on rt: NamespaceRuntime, sq: DeviceSubmissionQueue,
-             entry: SubmissionQueueEntry, accounting: InFlightCommand.Accounting) -> NVMeStatus? {
+    func run(
+        _ operation: StorageOperation, on rt: NamespaceRuntime, sq: DeviceSubmissionQueue,
+        entry: SubmissionQueueEntry, accounting: InFlightCommand.Accounting
+    ) -> NVMeStatus? {
         guard let engine = rt.engine else {
-            return settle(performSynchronously(operation, on: rt.namespace.backend), accounting: accounting,
-                          entry: entry, runtime: rt)
+            return settle(
+                performSynchronously(operation, on: rt.namespace.backend), accounting: accounting,
+                entry: entry, runtime: rt)
         }
         let tag = allocateTag(InFlightCommand(sq: sq, entry: entry, accounting: accounting, pending: 1))
         start(operation, tag: tag, on: rt, engine)
@@ -93,8 +96,10 @@ extension ControllerCore {
     /// it completes at once; if one in flight covers them (no write completed
     /// since it started), it completes with that one; otherwise it starts its own
     /// `fdatasync`. Nothing is held up behind it.
-    func flushCoalesced(on rt: NamespaceRuntime, _ engine: any StorageEngine, sq: DeviceSubmissionQueue,
-                        entry: SubmissionQueueEntry) -> NVMeStatus? {
+    func flushCoalesced(
+        on rt: NamespaceRuntime, _ engine: any StorageEngine, sq: DeviceSubmissionQueue,
+        entry: SubmissionQueueEntry
+    ) -> NVMeStatus? {
         let needed = rt.writeGeneration
         if rt.durableGeneration >= needed {
             counters.add(.flushesCoalesced)
@@ -113,18 +118,23 @@ extension ControllerCore {
 
     /// Runs `operation` on every namespace (a broadcast Flush): inline ones now,
     /// the others on their engines under one tag. `nil` when some are in flight.
-    func runOnEvery(_ operation: StorageOperation, sq: DeviceSubmissionQueue, entry: SubmissionQueueEntry) -> NVMeStatus? {
+    func runOnEvery(_ operation: StorageOperation, sq: DeviceSubmissionQueue, entry: SubmissionQueueEntry)
+        -> NVMeStatus?
+    {
         var status = NVMeStatus.success
         var tag: Int? = nil
         for rt in runtimes {
             if let engine = rt.engine {
-                let t = tag ?? allocateTag(InFlightCommand(sq: sq, entry: entry, accounting: .flush(generation: 0), pending: 0))
+                let t =
+                    tag
+                    ?? allocateTag(InFlightCommand(sq: sq, entry: entry, accounting: .flush(generation: 0), pending: 0))
                 tag = t
                 commandsInFlight[t]!.pending += 1
                 start(operation, tag: t, on: rt, engine)
             } else {
-                let s = settle(performSynchronously(operation, on: rt.namespace.backend), accounting: .mutation,
-                               entry: entry, runtime: rt)
+                let s = settle(
+                    performSynchronously(operation, on: rt.namespace.backend), accounting: .mutation,
+                    entry: entry, runtime: rt)
                 if status.isSuccess { status = s }
             }
         }
@@ -155,8 +165,10 @@ extension ControllerCore {
 
     /// The status a finished operation completes its command with; counts the
     /// bytes of a successful transfer and copies an allocation map to the host.
-    func settle(_ result: StorageResult, accounting: InFlightCommand.Accounting, entry: SubmissionQueueEntry,
-                runtime rt: NamespaceRuntime) -> NVMeStatus {
+    func settle(
+        _ result: StorageResult, accounting: InFlightCommand.Accounting, entry: SubmissionQueueEntry,
+        runtime rt: NamespaceRuntime
+    ) -> NVMeStatus {
         switch result {
         case .failed(let error):
             return status(for: error, write: accounting.isWrite)

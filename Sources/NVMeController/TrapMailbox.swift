@@ -1,5 +1,5 @@
-import ConcurrencyHelpers
 import BlockBackends
+import ConcurrencyHelpers
 import DMA
 import Synchronization
 

@@ -42,7 +42,8 @@ public final class DMABuffer: @unchecked Sendable {
     /// mapping slot is free. The memory must stay alive — `owner`, held until
     /// ``release()``, keeps it so — and be left alone by everyone but the device
     /// until the request completed and the buffer is released.
-    public init?(memory: HostMemory, mapping pointer: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject? = nil) {
+    public init?(memory: HostMemory, mapping pointer: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject? = nil)
+    {
         precondition(byteCount > 0)
         guard let bus = memory.mapDMA(pointer, length: byteCount) else { return nil }
         self.memory = memory
@@ -81,8 +82,10 @@ public final class DMABuffer: @unchecked Sendable {
 
     /// Calls `body` with each page-sized piece of `[offset, offset+count)`.
     @inline(__always)
-    public func forEachSegment(offset: Int = 0, count: Int? = nil,
-                               _ body: (UnsafeMutableRawBufferPointer, Int) throws -> Void) rethrows {
+    public func forEachSegment(
+        offset: Int = 0, count: Int? = nil,
+        _ body: (UnsafeMutableRawBufferPointer, Int) throws -> Void
+    ) rethrows {
         let total = count ?? (byteCount - offset)
         precondition(offset >= 0 && total >= 0 && offset + total <= byteCount, "range outside the DMA buffer")
         var done = 0
@@ -107,7 +110,9 @@ public final class DMABuffer: @unchecked Sendable {
 
     /// Writes `count` zero bytes at `offset`.
     public func zero(at offset: Int, count: Int) {
-        forEachSegment(offset: offset, count: count) { segment, _ in segment.initializeMemory(as: UInt8.self, repeating: 0) }
+        forEachSegment(offset: offset, count: count) { segment, _ in
+            segment.initializeMemory(as: UInt8.self, repeating: 0)
+        }
     }
 
     /// Copies `destination.count` bytes from `offset` out of the buffer.

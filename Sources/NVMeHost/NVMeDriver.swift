@@ -87,8 +87,10 @@ public final class NVMeDriver: @unchecked Sendable {
         stride = cap.doorbellStride
         let timeout = max(Int(cap.timeout500ms) * 500, 500)
         guard cap.nvmCommandSet, cap.memoryPageSizeMinimum == 0 else {
-            throw NVMeError(.invalidRequest("controller lacks the NVM command set or 4 KiB pages (CAP 0x\(String(cap.raw, radix: 16)))"),
-                            operation: "read CAP")
+            throw NVMeError(
+                .invalidRequest(
+                    "controller lacks the NVM command set or 4 KiB pages (CAP 0x\(String(cap.raw, radix: 16)))"),
+                operation: "read CAP")
         }
         if ControllerConfiguration(raw: function.read32(bar0: RegisterOffset.cc)).enable {
             function.write32(bar0: RegisterOffset.cc, 0)
@@ -101,30 +103,41 @@ public final class NVMeDriver: @unchecked Sendable {
         if let a = admin {
             adminQueue = a
         } else {
-            adminQueue = try QueuePair(id: 0, depth: adminDepth, function: function, memory: memory,
-                                       vector: 0, namespaces: [], limits: TransferLimits(mdts: 0))
+            adminQueue = try QueuePair(
+                id: 0, depth: adminDepth, function: function, memory: memory,
+                vector: 0, namespaces: [], limits: TransferLimits(mdts: 0))
             admin = adminQueue
             let line = adminQueue.interrupt
             function.connectInterrupt(0) { [weak self] in if line.message() { self?.adminInterrupt() } }
         }
         adminQueue.activate(shadow: nil)
-        function.write32(bar0: RegisterOffset.aqa, AdminQueueAttributes(
-            submissionQueueSize0: UInt16(adminDepth - 1), completionQueueSize0: UInt16(adminDepth - 1)).raw)
+        function.write32(
+            bar0: RegisterOffset.aqa,
+            AdminQueueAttributes(
+                submissionQueueSize0: UInt16(adminDepth - 1), completionQueueSize0: UInt16(adminDepth - 1)
+            ).raw)
         function.write64(bar0: RegisterOffset.asq, adminQueue.sqAddress)
         function.write64(bar0: RegisterOffset.acq, adminQueue.cqAddress)
-        function.write32(bar0: RegisterOffset.cc, ControllerConfiguration(
-            enable: true, memoryPageSize: 0, ioSubmissionQueueEntrySize: 6, ioCompletionQueueEntrySize: 4).raw)
+        function.write32(
+            bar0: RegisterOffset.cc,
+            ControllerConfiguration(
+                enable: true, memoryPageSize: 0, ioSubmissionQueueEntrySize: 6, ioCompletionQueueEntrySize: 4
+            ).raw)
         try waitReady(true, timeoutMilliseconds: timeout)
 
         // Identify.
         let idBuffer = try dmaBuffer(IdentifyController.size, "Identify")
-        _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, cdw10: UInt32(IdentifyCNS.controller.rawValue)),
-                             data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Controller")
+        _ = try adminCommand(
+            SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, cdw10: UInt32(IdentifyCNS.controller.rawValue)),
+            data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Controller")
         let identify = IdentifyController(decoding: idBuffer.bytes())
         let limits = TransferLimits(mdts: identify.maximumDataTransferSize)
-        _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: 0,
-                                                  cdw10: UInt32(IdentifyCNS.activeNamespaceList.rawValue)),
-                             data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Active Namespace List")
+        _ = try adminCommand(
+            SubmissionQueueEntry(
+                opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: 0,
+                cdw10: UInt32(IdentifyCNS.activeNamespaceList.rawValue)),
+            data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Active Namespace List"
+        )
         let list = idBuffer.bytes()
         var nsids: [UInt32] = []
         for i in Swift.stride(from: 0, to: list.count, by: 4) {
@@ -134,18 +147,24 @@ public final class NVMeDriver: @unchecked Sendable {
         }
         var infos: [NamespaceInfo] = []
         for nsid in nsids {
-            _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: nsid,
-                                                      cdw10: UInt32(IdentifyCNS.namespace.rawValue)),
-                                 data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Namespace \(nsid)")
+            _ = try adminCommand(
+                SubmissionQueueEntry(
+                    opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: nsid,
+                    cdw10: UInt32(IdentifyCNS.namespace.rawValue)),
+                data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Namespace \(nsid)"
+            )
             var info = NamespaceInfo(id: nsid, identify: IdentifyNamespace(decoding: idBuffer.bytes()))
             // CNS 08h (NVMe 2.0) for Rotational Media; a controller without it
             // answers Invalid Field and the namespace counts as solid state (Linux
             // asks the same way and treats a failure alike).
-            if let cqe = try? adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: nsid,
-                                                                cdw10: UInt32(IdentifyCNS.namespaceIndependent.rawValue)),
-                                           data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1),
-                                           operation: "Identify Namespace \(nsid) (command set independent)"),
-               cqe.status.isSuccess {
+            if let cqe = try? adminCommand(
+                SubmissionQueueEntry(
+                    opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: nsid,
+                    cdw10: UInt32(IdentifyCNS.namespaceIndependent.rawValue)),
+                data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1),
+                operation: "Identify Namespace \(nsid) (command set independent)"),
+                cqe.status.isSuccess
+            {
                 info.isRotational = IdentifyNamespaceIndependent(decoding: idBuffer.bytes()).rotationalMedia
             }
             infos.append(info)
@@ -159,17 +178,19 @@ public final class NVMeDriver: @unchecked Sendable {
 
         // Number of Queues: 0-based counts in, granted 0-based counts in DW0.
         let wanted = firstTime ? max(1, options.ioQueuePairs) : queuePairs.count
-        let nq = try adminCommand(SubmissionQueueEntry(
-            opcode: AdminOpcode.setFeatures.rawValue, cdw10: UInt32(FeatureIdentifier.numberOfQueues.rawValue),
-            cdw11: UInt32(wanted - 1) << 16 | UInt32(wanted - 1)), operation: "Set Features Number of Queues")
+        let nq = try adminCommand(
+            SubmissionQueueEntry(
+                opcode: AdminOpcode.setFeatures.rawValue, cdw10: UInt32(FeatureIdentifier.numberOfQueues.rawValue),
+                cdw11: UInt32(wanted - 1) << 16 | UInt32(wanted - 1)), operation: "Set Features Number of Queues")
         let granted = min(wanted, Int(nq.dw0 & 0xFFFF) + 1, Int(nq.dw0 >> 16) + 1)
 
         // I/O queue pairs.
         let depth = min(max(2, options.queueDepth), Int(cap.maximumQueueEntries0) + 1)
         if firstTime {
             for i in 1...granted {
-                let qp = try QueuePair(id: UInt16(i), depth: depth, function: function, memory: memory,
-                                       vector: i, namespaces: namespaces, limits: limits)
+                let qp = try QueuePair(
+                    id: UInt16(i), depth: depth, function: function, memory: memory,
+                    vector: i, namespaces: namespaces, limits: limits)
                 let line = qp.interrupt
                 switch options.interrupts(i - 1) {
                 case .dedicatedThread:
@@ -184,18 +205,21 @@ public final class NVMeDriver: @unchecked Sendable {
                 queuePairs.append(qp)
             }
         } else if granted < queuePairs.count {
-            throw NVMeError(.invalidRequest("controller granted \(granted) queue pairs after reset, \(queuePairs.count) needed"),
-                            operation: "Set Features Number of Queues")
+            throw NVMeError(
+                .invalidRequest("controller granted \(granted) queue pairs after reset, \(queuePairs.count) needed"),
+                operation: "Set Features Number of Queues")
         }
         for qp in queuePairs {
-            _ = try adminCommand(SubmissionQueueEntry(
-                opcode: AdminOpcode.createIOCompletionQueue.rawValue, prp1: qp.cqAddress,
-                cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
-                cdw11: UInt32(qp.interrupt.vector) << 16 | 0b11), operation: "Create I/O CQ \(qp.id)")
-            _ = try adminCommand(SubmissionQueueEntry(
-                opcode: AdminOpcode.createIOSubmissionQueue.rawValue, prp1: qp.sqAddress,
-                cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
-                cdw11: UInt32(qp.id) << 16 | 0b1), operation: "Create I/O SQ \(qp.id)")
+            _ = try adminCommand(
+                SubmissionQueueEntry(
+                    opcode: AdminOpcode.createIOCompletionQueue.rawValue, prp1: qp.cqAddress,
+                    cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
+                    cdw11: UInt32(qp.interrupt.vector) << 16 | 0b11), operation: "Create I/O CQ \(qp.id)")
+            _ = try adminCommand(
+                SubmissionQueueEntry(
+                    opcode: AdminOpcode.createIOSubmissionQueue.rawValue, prp1: qp.sqAddress,
+                    cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
+                    cdw11: UInt32(qp.id) << 16 | 0b1), operation: "Create I/O SQ \(qp.id)")
         }
 
         // Doorbell Buffer Config, after the queues exist (the controller copies their
@@ -210,7 +234,9 @@ public final class NVMeDriver: @unchecked Sendable {
                 learned.withLock { $0.shadowDoorbellsEnabled = true }
             } catch {
                 freeDoorbellPages()
-                learned.withLock { $0.warnings.append("Doorbell Buffer Config failed (\(error)); using MMIO doorbells") }
+                learned.withLock {
+                    $0.warnings.append("Doorbell Buffer Config failed (\(error)); using MMIO doorbells")
+                }
             }
         }
 
@@ -225,7 +251,9 @@ public final class NVMeDriver: @unchecked Sendable {
 
     /// Allocates (first time) and clears the two pages, sends Doorbell Buffer
     /// Config, and returns each pair's Shadow Doorbell and EventIdx entries.
-    private func configureDoorbellBuffer() throws(NVMeError) -> [(sq: (SharedWord, SharedWord), cq: (SharedWord, SharedWord))] {
+    private func configureDoorbellBuffer() throws(NVMeError) -> [(
+        sq: (SharedWord, SharedWord), cq: (SharedWord, SharedWord)
+    )] {
         if doorbellPages == nil {
             guard let s = memory.allocateContiguous(bytes: HostMemory.pageSize) else {
                 throw NVMeError(.outOfDMAMemory(bytes: 2 * HostMemory.pageSize), operation: "Doorbell Buffer Config")
@@ -237,14 +265,19 @@ public final class NVMeDriver: @unchecked Sendable {
             doorbellPages = (s, e)
         }
         let pages = doorbellPages!
-        memory.pointer(at: pages.shadow, length: HostMemory.pageSize)!.initializeMemory(as: UInt8.self, repeating: 0, count: HostMemory.pageSize)
-        memory.pointer(at: pages.eventIndex, length: HostMemory.pageSize)!.initializeMemory(as: UInt8.self, repeating: 0, count: HostMemory.pageSize)
-        _ = try adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.doorbellBufferConfig.rawValue,
-                                                  prp1: pages.shadow, prp2: pages.eventIndex),
-                             operation: "Doorbell Buffer Config")
+        memory.pointer(at: pages.shadow, length: HostMemory.pageSize)!.initializeMemory(
+            as: UInt8.self, repeating: 0, count: HostMemory.pageSize)
+        memory.pointer(at: pages.eventIndex, length: HostMemory.pageSize)!.initializeMemory(
+            as: UInt8.self, repeating: 0, count: HostMemory.pageSize)
+        _ = try adminCommand(
+            SubmissionQueueEntry(
+                opcode: AdminOpcode.doorbellBufferConfig.rawValue,
+                prp1: pages.shadow, prp2: pages.eventIndex),
+            operation: "Doorbell Buffer Config")
         var entries: [(sq: (SharedWord, SharedWord), cq: (SharedWord, SharedWord))] = []
         for qp in queuePairs {
-            entries.append((sq: try shadowEntry(qp.id, completion: false), cq: try shadowEntry(qp.id, completion: true)))
+            entries.append(
+                (sq: try shadowEntry(qp.id, completion: false), cq: try shadowEntry(qp.id, completion: true)))
         }
         return entries
     }
@@ -260,8 +293,11 @@ public final class NVMeDriver: @unchecked Sendable {
         let pages = doorbellPages!
         let offset = UInt64((2 * Int(qid) + (completion ? 1 : 0)) * (4 << Int(stride)))
         guard offset + 4 <= UInt64(HostMemory.pageSize), let s = memory.word(at: pages.shadow + offset),
-              let e = memory.word(at: pages.eventIndex + offset) else {
-            throw NVMeError(.invalidRequest("queue \(qid) has no entry in a one-page doorbell buffer"), operation: "Doorbell Buffer Config")
+            let e = memory.word(at: pages.eventIndex + offset)
+        else {
+            throw NVMeError(
+                .invalidRequest("queue \(qid) has no entry in a one-page doorbell buffer"),
+                operation: "Doorbell Buffer Config")
         }
         return (s, e)
     }
@@ -282,8 +318,9 @@ public final class NVMeDriver: @unchecked Sendable {
             if csts.ready == ready { return }
             if ready && csts.fatal { throw NVMeError(.controllerFatal, operation: "enable") }
             if MonotonicClock.nanoseconds() > deadline {
-                throw NVMeError(.timeout("CSTS.RDY did not become \(ready ? 1 : 0) within \(timeoutMilliseconds) ms (CAP.TO)"),
-                                operation: ready ? "enable" : "disable")
+                throw NVMeError(
+                    .timeout("CSTS.RDY did not become \(ready ? 1 : 0) within \(timeoutMilliseconds) ms (CAP.TO)"),
+                    operation: ready ? "enable" : "disable")
             }
             // Linux polls CSTS with msleep(); a short sleep keeps this bounded wait cheap.
             if options.whileWaiting == nil { usleep(20) }
@@ -302,9 +339,13 @@ public final class NVMeDriver: @unchecked Sendable {
     /// Runs one admin command and waits for its completion. A non-success status
     /// throws ``NVMeError/Kind/status(_:)``.
     @discardableResult
-    public func adminCommand(_ entry: SubmissionQueueEntry, data: QueuePair.DataPages? = nil,
-                             operation: String? = nil) throws(NVMeError) -> CompletionQueueEntry {
-        let name = operation ?? (AdminOpcode(rawValue: entry.opcode)?.description ?? "admin opcode 0x\(String(entry.opcode, radix: 16))")
+    public func adminCommand(
+        _ entry: SubmissionQueueEntry, data: QueuePair.DataPages? = nil,
+        operation: String? = nil
+    ) throws(NVMeError) -> CompletionQueueEntry {
+        let name =
+            operation
+            ?? (AdminOpcode(rawValue: entry.opcode)?.description ?? "admin opcode 0x\(String(entry.opcode, radix: 16))")
         guard let admin else { throw NVMeError(.aborted(reason: "driver not started"), operation: name) }
         adminLock.lock()
         defer { adminLock.unlock() }
@@ -348,11 +389,15 @@ public final class NVMeDriver: @unchecked Sendable {
     /// Submits an admin command without waiting (commands that stay outstanding,
     /// such as Asynchronous Event Requests). `completion` runs when a later admin
     /// command's wait, or ``pollAdminCompletions()``, reaps it.
-    public func submitAdmin(_ entry: SubmissionQueueEntry, data: QueuePair.DataPages? = nil,
-                            completion: @escaping QueuePair.Completion) {
+    public func submitAdmin(
+        _ entry: SubmissionQueueEntry, data: QueuePair.DataPages? = nil,
+        completion: @escaping QueuePair.Completion
+    ) {
         guard let admin else {
-            return completion(CompletionQueueEntry(submissionQueueHead: 0, submissionQueueIdentifier: 0, commandIdentifier: 0xFFFF,
-                                                   phase: false, status: .commandAbortedSQDeletion))
+            return completion(
+                CompletionQueueEntry(
+                    submissionQueueHead: 0, submissionQueueIdentifier: 0, commandIdentifier: 0xFFFF,
+                    phase: false, status: .commandAbortedSQDeletion))
         }
         admin.submit(entry, data: data, completion: completion)
     }
@@ -413,7 +458,8 @@ public final class NVMeDriver: @unchecked Sendable {
             function.write32(bar0: RegisterOffset.cc, cc.raw)
             let deadline = MonotonicClock.deadline(afterMilliseconds: options.adminTimeoutMilliseconds)
             while ControllerStatus(raw: function.read32(bar0: RegisterOffset.csts)).shutdownStatus != 0b10
-                    && MonotonicClock.nanoseconds() < deadline {
+                && MonotonicClock.nanoseconds() < deadline
+            {
                 if let step = options.whileWaiting { step() } else { usleep(20) }
             }
             for qp in queuePairs { qp.failAll(.commandAbortedSQDeletion) }

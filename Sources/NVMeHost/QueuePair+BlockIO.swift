@@ -1,6 +1,6 @@
 import ConcurrencyHelpers
-import NVMe
 import DMA
+import NVMe
 
 /// Block requests on a queue pair, split into NVMe commands the way Linux's block
 /// layer and nvme driver split them: Read/Write at MDTS (and NLB's 16 bits), Write
@@ -10,27 +10,38 @@ extension QueuePair {
     public typealias RequestCompletion = @Sendable (Result<Void, NVMeError>) -> Void
 
     /// Reads `blocks` blocks at `lba` into `buffer` (which must hold them).
-    public func read(namespace nsid: UInt32 = 1, lba: UInt64, blocks: Int, fua: Bool = false, into buffer: DMABuffer,
-                     deferDoorbell: Bool = false, completion: @escaping RequestCompletion) {
-        transfer(opcode: .read, nsid: nsid, lba: lba, blocks: blocks, fua: fua, buffer: buffer,
-                 deferDoorbell: deferDoorbell, completion: completion)
+    public func read(
+        namespace nsid: UInt32 = 1, lba: UInt64, blocks: Int, fua: Bool = false, into buffer: DMABuffer,
+        deferDoorbell: Bool = false, completion: @escaping RequestCompletion
+    ) {
+        transfer(
+            opcode: .read, nsid: nsid, lba: lba, blocks: blocks, fua: fua, buffer: buffer,
+            deferDoorbell: deferDoorbell, completion: completion)
     }
 
     /// Writes `blocks` blocks at `lba` from `buffer`.
-    public func write(namespace nsid: UInt32 = 1, lba: UInt64, blocks: Int, fua: Bool = false, from buffer: DMABuffer,
-                      deferDoorbell: Bool = false, completion: @escaping RequestCompletion) {
-        transfer(opcode: .write, nsid: nsid, lba: lba, blocks: blocks, fua: fua, buffer: buffer,
-                 deferDoorbell: deferDoorbell, completion: completion)
+    public func write(
+        namespace nsid: UInt32 = 1, lba: UInt64, blocks: Int, fua: Bool = false, from buffer: DMABuffer,
+        deferDoorbell: Bool = false, completion: @escaping RequestCompletion
+    ) {
+        transfer(
+            opcode: .write, nsid: nsid, lba: lba, blocks: blocks, fua: fua, buffer: buffer,
+            deferDoorbell: deferDoorbell, completion: completion)
     }
 
-    private func transfer(opcode: IOOpcode, nsid: UInt32, lba: UInt64, blocks: Int, fua: Bool, buffer: DMABuffer,
-                          deferDoorbell: Bool, completion: @escaping RequestCompletion) {
+    private func transfer(
+        opcode: IOOpcode, nsid: UInt32, lba: UInt64, blocks: Int, fua: Bool, buffer: DMABuffer,
+        deferDoorbell: Bool, completion: @escaping RequestCompletion
+    ) {
         guard let ns = namespaces.first(where: { $0.id == nsid }) else {
             return completion(.failure(NVMeError(.invalidRequest("no namespace \(nsid)"), operation: "\(opcode)")))
         }
         guard blocks > 0, blocks << Int(ns.blockSizeShift) <= buffer.byteCount else {
-            return completion(.failure(NVMeError(
-                .invalidRequest("\(blocks) blocks do not fit a \(buffer.byteCount)-byte buffer"), operation: "\(opcode)")))
+            return completion(
+                .failure(
+                    NVMeError(
+                        .invalidRequest("\(blocks) blocks do not fit a \(buffer.byteCount)-byte buffer"),
+                        operation: "\(opcode)")))
         }
         let perCommand = limits.maximumBlocks(ns)
         let pagesPerBlockShift = Int(ns.blockSizeShift)
@@ -45,8 +56,11 @@ extension QueuePair {
         if blocks <= perCommand {
             let (e, data) = command(0, blocks)
             submit(e, data: data, deferDoorbell: deferDoorbell) { cqe in
-                completion(cqe.status.isSuccess ? .success(())
-                           : .failure(NVMeError(.status(cqe.status), operation: "\(opcode) nsid \(nsid) lba \(lba)+\(blocks)")))
+                completion(
+                    cqe.status.isSuccess
+                        ? .success(())
+                        : .failure(
+                            NVMeError(.status(cqe.status), operation: "\(opcode) nsid \(nsid) lba \(lba)+\(blocks)")))
             }
             return
         }
@@ -59,18 +73,25 @@ extension QueuePair {
             let (e, data) = command(start, n)
             let first = lba + UInt64(start)
             submit(e, data: data, deferDoorbell: deferDoorbell || start + n < blocks) { cqe in
-                tracker.finish(cqe.status.isSuccess ? nil
-                               : NVMeError(.status(cqe.status), operation: "\(opcode) nsid \(nsid) lba \(first)+\(n)"))
+                tracker.finish(
+                    cqe.status.isSuccess
+                        ? nil
+                        : NVMeError(.status(cqe.status), operation: "\(opcode) nsid \(nsid) lba \(first)+\(n)"))
             }
             start += n
         }
     }
 
     /// Flush (NVM command 00h).
-    public func flush(namespace nsid: UInt32 = 1, deferDoorbell: Bool = false, completion: @escaping RequestCompletion) {
-        submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: nsid),
-               deferDoorbell: deferDoorbell) { cqe in
-            completion(cqe.status.isSuccess ? .success(()) : .failure(NVMeError(.status(cqe.status), operation: "Flush nsid \(nsid)")))
+    public func flush(namespace nsid: UInt32 = 1, deferDoorbell: Bool = false, completion: @escaping RequestCompletion)
+    {
+        submit(
+            SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: nsid),
+            deferDoorbell: deferDoorbell
+        ) { cqe in
+            completion(
+                cqe.status.isSuccess
+                    ? .success(()) : .failure(NVMeError(.status(cqe.status), operation: "Flush nsid \(nsid)")))
         }
     }
 
@@ -78,9 +99,11 @@ extension QueuePair {
     /// `fastOnly` the controller zeroes only if it can without writing zeroes and
     /// otherwise fails with ``NVMeStatus/zeroingNotFast`` (the emulation's vendor
     /// bit ``SubmissionQueueEntry/fastZeroOnlyBit``; NBD FAST_ZERO).
-    public func writeZeroes(namespace nsid: UInt32 = 1, lba: UInt64, blocks: UInt64, deallocate: Bool, fua: Bool = false,
-                            fastOnly: Bool = false, deferDoorbell: Bool = false,
-                            completion: @escaping RequestCompletion) {
+    public func writeZeroes(
+        namespace nsid: UInt32 = 1, lba: UInt64, blocks: UInt64, deallocate: Bool, fua: Bool = false,
+        fastOnly: Bool = false, deferDoorbell: Bool = false,
+        completion: @escaping RequestCompletion
+    ) {
         guard blocks > 0 else { return completion(.success(())) }
         let per: UInt64 = 65536
         let parts = Int((blocks + per - 1) / per)
@@ -91,21 +114,26 @@ extension QueuePair {
             let n = min(per, blocks - start)
             var e = SubmissionQueueEntry(opcode: IOOpcode.writeZeroes.rawValue, namespaceIdentifier: nsid)
             e.startingLBA = lba + start
-            e.cdw12 = UInt32(n - 1) | (deallocate ? SubmissionQueueEntry.deallocateBit : 0)
+            e.cdw12 =
+                UInt32(n - 1) | (deallocate ? SubmissionQueueEntry.deallocateBit : 0)
                 | (fua ? SubmissionQueueEntry.forceUnitAccessBit : 0)
             e.cdw13 = fastOnly ? SubmissionQueueEntry.fastZeroOnlyBit : 0
             let first = lba + start
             submit(e, deferDoorbell: deferDoorbell || start + n < blocks) { cqe in
-                tracker.finish(cqe.status.isSuccess ? nil
-                               : NVMeError(.status(cqe.status), operation: "Write Zeroes nsid \(nsid) lba \(first)+\(n)"))
+                tracker.finish(
+                    cqe.status.isSuccess
+                        ? nil
+                        : NVMeError(.status(cqe.status), operation: "Write Zeroes nsid \(nsid) lba \(first)+\(n)"))
             }
             start += n
         }
     }
 
     /// Dataset Management (09h) with Attribute – Deallocate over `ranges`.
-    public func deallocate(namespace nsid: UInt32 = 1, ranges: [(lba: UInt64, blocks: UInt64)],
-                           deferDoorbell: Bool = false, completion: @escaping RequestCompletion) {
+    public func deallocate(
+        namespace nsid: UInt32 = 1, ranges: [(lba: UInt64, blocks: UInt64)],
+        deferDoorbell: Bool = false, completion: @escaping RequestCompletion
+    ) {
         var split: [DatasetManagementRange] = []
         for r in ranges {
             var start: UInt64 = 0
@@ -134,10 +162,14 @@ extension QueuePair {
             var e = SubmissionQueueEntry(opcode: IOOpcode.datasetManagement.rawValue, namespaceIdentifier: nsid)
             e.cdw10 = UInt32(chunk.count - 1)
             e.cdw11 = DatasetManagementRange.deallocateAttribute
-            submit(e, data: DataPages(buffer: buffer, first: 0, count: 1), deferDoorbell: deferDoorbell || p + 1 < parts) { cqe in
+            submit(
+                e, data: DataPages(buffer: buffer, first: 0, count: 1), deferDoorbell: deferDoorbell || p + 1 < parts
+            ) { cqe in
                 _ = buffer  // keeps the range list alive until the controller has read it
-                tracker.finish(cqe.status.isSuccess ? nil
-                               : NVMeError(.status(cqe.status), operation: "Dataset Management nsid \(nsid)"))
+                tracker.finish(
+                    cqe.status.isSuccess
+                        ? nil
+                        : NVMeError(.status(cqe.status), operation: "Dataset Management nsid \(nsid)"))
             }
         }
     }
@@ -145,8 +177,11 @@ extension QueuePair {
     /// One Get Allocation Map command (vendor 82h) describing `[lba, lba+blocks)`
     /// from its start; `nextLBA` says where the answer stopped when the one-page
     /// buffer filled first.
-    public func allocationMap(namespace nsid: UInt32 = 1, lba: UInt64, blocks: UInt32, deferDoorbell: Bool = false,
-                              completion: @escaping @Sendable (Result<(descriptors: [AllocationMapDescriptor], nextLBA: UInt64), NVMeError>) -> Void) {
+    public func allocationMap(
+        namespace nsid: UInt32 = 1, lba: UInt64, blocks: UInt32, deferDoorbell: Bool = false,
+        completion:
+            @escaping @Sendable (Result<(descriptors: [AllocationMapDescriptor], nextLBA: UInt64), NVMeError>) -> Void
+    ) {
         guard let buffer = DMABuffer(memory: memory, byteCount: 4096) else {
             return completion(.failure(NVMeError(.outOfDMAMemory(bytes: 4096), operation: "Get Allocation Map")))
         }
@@ -156,14 +191,18 @@ extension QueuePair {
         e.cdw13 = 4096
         submit(e, data: DataPages(buffer: buffer, first: 0, count: 1), deferDoorbell: deferDoorbell) { cqe in
             guard cqe.status.isSuccess else {
-                return completion(.failure(NVMeError(.status(cqe.status), operation: "Get Allocation Map nsid \(nsid) lba \(lba)+\(blocks)")))
+                return completion(
+                    .failure(
+                        NVMeError(
+                            .status(cqe.status), operation: "Get Allocation Map nsid \(nsid) lba \(lba)+\(blocks)")))
             }
             var result: (descriptors: [AllocationMapDescriptor], nextLBA: UInt64)?
             buffer.forEachSegment(count: 4096) { segment, _ in
                 result = AllocationMapDescriptor.decode(UnsafeRawBufferPointer(segment))
             }
             guard let result else {
-                return completion(.failure(NVMeError(.invalidRequest("malformed allocation map"), operation: "Get Allocation Map")))
+                return completion(
+                    .failure(NVMeError(.invalidRequest("malformed allocation map"), operation: "Get Allocation Map")))
             }
             completion(.success(result))
         }

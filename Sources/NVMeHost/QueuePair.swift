@@ -84,8 +84,10 @@ public final class QueuePair: @unchecked Sendable {
         var retries: Int
     }
 
-    init(id: UInt16, depth: Int, function: any PCIFunction, memory: HostMemory, vector: Int,
-         namespaces: [NamespaceInfo], limits: TransferLimits) throws(NVMeError) {
+    init(
+        id: UInt16, depth: Int, function: any PCIFunction, memory: HostMemory, vector: Int,
+        namespaces: [NamespaceInfo], limits: TransferLimits
+    ) throws(NVMeError) {
         precondition(depth >= 2 && depth <= 65536)
         self.id = id
         self.depth = depth
@@ -95,8 +97,10 @@ public final class QueuePair: @unchecked Sendable {
         self.namespaces = namespaces
         self.limits = limits
         let stride = function.read64(bar0: RegisterOffset.cap).doorbellStrideValue
-        sqDoorbell = Doorbell(function: function, register: RegisterOffset.doorbell(queue: id, completion: false, stride: stride))
-        cqDoorbell = Doorbell(function: function, register: RegisterOffset.doorbell(queue: id, completion: true, stride: stride))
+        sqDoorbell = Doorbell(
+            function: function, register: RegisterOffset.doorbell(queue: id, completion: false, stride: stride))
+        cqDoorbell = Doorbell(
+            function: function, register: RegisterOffset.doorbell(queue: id, completion: true, stride: stride))
         let sqBytes = depth * SubmissionQueueEntry.size
         let cqBytes = depth * CompletionQueueEntry.size
         guard let sq = memory.allocateContiguous(bytes: sqBytes) else {
@@ -110,7 +114,8 @@ public final class QueuePair: @unchecked Sendable {
         guard memory.allocatePages(depth - 1, into: &lists) else {
             memory.freeContiguous(sq, bytes: sqBytes)
             memory.freeContiguous(cq, bytes: cqBytes)
-            throw NVMeError(.outOfDMAMemory(bytes: (depth - 1) * HostMemory.pageSize), operation: "allocate PRP lists \(id)")
+            throw NVMeError(
+                .outOfDMAMemory(bytes: (depth - 1) * HostMemory.pageSize), operation: "allocate PRP lists \(id)")
         }
         sqAddress = sq
         cqAddress = cq
@@ -176,11 +181,17 @@ public final class QueuePair: @unchecked Sendable {
                 slots[cid] = Slot()
                 freeSlots.append(UInt16(cid))
                 if slot.retries < maxRetries {
-                    requeued.append(Pending(entry: slot.entry, data: slot.data, completion: completion, retries: slot.retries + 1))
+                    requeued.append(
+                        Pending(entry: slot.entry, data: slot.data, completion: completion, retries: slot.retries + 1))
                     counters.add(.retries)
                 } else {
-                    failed.append((completion, CompletionQueueEntry(submissionQueueHead: 0, submissionQueueIdentifier: id,
-                                                                    commandIdentifier: UInt16(cid), phase: false, status: failure)))
+                    failed.append(
+                        (
+                            completion,
+                            CompletionQueueEntry(
+                                submissionQueueHead: 0, submissionQueueIdentifier: id,
+                                commandIdentifier: UInt16(cid), phase: false, status: failure)
+                        ))
                 }
             }
             // Oldest first: lower command ids are not older, so order by nothing better
@@ -202,12 +213,22 @@ public final class QueuePair: @unchecked Sendable {
                 memory.freePages(slots[cid].extraListPages)
                 slots[cid] = Slot()
                 freeSlots.append(UInt16(cid))
-                failed.append((completion, CompletionQueueEntry(submissionQueueHead: 0, submissionQueueIdentifier: id,
-                                                                commandIdentifier: UInt16(cid), phase: false, status: status)))
+                failed.append(
+                    (
+                        completion,
+                        CompletionQueueEntry(
+                            submissionQueueHead: 0, submissionQueueIdentifier: id,
+                            commandIdentifier: UInt16(cid), phase: false, status: status)
+                    ))
             }
             for p in waiting[waitingStart...] {
-                failed.append((p.completion, CompletionQueueEntry(submissionQueueHead: 0, submissionQueueIdentifier: id,
-                                                                  commandIdentifier: 0xFFFF, phase: false, status: status)))
+                failed.append(
+                    (
+                        p.completion,
+                        CompletionQueueEntry(
+                            submissionQueueHead: 0, submissionQueueIdentifier: id,
+                            commandIdentifier: 0xFFFF, phase: false, status: status)
+                    ))
             }
             waiting = []
             waitingStart = 0
@@ -221,8 +242,10 @@ public final class QueuePair: @unchecked Sendable {
     /// filled in here. With `deferDoorbell` the tail is written but the doorbell is
     /// rung only by the next submission without it or by ``commitSubmissions()``
     /// (blk-mq's `bd->last` / `commit_rqs`). `completion` runs in the reaping context.
-    public func submit(_ entry: SubmissionQueueEntry, data: DataPages? = nil, deferDoorbell: Bool = false,
-                       completion: @escaping Completion) {
+    public func submit(
+        _ entry: SubmissionQueueEntry, data: DataPages? = nil, deferDoorbell: Bool = false,
+        completion: @escaping Completion
+    ) {
         var failure: NVMeStatus?
         lock.withLock {
             counters.add(.commandsSubmitted)
@@ -242,8 +265,10 @@ public final class QueuePair: @unchecked Sendable {
             }
         }
         if let failure {
-            completion(CompletionQueueEntry(submissionQueueHead: 0, submissionQueueIdentifier: id,
-                                            commandIdentifier: 0xFFFF, phase: false, status: failure))
+            completion(
+                CompletionQueueEntry(
+                    submissionQueueHead: 0, submissionQueueIdentifier: id,
+                    commandIdentifier: 0xFFFF, phase: false, status: failure))
         }
     }
 
@@ -256,8 +281,10 @@ public final class QueuePair: @unchecked Sendable {
 
     /// Writes the entry at the tail. Under `lock`. Returns `false` (slot given back)
     /// when an extra PRP list page cannot be had.
-    private func place(_ entry: SubmissionQueueEntry, data: DataPages?, completion: @escaping Completion,
-                       retries: Int, cid: UInt16) -> Bool {
+    private func place(
+        _ entry: SubmissionQueueEntry, data: DataPages?, completion: @escaping Completion,
+        retries: Int, cid: UInt16
+    ) -> Bool {
         var e = entry
         e.commandIdentifier = cid
         var extra: [UInt64] = []
@@ -271,19 +298,24 @@ public final class QueuePair: @unchecked Sendable {
             }
             let pages = data.buffer.pages[data.first..<(data.first + data.count)]
             if needed > 1 {
-                (e.prp1, e.prp2) = PRPList.build(pages: pages, listPages: [listPages[Int(cid)]] + extra, memory: memory,
-                                                 firstOffset: data.offset)
+                (e.prp1, e.prp2) = PRPList.build(
+                    pages: pages, listPages: [listPages[Int(cid)]] + extra, memory: memory,
+                    firstOffset: data.offset)
             } else {
                 // The common case (at most one list page): no array for the list.
-                (e.prp1, e.prp2) = PRPList.build(pages: pages, listPages: CollectionOfOne(listPages[Int(cid)]),
-                                                 memory: memory, firstOffset: data.offset)
+                (e.prp1, e.prp2) = PRPList.build(
+                    pages: pages, listPages: CollectionOfOne(listPages[Int(cid)]),
+                    memory: memory, firstOffset: data.offset)
             }
         }
-        slots[Int(cid)] = Slot(completion: completion, entry: entry, data: data, extraListPages: extra, retries: retries,
-                               submittedAt: MonotonicClock.nanoseconds())
+        slots[Int(cid)] = Slot(
+            completion: completion, entry: entry, data: data, extraListPages: extra, retries: retries,
+            submittedAt: MonotonicClock.nanoseconds())
         // The SQ covers `depth` entries and tail < depth.
-        e.encode(into: UnsafeMutableRawBufferPointer(start: sqBase + tail * SubmissionQueueEntry.size,
-                                                     count: SubmissionQueueEntry.size))
+        e.encode(
+            into: UnsafeMutableRawBufferPointer(
+                start: sqBase + tail * SubmissionQueueEntry.size,
+                count: SubmissionQueueEntry.size))
         tail += 1
         if tail == depth { tail = 0 }
         return true
@@ -309,9 +341,13 @@ public final class QueuePair: @unchecked Sendable {
             if place(p.entry, data: p.data, completion: p.completion, retries: p.retries, cid: cid) {
                 placed = true
             } else {
-                failures.append((p.completion, CompletionQueueEntry(
-                    submissionQueueHead: 0, submissionQueueIdentifier: id, commandIdentifier: 0xFFFF,
-                    phase: false, status: .dataTransferError)))
+                failures.append(
+                    (
+                        p.completion,
+                        CompletionQueueEntry(
+                            submissionQueueHead: 0, submissionQueueIdentifier: id, commandIdentifier: 0xFFFF,
+                            phase: false, status: .dataTransferError)
+                    ))
             }
         }
         if waitingStart == waiting.count {

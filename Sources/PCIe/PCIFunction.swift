@@ -53,7 +53,8 @@ public struct MSIXCapability: Hashable, Sendable {
     /// The vector whose Vector Control word is at `offset`, if it is one.
     public func vector(atVectorControl offset: UInt32) -> Int? {
         guard offset >= tableOffset, offset < tableOffset + UInt32(vectors) * MSIXTable.entrySize,
-              (offset - tableOffset) % MSIXTable.entrySize == MSIXTable.vectorControlOffset else { return nil }
+            (offset - tableOffset) % MSIXTable.entrySize == MSIXTable.vectorControlOffset
+        else { return nil }
         return Int((offset - tableOffset) / MSIXTable.entrySize)
     }
 

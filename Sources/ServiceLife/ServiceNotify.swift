@@ -1,4 +1,5 @@
 import CService
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

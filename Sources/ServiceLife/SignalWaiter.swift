@@ -14,7 +14,9 @@ public struct SignalWaitError: Error, Hashable, Sendable, CustomStringConvertibl
 /// SIGTERM sent in that window, while the disposition was SIG_IGN, was lost.)
 public enum SignalWaiter {
     public static func block(_ signals: [Int32]) throws(SignalWaitError) {
-        let r = signals.map { Int32($0) }.withUnsafeBufferPointer { cservice_block_signals($0.baseAddress, Int32($0.count)) }
+        let r = signals.map { Int32($0) }.withUnsafeBufferPointer {
+            cservice_block_signals($0.baseAddress, Int32($0.count))
+        }
         guard r == 0 else { throw SignalWaitError(signals: signals, error: SystemErrno(negated: r)) }
     }
 

@@ -7,7 +7,9 @@ import NVMeHost
 
 struct Identify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Bring each export's emulated controller up and print its Identify data, named as `nvme id-ctrl` and `nvme id-ns` name the fields.")
+        abstract:
+            "Bring each export's emulated controller up and print its Identify data, named as `nvme id-ctrl` and `nvme id-ns` name the fields."
+    )
 
     @OptionGroup var exportOptions: ExportOptionsGroup
 
@@ -17,7 +19,8 @@ struct Identify: ParsableCommand {
         for spec in try exportOptions.specs() {
             let export: Export
             do {
-                export = try Export(spec: spec, loops: Array(group.makeIterator()), options: exportOptions.exportOptions())
+                export = try Export(
+                    spec: spec, loops: Array(group.makeIterator()), options: exportOptions.exportOptions())
             } catch {
                 FileHandle.standardError.write(Data("nvme-nbd: \(error)\n".utf8))
                 throw ExitCode(1)
@@ -43,17 +46,22 @@ enum IdentifyReport {
             ("vid", hex(id.pciVendorID)), ("ssvid", hex(id.subsystemVendorID)), ("sn", id.serialNumber),
             ("mn", id.modelNumber), ("fr", id.firmwareRevision), ("rab", "\(id.recommendedArbitrationBurst)"),
             ("ieee", String(format: "%06x", id.ieeeOUI)), ("cmic", "0"), ("mdts", "\(id.maximumDataTransferSize)"),
-            ("cntlid", hex(id.controllerID)), ("ver", hex(id.version.raw)), ("oacs", hex(id.optionalAdminCommandSupport)),
+            ("cntlid", hex(id.controllerID)), ("ver", hex(id.version.raw)),
+            ("oacs", hex(id.optionalAdminCommandSupport)),
             ("acl", "\(id.abortCommandLimit)"), ("aerl", "\(id.asynchronousEventRequestLimit)"), ("frmw", "0"),
             ("lpa", hex(id.logPageAttributes)), ("sqes", hex(id.submissionQueueEntrySize)),
             ("cqes", hex(id.completionQueueEntrySize)), ("maxcmd", "\(id.maximumOutstandingCommands)"),
             ("nn", "\(id.numberOfNamespaces)"), ("oncs", hex(id.optionalNVMCommandSupport)), ("fuses", "0"),
-            ("fna", "0"), ("vwc", hex(id.volatileWriteCache)), ("sgls", hex(id.sglSupport)), ("subnqn", id.subsystemNQN),
+            ("fna", "0"), ("vwc", hex(id.volatileWriteCache)), ("sgls", hex(id.sglSupport)),
+            ("subnqn", id.subsystemNQN),
         ]
         for (k, v) in rows { out += k.padding(toLength: 10, withPad: " ", startingAt: 0) + ": " + v + "\n" }
-        out += "  oacs bit 8 (Doorbell Buffer Config): \(id.supportsDoorbellBufferConfig ? "supported" : "not supported")\n"
+        out +=
+            "  oacs bit 8 (Doorbell Buffer Config): \(id.supportsDoorbellBufferConfig ? "supported" : "not supported")\n"
         for ns in driver.namespaces {
-            try driver.adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: ns.id, cdw10: 0), data: data)
+            try driver.adminCommand(
+                SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: ns.id, cdw10: 0),
+                data: data)
             let n = IdentifyNamespace(decoding: buffer.bytes())
             out += "\nNVME Identify Namespace \(ns.id):\n"
             let nrows: [(String, String)] = [

@@ -6,9 +6,11 @@ import NBDServer
 
 /// `serve --metrics HOST:PORT`: the Prometheus endpoint (README "Metrics").
 struct MetricsOptions: ParsableArguments {
-    @Option(name: .customLong("metrics"),
-            help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (:PORT or PORT alone: 127.0.0.1; 0.0.0.0:PORT: every interface). `nvme-nbd top` reads them.",
-                               valueName: "host:port"))
+    @Option(
+        name: .customLong("metrics"),
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://HOST:PORT/metrics (:PORT or PORT alone: 127.0.0.1; 0.0.0.0:PORT: every interface). `nvme-nbd top` reads them.",
+            valueName: "host:port"))
     var address: String?
 
     func validate() throws {

@@ -10,10 +10,10 @@ struct NVMeNBDCommand: ParsableCommand {
         commandName: "nvme-nbd",
         abstract: "An NBD server whose every request goes through an emulated NVMe controller with shadow doorbells.",
         discussion: """
-        `nvme-nbd FILE` and `nvme-nbd [OPTIONS]` run `serve` (the default subcommand): `nvme-nbd -r -p 10810 disk.img` \
-        serves disk.img read-only on 127.0.0.1:10810. A FILE named `serve`, `identify` or `top` must be given as \
-        `nvme-nbd serve ./serve`.
-        """,
+            `nvme-nbd FILE` and `nvme-nbd [OPTIONS]` run `serve` (the default subcommand): `nvme-nbd -r -p 10810 disk.img` \
+            serves disk.img read-only on 127.0.0.1:10810. A FILE named `serve`, `identify` or `top` must be given as \
+            `nvme-nbd serve ./serve`.
+            """,
         subcommands: [Serve.self, Identify.self, Top.self],
         defaultSubcommand: Serve.self)
 }
@@ -21,30 +21,50 @@ struct NVMeNBDCommand: ParsableCommand {
 /// Options shared by `serve` and `identify`: what the exports are and how their
 /// controllers are set up.
 struct ExportOptionsGroup: ParsableArguments {
-    @Option(name: .customLong("export"),
-            help: ArgumentHelp("Add an export: \(ExportSpec.syntax). Memory-backed without file=. Repeatable. Default: one 1 GiB memory export named \"\".",
-                               valueName: "spec"))
+    @Option(
+        name: .customLong("export"),
+        help: ArgumentHelp(
+            "Add an export: \(ExportSpec.syntax). Memory-backed without file=. Repeatable. Default: one 1 GiB memory export named \"\".",
+            valueName: "spec"))
     var exports: [String] = []
 
-    @Option(name: .customLong("shadow-doorbells"), help: ArgumentHelp("Doorbell Buffer Config (shadow doorbells + EventIdx): on or off.", valueName: "on|off"))
+    @Option(
+        name: .customLong("shadow-doorbells"),
+        help: ArgumentHelp("Doorbell Buffer Config (shadow doorbells + EventIdx): on or off.", valueName: "on|off"))
     var shadowDoorbells: OnOff = .on
 
     @Option(name: .customLong("queue-depth"), help: "Entries per NVMe I/O queue (2...4096).")
     var queueDepth = 1024
 
-    @Option(name: .customLong("poll-us"), help: "Microseconds the controller thread polls for work before it parks (0 parks at once).")
+    @Option(
+        name: .customLong("poll-us"),
+        help: "Microseconds the controller thread polls for work before it parks (0 parks at once).")
     var pollMicroseconds = Int(ControllerOptions.recommendedPollNanoseconds / 1000)
 
-    @Option(name: .customLong("deep-poll-us"), help: "Microseconds the controller polls before parking while its queues run deep (more than 4 commands per round).")
+    @Option(
+        name: .customLong("deep-poll-us"),
+        help:
+            "Microseconds the controller polls before parking while its queues run deep (more than 4 commands per round)."
+    )
     var deepPollMicroseconds = Int(ControllerOptions.recommendedDeepPollNanoseconds / 1000)
 
-    @Option(name: .customLong("storage-poll-us"), help: "Microseconds the controller polls before parking while file or block-device I/O is in flight (0: park and let the completion wake it).")
+    @Option(
+        name: .customLong("storage-poll-us"),
+        help:
+            "Microseconds the controller polls before parking while file or block-device I/O is in flight (0: park and let the completion wake it)."
+    )
     var storagePollMicroseconds = Int(ControllerOptions.recommendedStoragePollNanoseconds / 1000)
 
-    @Option(name: .customLong("eventidx-policy"), help: ArgumentHelp("How the controller keeps EventIdx: spdk (never-trap while awake, armed only before parking) or qemu (armed after every fetch and before every completion).", valueName: "spdk|qemu"))
+    @Option(
+        name: .customLong("eventidx-policy"),
+        help: ArgumentHelp(
+            "How the controller keeps EventIdx: spdk (never-trap while awake, armed only before parking) or qemu (armed after every fetch and before every completion).",
+            valueName: "spdk|qemu"))
     var eventIndexPolicy: EventIndexPolicy = .spdk
 
-    @Option(name: .customLong("mdts"), help: "Identify Controller MDTS: transfers up to 4 KiB << MDTS per command (1...10).")
+    @Option(
+        name: .customLong("mdts"), help: "Identify Controller MDTS: transfers up to 4 KiB << MDTS per command (1...10)."
+    )
     var mdts = 7
 
     func specs() throws -> [ExportSpec] {
@@ -55,15 +75,25 @@ struct ExportOptionsGroup: ParsableArguments {
     /// The `--export` values as given (none: empty).
     func givenSpecs() throws -> [ExportSpec] {
         try exports.map { text in
-            do { return try ExportSpec.parse(text) } catch let e as ExportSpecError { throw ValidationError(e.description) }
+            do { return try ExportSpec.parse(text) } catch let e as ExportSpecError {
+                throw ValidationError(e.description)
+            }
         }
     }
 
     func validate() throws {
-        guard (2...4096).contains(queueDepth) else { throw ValidationError("--queue-depth \(queueDepth): accepted 2...4096") }
-        guard (0...10_000_000).contains(pollMicroseconds) else { throw ValidationError("--poll-us \(pollMicroseconds): accepted 0...10000000") }
-        guard (0...10_000_000).contains(deepPollMicroseconds) else { throw ValidationError("--deep-poll-us \(deepPollMicroseconds): accepted 0...10000000") }
-        guard (0...10_000_000).contains(storagePollMicroseconds) else { throw ValidationError("--storage-poll-us \(storagePollMicroseconds): accepted 0...10000000") }
+        guard (2...4096).contains(queueDepth) else {
+            throw ValidationError("--queue-depth \(queueDepth): accepted 2...4096")
+        }
+        guard (0...10_000_000).contains(pollMicroseconds) else {
+            throw ValidationError("--poll-us \(pollMicroseconds): accepted 0...10000000")
+        }
+        guard (0...10_000_000).contains(deepPollMicroseconds) else {
+            throw ValidationError("--deep-poll-us \(deepPollMicroseconds): accepted 0...10000000")
+        }
+        guard (0...10_000_000).contains(storagePollMicroseconds) else {
+            throw ValidationError("--storage-poll-us \(storagePollMicroseconds): accepted 0...10000000")
+        }
         guard (1...10).contains(mdts) else { throw ValidationError("--mdts \(mdts): accepted 1...10") }
         _ = try specs()
     }

@@ -11,48 +11,65 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve exports over NBD (TCP and/or Unix sockets).",
         discussion: """
-        With no --listen, -p, -b, --unix or inherited socket the server listens on 127.0.0.1:10809. FILE (as in \
-        qemu-nbd and nbd-server) is the default export, like --export file=FILE (named by -x). SIGINT/SIGTERM \
-        stop it gracefully (requests in flight finish, file exports are flushed, --stats-json is written); \
-        SIGUSR1 writes --stats-json without stopping. Started with LISTEN_PID/LISTEN_FDS (systemd socket \
-        activation, sd_listen_fds(3)) it serves the inherited sockets and binds nothing. With NOTIFY_SOCKET set \
-        it sends READY=1 once every listener is ready (sd_notify(3)).
-        """)
+            With no --listen, -p, -b, --unix or inherited socket the server listens on 127.0.0.1:10809. FILE (as in \
+            qemu-nbd and nbd-server) is the default export, like --export file=FILE (named by -x). SIGINT/SIGTERM \
+            stop it gracefully (requests in flight finish, file exports are flushed, --stats-json is written); \
+            SIGUSR1 writes --stats-json without stopping. Started with LISTEN_PID/LISTEN_FDS (systemd socket \
+            activation, sd_listen_fds(3)) it serves the inherited sockets and binds nothing. With NOTIFY_SOCKET set \
+            it sends READY=1 once every listener is ready (sd_notify(3)).
+            """)
 
-    @Argument(help: ArgumentHelp("Image file or block device to serve as the default export (the same as --export file=FILE; -x names it).",
-                                 valueName: "file"),
-              completion: .file())
+    @Argument(
+        help: ArgumentHelp(
+            "Image file or block device to serve as the default export (the same as --export file=FILE; -x names it).",
+            valueName: "file"),
+        completion: .file())
     var file: String?
 
-    @Option(name: .customLong("listen"),
-            help: ArgumentHelp("TCP address to listen on: HOST:PORT, [V6ADDR]:PORT, HOST (port 10809) or PORT (127.0.0.1). Repeatable.",
-                               valueName: "host:port"))
+    @Option(
+        name: .customLong("listen"),
+        help: ArgumentHelp(
+            "TCP address to listen on: HOST:PORT, [V6ADDR]:PORT, HOST (port 10809) or PORT (127.0.0.1). Repeatable.",
+            valueName: "host:port"))
     var listen: [String] = []
 
-    @Option(name: [.customShort("p"), .customLong("port")],
-            help: ArgumentHelp("TCP port to listen on (qemu-nbd, nbdkit), on -b's address or 127.0.0.1; 0 picks a free port.", valueName: "port"))
+    @Option(
+        name: [.customShort("p"), .customLong("port")],
+        help: ArgumentHelp(
+            "TCP port to listen on (qemu-nbd, nbdkit), on -b's address or 127.0.0.1; 0 picks a free port.",
+            valueName: "port"))
     var port: Int?
 
-    @Option(name: [.customShort("b"), .customLong("bind")],
-            help: ArgumentHelp("Address for the -p listener (qemu-nbd): 127.0.0.1 unless given; port 10809 without -p.", valueName: "address"))
+    @Option(
+        name: [.customShort("b"), .customLong("bind")],
+        help: ArgumentHelp(
+            "Address for the -p listener (qemu-nbd): 127.0.0.1 unless given; port 10809 without -p.",
+            valueName: "address"))
     var bind: String?
 
-    @Option(name: [.customShort("U"), .customLong("unix"), .customShort("k"), .customLong("socket")],
-            help: ArgumentHelp("Unix socket to listen on (-U as nbdkit, -k as qemu-nbd). \"-\" makes a private one in a new temporary directory (nbdkit's -U -), for --run. Repeatable.",
-                               valueName: "path"),
-            completion: .file())
+    @Option(
+        name: [.customShort("U"), .customLong("unix"), .customShort("k"), .customLong("socket")],
+        help: ArgumentHelp(
+            "Unix socket to listen on (-U as nbdkit, -k as qemu-nbd). \"-\" makes a private one in a new temporary directory (nbdkit's -U -), for --run. Repeatable.",
+            valueName: "path"),
+        completion: .file())
     var unix: [String] = []
 
-    @Option(name: [.customShort("x"), .customLong("export-name")],
-            help: ArgumentHelp("Name of the FILE export, or of the default memory export when neither FILE nor --export is given (default \"\").",
-                               valueName: "name"))
+    @Option(
+        name: [.customShort("x"), .customLong("export-name")],
+        help: ArgumentHelp(
+            "Name of the FILE export, or of the default memory export when neither FILE nor --export is given (default \"\").",
+            valueName: "name"))
     var exportName: String?
 
-    @Flag(name: [.customShort("r"), .customLong("read-only")], help: "Serve every export read-only: writes fail with EPERM, READ_ONLY is advertised.")
+    @Flag(
+        name: [.customShort("r"), .customLong("read-only")],
+        help: "Serve every export read-only: writes fail with EPERM, READ_ONLY is advertised.")
     var readOnly = false
 
-    @Flag(name: [.customShort("t"), .customLong("persistent")],
-          help: "Accepted for qemu-nbd command lines: nvme-nbd always keeps serving after the last client disconnects.")
+    @Flag(
+        name: [.customShort("t"), .customLong("persistent")],
+        help: "Accepted for qemu-nbd command lines: nvme-nbd always keeps serving after the last client disconnects.")
     var persistent = false
 
     @OptionGroup var exportOptions: ExportOptionsGroup
@@ -60,24 +77,34 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("queues"), help: "Event-loop threads, and NVMe I/O queue pairs per export (1...64).")
     var queues = 2
 
-    @Option(name: .customLong("stats-json"), help: ArgumentHelp("Write per-export counters here at shutdown and on SIGUSR1.", valueName: "file"),
-            completion: .file())
+    @Option(
+        name: .customLong("stats-json"),
+        help: ArgumentHelp("Write per-export counters here at shutdown and on SIGUSR1.", valueName: "file"),
+        completion: .file())
     var statsJSON: String?
 
-    @Option(name: .customLong("pid-file"), help: ArgumentHelp("Write the server's pid here once every listener is ready; removed on exit.", valueName: "file"),
-            completion: .file())
+    @Option(
+        name: .customLong("pid-file"),
+        help: ArgumentHelp(
+            "Write the server's pid here once every listener is ready; removed on exit.", valueName: "file"),
+        completion: .file())
     var pidFile: String?
 
-    @Option(name: .customLong("run"),
-            help: ArgumentHelp("Captive mode (nbdkit-captive(1)): once serving, run CMD with /bin/sh -c, with $uri, $nbd, $unixsocket, $port and $exportname in its environment; stop serving when it exits and exit with its status.",
-                               valueName: "cmd"))
+    @Option(
+        name: .customLong("run"),
+        help: ArgumentHelp(
+            "Captive mode (nbdkit-captive(1)): once serving, run CMD with /bin/sh -c, with $uri, $nbd, $unixsocket, $port and $exportname in its environment; stop serving when it exits and exit with its status.",
+            valueName: "cmd"))
     var runCommand: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: LogLevelArgument = .info
 
-    @Option(name: [.customLong("max-connections"), .customShort("e"), .customLong("shared")],
-            help: ArgumentHelp("Connections served at once (-e/--shared as qemu-nbd; 0: no limit); more are refused during the handshake.", valueName: "n"))
+    @Option(
+        name: [.customLong("max-connections"), .customShort("e"), .customLong("shared")],
+        help: ArgumentHelp(
+            "Connections served at once (-e/--shared as qemu-nbd; 0: no limit); more are refused during the handshake.",
+            valueName: "n"))
     var maxConnections = 1024
 
     @Option(name: .customLong("handshake-timeout"), help: "Seconds a client may take to finish the handshake.")
@@ -85,34 +112,53 @@ struct Serve: ParsableCommand {
 
     @OptionGroup var metrics: MetricsOptions
 
-    @Option(name: .customLong("host-poll-us"), help: "Microseconds an event loop polls its completion queue after submitting, before waiting for the interrupt (0: interrupts only).")
+    @Option(
+        name: .customLong("host-poll-us"),
+        help:
+            "Microseconds an event loop polls its completion queue after submitting, before waiting for the interrupt (0: interrupts only)."
+    )
     var hostPollMicroseconds = 20
-    @Option(name: .customLong("host-poll-depth"), help: "Poll the completion queue (--host-poll-us) only while at most this many commands are in flight.")
+    @Option(
+        name: .customLong("host-poll-depth"),
+        help: "Poll the completion queue (--host-poll-us) only while at most this many commands are in flight.")
     var hostPollDepth = 4
 
-    @Option(name: .customLong("max-in-flight"), help: "Requests one connection may have in flight before the server stops reading it.")
+    @Option(
+        name: .customLong("max-in-flight"),
+        help: "Requests one connection may have in flight before the server stops reading it.")
     var maxInFlight = 256
 
-    @Option(name: .customLong("memory-budget"), help: ArgumentHelp("Bytes all connections together may hold in requests in flight and unwritten replies before the server stops reading them (K/M/G suffixes).", valueName: "size"))
+    @Option(
+        name: .customLong("memory-budget"),
+        help: ArgumentHelp(
+            "Bytes all connections together may hold in requests in flight and unwritten replies before the server stops reading them (K/M/G suffixes).",
+            valueName: "size"))
     var memoryBudget = "1G"
 
-    @Option(name: .customLong("tls"),
-            help: ArgumentHelp("TLS (NBD_OPT_STARTTLS), as nbdkit and qemu-nbd: off; on (plain and TLS clients); require (every option but STARTTLS and ABORT gets NBD_REP_ERR_TLS_REQD).",
-                               valueName: "off|on|require"))
+    @Option(
+        name: .customLong("tls"),
+        help: ArgumentHelp(
+            "TLS (NBD_OPT_STARTTLS), as nbdkit and qemu-nbd: off; on (plain and TLS clients); require (every option but STARTTLS and ABORT gets NBD_REP_ERR_TLS_REQD).",
+            valueName: "off|on|require"))
     var tls: TLSModeArgument = .off
 
-    @Option(name: .customLong("tls-certificates"),
-            help: ArgumentHelp("Directory holding server-cert.pem, server-key.pem and (for --tls-verify-peer) ca-cert.pem (default /etc/pki/nvme-nbd as root, else ~/.pki/nvme-nbd).",
-                               valueName: "dir"),
-            completion: .directory)
+    @Option(
+        name: .customLong("tls-certificates"),
+        help: ArgumentHelp(
+            "Directory holding server-cert.pem, server-key.pem and (for --tls-verify-peer) ca-cert.pem (default /etc/pki/nvme-nbd as root, else ~/.pki/nvme-nbd).",
+            valueName: "dir"),
+        completion: .directory)
     var tlsCertificates: String?
 
     @Flag(name: .customLong("tls-verify-peer"), help: "Clients must present a certificate signed by ca-cert.pem.")
     var tlsVerifyPeer = false
 
-    @Option(name: .customLong("tls-psk"),
-            help: ArgumentHelp("Pre-shared keys instead of certificates: a psktool(1) file of username:hexkey lines (TLS 1.2 PSK).", valueName: "file"),
-            completion: .file())
+    @Option(
+        name: .customLong("tls-psk"),
+        help: ArgumentHelp(
+            "Pre-shared keys instead of certificates: a psktool(1) file of username:hexkey lines (TLS 1.2 PSK).",
+            valueName: "file"),
+        completion: .file())
     var tlsPSK: String?
 
     @Flag(name: [.customShort("V"), .customLong("version")], help: "Print the version and exit.")
@@ -120,23 +166,40 @@ struct Serve: ParsableCommand {
 
     func validate() throws {
         guard (1...64).contains(queues) else { throw ValidationError("--queues \(queues): accepted 1...64") }
-        guard maxConnections >= 0 else { throw ValidationError("-e/--shared/--max-connections \(maxConnections): accepted 0 (no limit) or more") }
-        guard (1...3600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout \(handshakeTimeout): accepted 1...3600 seconds") }
-        guard (0...1_000_000).contains(hostPollMicroseconds) else { throw ValidationError("--host-poll-us \(hostPollMicroseconds): accepted 0...1000000") }
-        guard (0...65536).contains(hostPollDepth) else { throw ValidationError("--host-poll-depth \(hostPollDepth): accepted 0...65536") }
-        guard (1...65536).contains(maxInFlight) else { throw ValidationError("--max-in-flight \(maxInFlight): accepted 1...65536") }
+        guard maxConnections >= 0 else {
+            throw ValidationError("-e/--shared/--max-connections \(maxConnections): accepted 0 (no limit) or more")
+        }
+        guard (1...3600).contains(handshakeTimeout) else {
+            throw ValidationError("--handshake-timeout \(handshakeTimeout): accepted 1...3600 seconds")
+        }
+        guard (0...1_000_000).contains(hostPollMicroseconds) else {
+            throw ValidationError("--host-poll-us \(hostPollMicroseconds): accepted 0...1000000")
+        }
+        guard (0...65536).contains(hostPollDepth) else {
+            throw ValidationError("--host-poll-depth \(hostPollDepth): accepted 0...65536")
+        }
+        guard (1...65536).contains(maxInFlight) else {
+            throw ValidationError("--max-in-flight \(maxInFlight): accepted 1...65536")
+        }
         guard let budget = ExportSpec.parseSize(memoryBudget), budget >= 1 << 20, budget <= 1 << 50 else {
-            throw ValidationError("--memory-budget \(memoryBudget): accepted 1M...1P, as bytes or with a K/M/G/T suffix")
+            throw ValidationError(
+                "--memory-budget \(memoryBudget): accepted 1M...1P, as bytes or with a K/M/G/T suffix")
         }
         if let port, !(0...65535).contains(port) { throw ValidationError("-p/--port \(port): accepted 0...65535") }
         if let bind, bind.isEmpty { throw ValidationError("-b/--bind needs an address (such as 127.0.0.1 or ::1)") }
         for l in listen {
             do { _ = try NBDServerAddress.parse(l) } catch { throw ValidationError("\(error)") }
         }
-        if unix.contains(where: \.isEmpty) { throw ValidationError("-U/--unix/-k/--socket needs a path (or - for a private socket)") }
+        if unix.contains(where: \.isEmpty) {
+            throw ValidationError("-U/--unix/-k/--socket needs a path (or - for a private socket)")
+        }
         if unix.filter({ $0 == "-" }).count > 1 { throw ValidationError("-U - (a private socket) may be given once") }
-        if let runCommand, runCommand.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--run needs a command") }
-        if let file, file.isEmpty { throw ValidationError("FILE is empty: give the path of an image file or block device") }
+        if let runCommand, runCommand.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--run needs a command")
+        }
+        if let file, file.isEmpty {
+            throw ValidationError("FILE is empty: give the path of an image file or block device")
+        }
         for (option, path) in [("--stats-json", statsJSON), ("--pid-file", pidFile)] {
             guard let path else { continue }
             let dir = (path as NSString).deletingLastPathComponent
@@ -158,13 +221,19 @@ struct Serve: ParsableCommand {
             if tlsVerifyPeer { given.append("--tls-verify-peer") }
             if tlsPSK != nil { given.append("--tls-psk") }
             if !given.isEmpty {
-                throw ValidationError("\(given.joined(separator: ", ")) \(given.count == 1 ? "needs" : "need") --tls on or --tls require")
+                throw ValidationError(
+                    "\(given.joined(separator: ", ")) \(given.count == 1 ? "needs" : "need") --tls on or --tls require")
             }
             return nil
         }
         if let tlsPSK {
-            if tlsCertificates != nil { throw ValidationError("--tls-psk and --tls-certificates: give one (PSK replaces certificates)") }
-            if tlsVerifyPeer { throw ValidationError("--tls-verify-peer checks client certificates: it cannot be combined with --tls-psk") }
+            if tlsCertificates != nil {
+                throw ValidationError("--tls-psk and --tls-certificates: give one (PSK replaces certificates)")
+            }
+            if tlsVerifyPeer {
+                throw ValidationError(
+                    "--tls-verify-peer checks client certificates: it cannot be combined with --tls-psk")
+            }
             return TLSSettings(mode: tls.mode, credentials: .psk(file: tlsPSK))
         }
         let directory = tlsCertificates ?? TLSSettings.defaultCertificateDirectory()
@@ -182,9 +251,13 @@ struct Serve: ParsableCommand {
             spec.name = exportName ?? ""
             specs = [spec]
         } else if let exportName {
-            throw ValidationError("-x/--export-name '\(exportName)' names the FILE export or the default memory export; with --export give name=\(exportName) in the spec instead")
+            throw ValidationError(
+                "-x/--export-name '\(exportName)' names the FILE export or the default memory export; with --export give name=\(exportName) in the spec instead"
+            )
         }
-        if let n = exportName, n.utf8.count > 4096 { throw ValidationError("-x/--export-name is longer than 4096 bytes") }
+        if let n = exportName, n.utf8.count > 4096 {
+            throw ValidationError("-x/--export-name is longer than 4096 bytes")
+        }
         if readOnly {
             for i in specs.indices { specs[i].readOnly = true }
         }
@@ -252,19 +325,25 @@ struct Serve: ParsableCommand {
             if !unix.isEmpty { given.append("-U/--unix") }
             if runCommand != nil { given.append("--run") }
             guard given.isEmpty else {
-                throw failure("socket activation (LISTEN_PID/LISTEN_FDS) cannot be combined with \(given.joined(separator: ", ")): the server listens on the inherited sockets")
+                throw failure(
+                    "socket activation (LISTEN_PID/LISTEN_FDS) cannot be combined with \(given.joined(separator: ", ")): the server listens on the inherited sockets"
+                )
             }
-            guard !inherited.isEmpty else { throw failure("socket activation: LISTEN_FDS=0 passes no socket to listen on") }
+            guard !inherited.isEmpty else {
+                throw failure("socket activation: LISTEN_FDS=0 passes no socket to listen on")
+            }
         }
 
         // nbdkit's "-U -": a private socket in a new directory only this user can enter.
         var privateDirectory: String?
         var unixPaths = unix
         if let i = unixPaths.firstIndex(of: "-") {
-            let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("nvme-nbd-\(UUID().uuidString.prefix(12))")
+            let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent(
+                "nvme-nbd-\(UUID().uuidString.prefix(12))")
             do {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false,
-                                                        attributes: [.posixPermissions: 0o700])
+                try FileManager.default.createDirectory(
+                    atPath: dir, withIntermediateDirectories: false,
+                    attributes: [.posixPermissions: 0o700])
             } catch {
                 throw failure("-U -: cannot create a private directory \(dir): \(error)")
             }
@@ -297,7 +376,9 @@ struct Serve: ParsableCommand {
         config.limits.completionPollDepth = hostPollDepth
 
         let metricsEndpoint: MetricsEndpoint?
-        do { metricsEndpoint = try metrics.start(&config, logger: logger) } catch { removePrivateDirectory(); throw error }
+        do { metricsEndpoint = try metrics.start(&config, logger: logger) } catch {
+            removePrivateDirectory(); throw error
+        }
         let server: NBDServer
         do {
             server = try NBDServer(configuration: config, logger: logger)
@@ -306,7 +387,10 @@ struct Serve: ParsableCommand {
             throw failure("\(error)")
         }
         metricsEndpoint?.metrics.attach(server)
-        FileHandle.standardError.write(Data("nvme-nbd: listening on \(server.boundAddresses.joined(separator: ", ")) (\(server.exports.count) export\(server.exports.count == 1 ? "" : "s"), shadow doorbells \(config.exportOptions.shadowDoorbells ? "on" : "off"), TLS \(config.tls.map { "\($0.mode)" } ?? "off"))\n".utf8))
+        FileHandle.standardError.write(
+            Data(
+                "nvme-nbd: listening on \(server.boundAddresses.joined(separator: ", ")) (\(server.exports.count) export\(server.exports.count == 1 ? "" : "s"), shadow doorbells \(config.exportOptions.shadowDoorbells ? "on" : "off"), TLS \(config.tls.map { "\($0.mode)" } ?? "off"))\n"
+                    .utf8))
 
         let statsPath = statsJSON
         let writeStats: @Sendable () -> Void = {
@@ -349,7 +433,8 @@ struct Serve: ParsableCommand {
         }
         if startupError == nil {
             do {
-                if try ServiceNotify.notify("READY=1\nSTATUS=serving \(server.boundAddresses.joined(separator: ", "))") {
+                if try ServiceNotify.notify("READY=1\nSTATUS=serving \(server.boundAddresses.joined(separator: ", "))")
+                {
                     logger.info("told the service manager READY=1")
                 }
             } catch {
@@ -357,7 +442,8 @@ struct Serve: ParsableCommand {
             }
         }
         if startupError == nil, let runCommand {
-            let variables = CaptiveEnvironment.variables(endpoints: server.endpoints, exportName: config.exports.first?.name ?? "")
+            let variables = CaptiveEnvironment.variables(
+                endpoints: server.endpoints, exportName: config.exports.first?.name ?? "")
             do {
                 if let command = try life.start(command: runCommand, variables: variables) {
                     logger.info("--run: started process \(command.pid)")
@@ -387,7 +473,9 @@ struct Serve: ParsableCommand {
         metricsEndpoint?.close()
         writeStats()
         for e in server.statistics() {
-            logger.info("export '\(e.name)': \(e.nbd.requests) requests, \(e.controller.ioCommands) NVMe I/O commands, MMIO doorbell writes per I/O \(String(format: "%.4f", e.mmioDoorbellWritesPerIO)), interrupts per I/O \(String(format: "%.4f", e.interruptsPerIO))")
+            logger.info(
+                "export '\(e.name)': \(e.nbd.requests) requests, \(e.controller.ioCommands) NVMe I/O commands, MMIO doorbell writes per I/O \(String(format: "%.4f", e.mmioDoorbellWritesPerIO)), interrupts per I/O \(String(format: "%.4f", e.interruptsPerIO))"
+            )
         }
         pid?.remove()
         removePrivateDirectory()
@@ -463,7 +551,8 @@ enum CaptiveEnvironment {
         if !unixSocket.isEmpty {
             var allowed = CharacterSet.urlQueryAllowed
             allowed.remove(charactersIn: "&+")
-            uri = "nbd+unix:///\(path)?socket=\(unixSocket.addingPercentEncoding(withAllowedCharacters: allowed) ?? unixSocket)"
+            uri =
+                "nbd+unix:///\(path)?socket=\(unixSocket.addingPercentEncoding(withAllowedCharacters: allowed) ?? unixSocket)"
         }
         if uri.hasSuffix("/") { uri.removeLast() }
         return [("uri", uri), ("nbd", uri), ("port", port), ("unixsocket", unixSocket), ("exportname", exportName)]

@@ -1,7 +1,7 @@
 import ConcurrencyHelpers
 import Foundation
-import TestSupport
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import BlockBackends
@@ -11,8 +11,9 @@ import Testing
 struct BackendConformanceTests {
     static let size: UInt64 = 1 << 20
 
-    @Test("random reads and writes match a reference model byte for byte",
-          arguments: BackendKind.available, [UInt64(1), 2, 3])
+    @Test(
+        "random reads and writes match a reference model byte for byte",
+        arguments: BackendKind.available, [UInt64(1), 2, 3])
     func randomOperationsMatchModel(kind: BackendKind, seed fixed: UInt64) throws {
         let harness = try kind.make(byteCount: Self.size)
         let backend = harness.backend
@@ -20,26 +21,28 @@ struct BackendConformanceTests {
         let seed = TestSeed.fixed(fixed)
         var rng = seed.generator()
 
-        for step in 0 ..< 300 {
-            let offset = Int.random(in: 0 ..< Int(Self.size), using: &rng)
-            let length = Int.random(in: 0 ... min(70_000, Int(Self.size) - offset), using: &rng)
-            switch Int.random(in: 0 ..< 10, using: &rng) {
-            case 0 ..< 5:
+        for step in 0..<300 {
+            let offset = Int.random(in: 0..<Int(Self.size), using: &rng)
+            let length = Int.random(in: 0...min(70_000, Int(Self.size) - offset), using: &rng)
+            switch Int.random(in: 0..<10, using: &rng) {
+            case 0..<5:
                 let data = randomBytes(length, using: &rng)
                 try backend.write(data, at: UInt64(offset), fua: Bool.random(using: &rng))
-                model.replaceSubrange(offset ..< offset + length, with: data)
+                model.replaceSubrange(offset..<offset + length, with: data)
             case 5:
                 try backend.deallocate(at: UInt64(offset), length: UInt64(length))
-                model.replaceSubrange(offset ..< offset + length, with: repeatElement(0, count: length))
+                model.replaceSubrange(offset..<offset + length, with: repeatElement(0, count: length))
             case 6:
-                try backend.writeZeroes(at: UInt64(offset), length: UInt64(length), deallocate: Bool.random(using: &rng))
-                model.replaceSubrange(offset ..< offset + length, with: repeatElement(0, count: length))
+                try backend.writeZeroes(
+                    at: UInt64(offset), length: UInt64(length), deallocate: Bool.random(using: &rng))
+                model.replaceSubrange(offset..<offset + length, with: repeatElement(0, count: length))
             case 7:
                 try backend.flush()
             default:
                 let got = try backend.bytes(at: UInt64(offset), count: length)
-                expectBytes(got, Array(model[offset ..< offset + length]),
-                        "\(seed), step \(step): read \(offset)+\(length) differs")
+                expectBytes(
+                    got, Array(model[offset..<offset + length]),
+                    "\(seed), step \(step): read \(offset)+\(length) differs")
             }
         }
         expectBytes(try backend.bytes(at: 0, count: Int(Self.size)), model, "\(seed): final image differs")
@@ -57,7 +60,8 @@ struct BackendConformanceTests {
         #expect(backend.byteCount == Self.size)
         #expect(try backend.bytes(at: 0, count: Int(Self.size)).allSatisfy { $0 == 0 })
         #expect(try backend.bytes(at: 12345, count: 1).allSatisfy { $0 == 0 })
-        #expect(try backend.allocationMap(at: 0, length: Self.size)
+        #expect(
+            try backend.allocationMap(at: 0, length: Self.size)
                 == [AllocationExtent(offset: 0, length: Self.size, isAllocated: false)])
         // A write of one byte leaves its neighbours zero.
         try backend.write([0xFF], at: 4097)
@@ -105,7 +109,8 @@ struct BackendConformanceTests {
                     try backend.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<n]))
                 }
                 expectBackendError(.outOfRange, label) { () throws(BackendError) in
-                    try backend.write(at: offset, from: UnsafeRawBufferPointer(rebasing: buffer[..<n]), forceUnitAccess: false)
+                    try backend.write(
+                        at: offset, from: UnsafeRawBufferPointer(rebasing: buffer[..<n]), forceUnitAccess: false)
                 }
             }
             expectBackendError(.outOfRange, label) { () throws(BackendError) in
@@ -158,23 +163,27 @@ struct BackendConformanceTests {
         let harness = try kind.make(byteCount: Self.size)
         let backend = harness.backend
         let block: UInt64 = 4096
-        try backend.write(pattern(Int(3 * block), seed: 1), at: 2 * block)   // [2, 5)
-        try backend.write(pattern(Int(block), seed: 2), at: 8 * block)        // [8, 9)
-        try backend.write(pattern(Int(4 * block), seed: 3), at: 16 * block)   // [16, 20)
-        try backend.write([7], at: Self.size - 1)                             // last block
+        try backend.write(pattern(Int(3 * block), seed: 1), at: 2 * block)  // [2, 5)
+        try backend.write(pattern(Int(block), seed: 2), at: 8 * block)  // [8, 9)
+        try backend.write(pattern(Int(4 * block), seed: 3), at: 16 * block)  // [16, 20)
+        try backend.write([7], at: Self.size - 1)  // last block
         let afterWrites = try backend.allocationMap(at: 0, length: Self.size)
-        #expect(afterWrites == extents([
-            (0, 2 * block, false), (2 * block, 5 * block, true), (5 * block, 8 * block, false),
-            (8 * block, 9 * block, true), (9 * block, 16 * block, false), (16 * block, 20 * block, true),
-            (20 * block, Self.size - block, false), (Self.size - block, Self.size, true),
-        ]))
+        #expect(
+            afterWrites
+                == extents([
+                    (0, 2 * block, false), (2 * block, 5 * block, true), (5 * block, 8 * block, false),
+                    (8 * block, 9 * block, true), (9 * block, 16 * block, false), (16 * block, 20 * block, true),
+                    (20 * block, Self.size - block, false), (Self.size - block, Self.size, true),
+                ]))
 
         // Clipped to a range starting and ending inside extents.
         let clipped = try backend.allocationMap(at: 2 * block + 100, length: 7 * block)
-        #expect(clipped == extents([
-            (2 * block + 100, 5 * block, true), (5 * block, 8 * block, false), (8 * block, 9 * block, true),
-            (9 * block, 9 * block + 100, false),
-        ]))
+        #expect(
+            clipped
+                == extents([
+                    (2 * block + 100, 5 * block, true), (5 * block, 8 * block, false), (8 * block, 9 * block, true),
+                    (9 * block, 9 * block + 100, false),
+                ]))
         let inside = try backend.allocationMap(at: 17 * block + 5, length: 10)
         #expect(inside == [AllocationExtent(offset: 17 * block + 5, length: 10, isAllocated: true)])
 
@@ -183,43 +192,50 @@ struct BackendConformanceTests {
         // writeZeroes with deallocate frees [8, 9).
         try backend.writeZeroes(at: 8 * block, length: block, deallocate: true)
         let afterHoles = try backend.allocationMap(at: 0, length: 10 * block)
-        #expect(afterHoles == extents([
-            (0, 2 * block, false), (2 * block, 3 * block, true), (3 * block, 4 * block, false),
-            (4 * block, 5 * block, true), (5 * block, 10 * block, false),
-        ]))
+        #expect(
+            afterHoles
+                == extents([
+                    (0, 2 * block, false), (2 * block, 3 * block, true), (3 * block, 4 * block, false),
+                    (4 * block, 5 * block, true), (5 * block, 10 * block, false),
+                ]))
         #expect(try backend.bytes(at: 3 * block, count: Int(block)).allSatisfy { $0 == 0 })
         #expect(try backend.bytes(at: 8 * block, count: Int(block)).allSatisfy { $0 == 0 })
-        expectBytes(try backend.bytes(at: 2 * block, count: Int(block)), Array(pattern(Int(3 * block), seed: 1)[..<4096]))
+        expectBytes(
+            try backend.bytes(at: 2 * block, count: Int(block)), Array(pattern(Int(3 * block), seed: 1)[..<4096]))
 
         // writeZeroes without deallocate: zeroes; the memory backend keeps no zero
         // pages (a hole), file systems differ (ext4 reports ZERO_RANGE as data, tmpfs
         // reports its re-allocated pages as holes), so only the contract is checked.
         try backend.writeZeroes(at: 16 * block, length: 2 * block, deallocate: false)
         #expect(try backend.bytes(at: 16 * block, count: Int(2 * block)).allSatisfy { $0 == 0 })
-        expectBytes(try backend.bytes(at: 18 * block, count: Int(2 * block)), Array(pattern(Int(4 * block), seed: 3)[8192...]))
+        expectBytes(
+            try backend.bytes(at: 18 * block, count: Int(2 * block)), Array(pattern(Int(4 * block), seed: 3)[8192...]))
         let afterZeroes = try backend.allocationMap(at: 0, length: Self.size)
         expectExactCover(afterZeroes, offset: 0, length: Self.size)
         if !kind.isFile {
-            #expect(try backend.allocationMap(at: 16 * block, length: 4 * block)
+            #expect(
+                try backend.allocationMap(at: 16 * block, length: 4 * block)
                     == extents([(16 * block, 18 * block, false), (18 * block, 20 * block, true)]))
         }
         // Whatever the state, [18, 20) still holds data and is reported allocated.
-        #expect(try backend.allocationMap(at: 18 * block, length: 2 * block)
+        #expect(
+            try backend.allocationMap(at: 18 * block, length: 2 * block)
                 == [AllocationExtent(offset: 18 * block, length: 2 * block, isAllocated: true)])
 
         // Unaligned deallocate: partial blocks are zeroed and stay allocated.
         try backend.deallocate(at: 2 * block + 10, length: 20)
         #expect(try backend.bytes(at: 2 * block + 10, count: 20).allSatisfy { $0 == 0 })
         #expect(try backend.bytes(at: 2 * block + 9, count: 1) == [pattern(10, seed: 1)[9]])
-        #expect(try backend.allocationMap(at: 2 * block, length: block)
+        #expect(
+            try backend.allocationMap(at: 2 * block, length: block)
                 == [AllocationExtent(offset: 2 * block, length: block, isAllocated: true)])
 
         // Every sub-range gives an exact, sorted, merged cover.
         let seed = TestSeed.fixed(42)
         var rng = seed.generator()
-        for _ in 0 ..< 50 {
-            let offset = UInt64.random(in: 0 ..< Self.size, using: &rng)
-            let length = UInt64.random(in: 0 ... Self.size - offset, using: &rng)
+        for _ in 0..<50 {
+            let offset = UInt64.random(in: 0..<Self.size, using: &rng)
+            let length = UInt64.random(in: 0...Self.size - offset, using: &rng)
             let map = try backend.allocationMap(at: offset, length: length)
             expectExactCover(map, offset: offset, length: length, "\(seed)")
             // And agrees with the full map.
@@ -238,7 +254,7 @@ struct BackendConformanceTests {
         let images = Shared<[Int: [UInt8]]>([:])
         let group = DispatchGroup()
         let seed = TestSeed.fixed(100)
-        for writer in 0 ..< writers {
+        for writer in 0..<writers {
             group.enter()
             // Real threads, so that the writers overlap even on few cores.
             let thread = Thread {
@@ -247,20 +263,20 @@ struct BackendConformanceTests {
                 var model = [UInt8](repeating: 0, count: region)
                 let base = writer * region
                 do throws(BackendError) {
-                    for _ in 0 ..< 200 {
-                        let offset = Int.random(in: 0 ..< region, using: &rng)
-                        let length = Int.random(in: 1 ... min(9000, region - offset), using: &rng)
-                        if Int.random(in: 0 ..< 8, using: &rng) == 0 {
+                    for _ in 0..<200 {
+                        let offset = Int.random(in: 0..<region, using: &rng)
+                        let length = Int.random(in: 1...min(9000, region - offset), using: &rng)
+                        if Int.random(in: 0..<8, using: &rng) == 0 {
                             try backend.deallocate(at: UInt64(base + offset), length: UInt64(length))
-                            model.replaceSubrange(offset ..< offset + length, with: repeatElement(0, count: length))
+                            model.replaceSubrange(offset..<offset + length, with: repeatElement(0, count: length))
                         } else {
                             let data = randomBytes(length, using: &rng)
                             try backend.write(data, at: UInt64(base + offset))
-                            model.replaceSubrange(offset ..< offset + length, with: data)
+                            model.replaceSubrange(offset..<offset + length, with: data)
                         }
-                        let check = Int.random(in: 0 ..< region, using: &rng)
+                        let check = Int.random(in: 0..<region, using: &rng)
                         let got = try backend.bytes(at: UInt64(base + check), count: min(512, region - check))
-                        if got != Array(model[check ..< check + got.count]) {
+                        if got != Array(model[check..<check + got.count]) {
                             failures.withLock { $0.append("writer \(writer): read-back at \(check) differs") }
                         }
                     }
@@ -274,7 +290,7 @@ struct BackendConformanceTests {
         group.wait()
         #expect(failures.value == [], "\(seed)")
         let whole = try backend.bytes(at: 0, count: Int(Self.size))
-        let expected = images.withLock { images in (0 ..< writers).flatMap { images[$0] ?? [] } }
+        let expected = images.withLock { images in (0..<writers).flatMap { images[$0] ?? [] } }
         expectBytes(whole, expected, "\(seed)")
     }
 }

@@ -1,8 +1,8 @@
 import ConcurrencyHelpers
 import DMA
-import TestSupport
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import BlockBackends
@@ -93,7 +93,7 @@ extension BlockBackend {
 
 /// A recognisable pattern: byte i of block b is (b * 31 + i) & 0xff, offset by `seed`.
 func pattern(_ count: Int, seed: UInt8) -> [UInt8] {
-    (0 ..< count).map { UInt8(truncatingIfNeeded: $0 / 4096 * 31 + $0) &+ seed }
+    (0..<count).map { UInt8(truncatingIfNeeded: $0 / 4096 * 31 + $0) &+ seed }
 }
 
 /// Expects `body` to throw a BackendError of exactly `kind`; returns it.
@@ -105,8 +105,9 @@ func expectBackendError(
 ) -> BackendError? {
     do {
         try body()
-        Issue.record("expected \(kind), but nothing was thrown. \(comment?.rawValue ?? "")",
-                     sourceLocation: sourceLocation)
+        Issue.record(
+            "expected \(kind), but nothing was thrown. \(comment?.rawValue ?? "")",
+            sourceLocation: sourceLocation)
         return nil
     } catch {
         #expect(error.kind == kind, comment, sourceLocation: sourceLocation)
@@ -131,8 +132,9 @@ func expectExactCover(
         #expect(extent.offset == position, "gap or overlap at \(i): \(extents)\(note)", sourceLocation: sourceLocation)
         #expect(extent.length > 0, "empty extent at \(i): \(extents)\(note)", sourceLocation: sourceLocation)
         if i > 0 {
-            #expect(extents[i - 1].isAllocated != extent.isAllocated, "unmerged at \(i): \(extents)\(note)",
-                    sourceLocation: sourceLocation)
+            #expect(
+                extents[i - 1].isAllocated != extent.isAllocated, "unmerged at \(i): \(extents)\(note)",
+                sourceLocation: sourceLocation)
         }
         position = extent.offset + extent.length
     }

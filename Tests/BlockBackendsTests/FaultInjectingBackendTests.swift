@@ -16,8 +16,10 @@ struct FaultInjectingBackendTests {
     }
 
     /// Runs one operation of the given kind over `[offset, offset+length)`.
-    private func perform(_ operation: Operations, on backend: some BlockBackend,
-                         offset: UInt64, length: UInt64) throws(BackendError) {
+    private func perform(
+        _ operation: Operations, on backend: some BlockBackend,
+        offset: UInt64, length: UInt64
+    ) throws(BackendError) {
         switch operation {
         case .read: _ = try backend.bytes(at: offset, count: Int(length))
         case .write: try backend.write([UInt8](repeating: 0x5A, count: Int(length)), at: offset)
@@ -31,12 +33,13 @@ struct FaultInjectingBackendTests {
 
     static let singleOperations: [Operations] = [.read, .write, .flush, .deallocate, .writeZeroes, .allocationMap]
 
-    @Test("a rule fails only its operation, with its errno",
-          arguments: singleOperations, [EIO, ENOSPC, EROFS])
+    @Test(
+        "a rule fails only its operation, with its errno",
+        arguments: singleOperations, [EIO, ENOSPC, EROFS])
     func operationAndErrno(operation: Operations, errno: Int32) throws {
         let (backend, harness) = try make()
         defer { withExtendedLifetime(harness) {} }
-        let id = backend.addRule(.init(operations: operation, range: 8192 ..< 12288, errno: errno))
+        let id = backend.addRule(.init(operations: operation, range: 8192..<12288, errno: errno))
         for other in Self.singleOperations {
             if other == operation {
                 let error = expectBackendError(.system(errno: errno), "\(other)") { () throws(BackendError) in
@@ -58,7 +61,7 @@ struct FaultInjectingBackendTests {
     func rangeOverlap() throws {
         let (backend, harness) = try make()
         defer { withExtendedLifetime(harness) {} }
-        backend.addRule(.init(operations: [.read, .write], range: 8192 ..< 12288, errno: EIO))
+        backend.addRule(.init(operations: [.read, .write], range: 8192..<12288, errno: EIO))
         // (offset, length, expected to fail)
         let cases: [(UInt64, UInt64, Bool)] = [
             (0, 8192, false), (12288, 4096, false), (0, 8193, true), (12287, 1, true), (8192, 4096, true),
@@ -86,9 +89,9 @@ struct FaultInjectingBackendTests {
         let (backend, harness) = try make()
         defer { withExtendedLifetime(harness) {} }
         let everything = backend.addRule(.init(operations: .all, errno: EIO))
-        let reads = backend.addRule(.init(operations: .read, range: 0 ..< 4096, errno: ENOSPC))
+        let reads = backend.addRule(.init(operations: .read, range: 0..<4096, errno: ENOSPC))
         #expect(backend.rules.count == 2)
-        for _ in 0 ..< 3 {
+        for _ in 0..<3 {
             expectBackendError(.system(errno: EIO)) { () throws(BackendError) in try backend.flush() }
         }
         // The first matching rule wins.
@@ -113,9 +116,9 @@ struct FaultInjectingBackendTests {
     func failureLimit(limit: Int) throws {
         let (backend, harness) = try make()
         defer { withExtendedLifetime(harness) {} }
-        let id = backend.addRule(.init(operations: .write, range: 0 ..< 4096, errno: EIO, failureLimit: limit))
+        let id = backend.addRule(.init(operations: .write, range: 0..<4096, errno: EIO, failureLimit: limit))
         var failures = 0
-        for _ in 0 ..< limit + 3 {
+        for _ in 0..<limit + 3 {
             do { try backend.write([1, 2, 3], at: 100) } catch { failures += 1 }
         }
         #expect(failures == limit)
@@ -124,11 +127,13 @@ struct FaultInjectingBackendTests {
         #expect(try backend.bytes(at: 100, count: 3) == [1, 2, 3])
     }
 
-    @Test("a failed operation does not reach the wrapped backend", arguments: BackendKind.available.filter { $0 != .faultWrappedMemory })
+    @Test(
+        "a failed operation does not reach the wrapped backend",
+        arguments: BackendKind.available.filter { $0 != .faultWrappedMemory })
     func failedOperationsChangeNothing(kind: BackendKind) throws {
         let (backend, harness) = try make(kind)
         try backend.write(pattern(16384, seed: 1), at: 0)
-        backend.addRule(.init(operations: .mutating, range: 4096 ..< 8192, errno: EIO))
+        backend.addRule(.init(operations: .mutating, range: 4096..<8192, errno: EIO))
         #expect(throws: BackendError.self) { try backend.write([UInt8](repeating: 9, count: 16384), at: 0) }
         #expect(throws: BackendError.self) { try backend.deallocate(at: 0, length: 16384) }
         #expect(throws: BackendError.self) { try backend.writeZeroes(at: 4096, length: 1, deallocate: true) }
@@ -143,9 +148,13 @@ struct FaultInjectingBackendTests {
         #expect(backend.isReadOnly && backend.byteCount == Self.size && !backend.hasVolatileWriteCache)
         expectBackendError(.readOnly) { () throws(BackendError) in try backend.write([1], at: 0) }
         expectBackendError(.readOnly) { () throws(BackendError) in try backend.deallocate(at: 0, length: 1) }
-        expectBackendError(.readOnly) { () throws(BackendError) in try backend.writeZeroes(at: 0, length: 1, deallocate: true) }
+        expectBackendError(.readOnly) { () throws(BackendError) in
+            try backend.writeZeroes(at: 0, length: 1, deallocate: true)
+        }
         expectBackendError(.outOfRange) { () throws(BackendError) in _ = try backend.bytes(at: UInt64.max, count: 1) }
-        expectBackendError(.outOfRange) { () throws(BackendError) in _ = try backend.allocationMap(at: 1, length: UInt64.max) }
+        expectBackendError(.outOfRange) { () throws(BackendError) in
+            _ = try backend.allocationMap(at: 1, length: UInt64.max)
+        }
         #expect(backend.injectedFaultCount == 0)
         expectBackendError(.system(errno: EIO)) { () throws(BackendError) in _ = try backend.bytes(at: 0, count: 1) }
         #expect(backend.injectedFaultCount == 1)
@@ -159,13 +168,13 @@ struct FaultInjectingBackendTests {
         let stop = Shared(false)
         let group = DispatchGroup()
         let seed = TestSeed.fixed(0)
-        for worker in 0 ..< 4 {
+        for worker in 0..<4 {
             group.enter()
             Thread {
                 defer { group.leave() }
                 var rng = seed.generator(stream: UInt64(worker))
                 while !stop.value {
-                    let offset = UInt64.random(in: 0 ..< Self.size / 4096, using: &rng) * 4096
+                    let offset = UInt64.random(in: 0..<Self.size / 4096, using: &rng) * 4096
                     do throws(BackendError) {
                         if Bool.random(using: &rng) {
                             try backend.write([UInt8(worker)], at: offset)
@@ -182,8 +191,8 @@ struct FaultInjectingBackendTests {
                 }
             }.start()
         }
-        for _ in 0 ..< 300 {
-            let id = backend.addRule(.init(operations: [.read, .write], range: 0 ..< 65536, errno: EIO))
+        for _ in 0..<300 {
+            let id = backend.addRule(.init(operations: [.read, .write], range: 0..<65536, errno: EIO))
             usleep(100)
             #expect(backend.removeRule(id))
             usleep(100)

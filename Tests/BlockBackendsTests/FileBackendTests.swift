@@ -21,7 +21,8 @@ struct FileBackendTests {
     /// with `pattern(seed:)` when a seed is given: how most tests here begin. The
     /// directory must outlive the backend.
     private func scratchBackend(_ kind: BackendKind, filledWith seed: UInt8? = nil) throws
-        -> (TemporaryDirectory, String, FileBackend) {
+        -> (TemporaryDirectory, String, FileBackend)
+    {
         let (directory, path) = try scratch(kind)
         let backend = try FileBackend(path: path, createSize: Self.size)
         if let seed { try backend.write(pattern(Int(Self.size), seed: seed), at: 0) }
@@ -71,9 +72,9 @@ struct FileBackendTests {
         // Read through a separate descriptor, bypassing the backend.
         let contents = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         #expect(contents.count == Int(Self.size))
-        expectBytes(Array(contents[123_457 ..< 123_457 + 50_000]), first)
-        expectBytes(Array(contents[8192 ..< 8192 + 4096]), second)
-        #expect(contents[0 ..< 8192].allSatisfy { $0 == 0 })
+        expectBytes(Array(contents[123_457..<123_457 + 50_000]), first)
+        expectBytes(Array(contents[8192..<8192 + 4096]), second)
+        #expect(contents[0..<8192].allSatisfy { $0 == 0 })
         // And the other way round: a change made outside is seen by the backend.
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         try handle.seek(toOffset: 4096)
@@ -82,8 +83,10 @@ struct FileBackendTests {
         #expect(try backend.bytes(at: 4095, count: 5) == [0, 9, 8, 7, 0])
     }
 
-    @Test("FUA and fallocate fallbacks give the same data",
-          arguments: BackendKind.files, ["none", "dsync", "zeroRange", "zeroRange+allocate", "zeroRange+punchHole", "all"])
+    @Test(
+        "FUA and fallocate fallbacks give the same data",
+        arguments: BackendKind.files,
+        ["none", "dsync", "zeroRange", "zeroRange+allocate", "zeroRange+punchHole", "all"])
     func fallbacks(kind: BackendKind, disabled: String) throws {
         let (directory, path) = try scratch(kind)
         defer { withExtendedLifetime(directory) {} }
@@ -117,9 +120,10 @@ struct FileBackendTests {
             } else {
                 try backend.deallocate(at: offset, length: length)
             }
-            model.replaceSubrange(Int(offset) ..< Int(offset + length), with: repeatElement(0, count: Int(length)))
-            expectBytes(try backend.bytes(at: 0, count: Int(size)), model,
-                    "after \(offset)+\(length) \(String(describing: deallocate)), \(seed)")
+            model.replaceSubrange(Int(offset)..<Int(offset + length), with: repeatElement(0, count: Int(length)))
+            expectBytes(
+                try backend.bytes(at: 0, count: Int(size)), model,
+                "after \(offset)+\(length) \(String(describing: deallocate)), \(seed)")
         }
         try backend.flush()
         let contents = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
@@ -153,9 +157,11 @@ struct FileBackendTests {
         #expect(lseek(fd, 0, clinux_SEEK_HOLE) == 256 * 1024)
         #expect(lseek(fd, 256 * 1024, clinux_SEEK_DATA) == 512 * 1024)
 
-        #expect(try backend.allocationMap(at: 0, length: Self.size) == extents([
-            (0, 256 * 1024, true), (256 * 1024, 512 * 1024, false), (512 * 1024, Self.size, true),
-        ]))
+        #expect(
+            try backend.allocationMap(at: 0, length: Self.size)
+                == extents([
+                    (0, 256 * 1024, true), (256 * 1024, 512 * 1024, false), (512 * 1024, Self.size, true),
+                ]))
 
         // writeZeroes without deallocate keeps the storage (ZERO_RANGE on ext4 and
         // xfs; punch + fallocate on tmpfs).
@@ -189,7 +195,8 @@ struct FileBackendTests {
         let (directory, _, backend) = try scratchBackend(kind)
         defer { withExtendedLifetime(directory) {} }
         backend.supportsSeekHole.store(false, ordering: .relaxed)
-        #expect(try backend.allocationMap(at: 4096, length: 5000)
+        #expect(
+            try backend.allocationMap(at: 4096, length: 5000)
                 == [AllocationExtent(offset: 4096, length: 5000, isAllocated: true)])
     }
 
@@ -204,8 +211,10 @@ struct FileBackendTests {
         let (directory, path) = try scratch(kind)
         defer { withExtendedLifetime(directory) {} }
 
-        func expectCannotOpen(_ target: String, _ expected: Int32, readOnly: Bool = false, createSize: UInt64? = nil,
-                              hint: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        func expectCannotOpen(
+            _ target: String, _ expected: Int32, readOnly: Bool = false, createSize: UInt64? = nil,
+            hint: String, sourceLocation: SourceLocation = #_sourceLocation
+        ) {
             let error = expectBackendError(.cannotOpen(path: target, errno: expected), sourceLocation: sourceLocation) {
                 () throws(BackendError) in
                 _ = try FileBackend(path: target, readOnly: readOnly, createSize: createSize)
@@ -234,8 +243,9 @@ struct FileBackendTests {
         }
     }
 
-    @Test("an existing file of any positive size is served whole; an empty one is refused",
-          arguments: [Int64(0), 1, 511, 4095, 4097, 1_000_000, Int64(2048 * 333)])
+    @Test(
+        "an existing file of any positive size is served whole; an empty one is refused",
+        arguments: [Int64(0), 1, 511, 4095, 4097, 1_000_000, Int64(2048 * 333)])
     func anyFileSize(size: Int64) throws {
         let directory = try TemporaryDirectory(under: NSTemporaryDirectory())
         let path = directory.path + "/odd.img"
@@ -264,8 +274,9 @@ struct FileBackendTests {
         }
     }
 
-    @Test("created files must be a positive multiple of 512 bytes",
-          arguments: [UInt64(1), 511, 1000, 1_000_000])
+    @Test(
+        "created files must be a positive multiple of 512 bytes",
+        arguments: [UInt64(1), 511, 1000, 1_000_000])
     func createSizeRule(size: UInt64) throws {
         let directory = try TemporaryDirectory(under: NSTemporaryDirectory())
         let path = directory.path + "/new.img"
@@ -301,7 +312,9 @@ struct FileBackendTests {
         // Requested sizes must be positive multiples of 512 no larger than Int64.max.
         for requested: UInt64 in [0, 100, 4097, UInt64.max - 4095] {
             let missing = directory.path + "/never-\(requested).img"
-            let error = try #require(throws: BackendError.self) { _ = try FileBackend(path: missing, createSize: requested) }
+            let error = try #require(throws: BackendError.self) {
+                _ = try FileBackend(path: missing, createSize: requested)
+            }
             guard case .invalidConfiguration(let message) = error.kind else {
                 Issue.record("unexpected \(error)")
                 continue
@@ -329,7 +342,9 @@ struct FileBackendTests {
         #expect(mkfifo(fifo, 0o600) == 0)
         for (path, what) in [("/dev/null", "character device"), (fifo, "FIFO")] {
             for readOnly in [false, true] {
-                let error = try #require(throws: BackendError.self) { _ = try FileBackend(path: path, readOnly: readOnly) }
+                let error = try #require(throws: BackendError.self) {
+                    _ = try FileBackend(path: path, readOnly: readOnly)
+                }
                 guard case .invalidConfiguration(let message) = error.kind else {
                     Issue.record("unexpected \(error)")
                     continue
@@ -374,12 +389,13 @@ struct FileBackendTests {
         try backend.deallocate(at: 4096 * 4, length: 4096 * 8)
         try backend.writeZeroes(at: 4096 * 20, length: 4096 * 2, deallocate: false)
         var expected = [UInt8](repeating: 0, count: Int(size))
-        expected.replaceSubrange(4096 * 3 + 17 ..< 4096 * 3 + 17 + 100_000, with: pattern(100_000, seed: 4))
-        expected.replaceSubrange(4096 * 4 ..< 4096 * 12, with: repeatElement(0, count: 4096 * 8))
-        expected.replaceSubrange(4096 * 20 ..< 4096 * 22, with: repeatElement(0, count: 4096 * 2))
+        expected.replaceSubrange(4096 * 3 + 17..<4096 * 3 + 17 + 100_000, with: pattern(100_000, seed: 4))
+        expected.replaceSubrange(4096 * 4..<4096 * 12, with: repeatElement(0, count: 4096 * 8))
+        expected.replaceSubrange(4096 * 20..<4096 * 22, with: repeatElement(0, count: 4096 * 2))
         expectBytes(try backend.bytes(at: 0, count: Int(size)), expected)
         // Block devices cannot report holes.
-        #expect(try backend.allocationMap(at: 0, length: size)
+        #expect(
+            try backend.allocationMap(at: 0, length: size)
                 == [AllocationExtent(offset: 0, length: size, isAllocated: true)])
         try backend.flush()
         // The data went through to the backing file.

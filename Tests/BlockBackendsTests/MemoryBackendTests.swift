@@ -10,9 +10,9 @@ struct MemoryBackendTests {
         #expect(backend.allocatedByteCount == 0)
         #expect(!backend.hasVolatileWriteCache)
 
-        try backend.write([1], at: 5000)                       // page 1
+        try backend.write([1], at: 5000)  // page 1
         #expect(backend.allocatedByteCount == 4096)
-        try backend.write([2], at: 5001)                       // same page: no new storage
+        try backend.write([2], at: 5001)  // same page: no new storage
         #expect(backend.allocatedByteCount == 4096)
         try backend.write(pattern(8192, seed: 0), at: 4096 * 3 + 100)  // pages 3, 4, 5
         #expect(backend.allocatedByteCount == 4 * 4096)
@@ -24,7 +24,7 @@ struct MemoryBackendTests {
         try backend.deallocate(at: 4096 * 3 + 100, length: 100)
         #expect(backend.allocatedByteCount == 4 * 4096)
         // Fully covered pages are freed, partially covered ones kept.
-        try backend.deallocate(at: 4096 * 3 + 100, length: 8192)      // frees page 4 only
+        try backend.deallocate(at: 4096 * 3 + 100, length: 8192)  // frees page 4 only
         #expect(backend.allocatedByteCount == 3 * 4096)
         try backend.writeZeroes(at: 4096 * 3, length: 4096, deallocate: false)  // page 3
         #expect(backend.allocatedByteCount == 2 * 4096)
@@ -38,20 +38,23 @@ struct MemoryBackendTests {
 
     @Test("a large sparse namespace costs only what is written")
     func largeSparseNamespace() throws {
-        let size: UInt64 = 1 << 40   // 1 TiB
+        let size: UInt64 = 1 << 40  // 1 TiB
         let backend = try MemoryBackend(byteCount: size)
         try backend.write([0xAB, 0xCD], at: size - 2)
         try backend.write([0xEF], at: size / 2)
         #expect(backend.allocatedByteCount == 2 * 4096)
         #expect(try backend.bytes(at: size - 3, count: 3) == [0, 0xAB, 0xCD])
-        #expect(try backend.allocationMap(at: 0, length: size) == extents([
-            (0, size / 2, false), (size / 2, size / 2 + 4096, true),
-            (size / 2 + 4096, size - 4096, false), (size - 4096, size, true),
-        ]))
+        #expect(
+            try backend.allocationMap(at: 0, length: size)
+                == extents([
+                    (0, size / 2, false), (size / 2, size / 2 + 4096, true),
+                    (size / 2 + 4096, size - 4096, false), (size - 4096, size, true),
+                ]))
     }
 
-    @Test("invalid sizes are refused with a clear message",
-          arguments: [UInt64(0), 1, 511, 4097, 6000, MemoryBackend.maximumByteCount + 4096, UInt64.max])
+    @Test(
+        "invalid sizes are refused with a clear message",
+        arguments: [UInt64(0), 1, 511, 4097, 6000, MemoryBackend.maximumByteCount + 4096, UInt64.max])
     func invalidSizes(size: UInt64) {
         do {
             _ = try MemoryBackend(byteCount: size)

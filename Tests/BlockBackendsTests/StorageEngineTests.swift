@@ -20,7 +20,8 @@ struct StorageEngineTests {
 
     static func engine(_ c: Case, _ backend: FileBackend, _ wake: WakeSignal) throws -> any StorageEngine {
         if c.ioUring {
-            let allowed = (try? String(contentsOfFile: "/proc/sys/kernel/io_uring_disabled", encoding: .utf8))?
+            let allowed =
+                (try? String(contentsOfFile: "/proc/sys/kernel/io_uring_disabled", encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines) ?? "0"
             guard allowed == "0" else { try Test.cancel("io_uring disabled by kernel.io_uring_disabled=\(allowed)") }
             return try IOURingEngine(backend: backend, capacity: 64, wake: wake)
@@ -30,7 +31,8 @@ struct StorageEngineTests {
 
     /// Runs `operations` at once and returns their results by tag.
     static func runAll(_ engine: any StorageEngine, _ wake: WakeSignal, _ operations: [StorageOperation])
-        -> [Int: StorageResult] {
+        -> [Int: StorageResult]
+    {
         for (tag, op) in operations.enumerated() { engine.start(op, tag: tag) }
         engine.commit()
         var results: [Int: StorageResult] = [:]
@@ -69,7 +71,8 @@ struct StorageEngineTests {
             for _ in 0..<16 {
                 // 512-aligned or arbitrary offsets; lengths of any size; 1 to 4 segments.
                 let aligned = Bool.random(using: &rng)
-                let length = aligned ? 512 * Int.random(in: 1...64, using: &rng) : Int.random(in: 1...40_000, using: &rng)
+                let length =
+                    aligned ? 512 * Int.random(in: 1...64, using: &rng) : Int.random(in: 1...40_000, using: &rng)
                 var offset = Int.random(in: 0...(size - length), using: &rng)
                 if aligned { offset = offset / 4096 * 4096 }
                 guard !claimed.contains(where: { $0.overlaps(offset..<(offset + length)) }) else { continue }
@@ -90,7 +93,8 @@ struct StorageEngineTests {
                     let data = randomBytes(length, using: &rng)
                     vector.copy(from: data)
                     model.replaceSubrange(offset..<(offset + length), with: data)
-                    operations.append(.write(offset: UInt64(offset), from: vector, forceUnitAccess: Bool.random(using: &rng)))
+                    operations.append(
+                        .write(offset: UInt64(offset), from: vector, forceUnitAccess: Bool.random(using: &rng)))
                 } else {
                     vector.zero()
                     reads.append((operations.count, offset, vector))
@@ -131,15 +135,19 @@ struct StorageEngineTests {
         // The write first (operations started together may finish in any order).
         var results = Self.runAll(engine, wake, [.write(offset: 0, from: whole, forceUnitAccess: true)])
         #expect(results[0] == .done)
-        results = Self.runAll(engine, wake, [
-            .flush,
-            .writeZeroes(offset: 4096, length: 8192, deallocate: true, quickly: false, forceUnitAccess: true),
-            .deallocate(ranges: [32768..<40960]),
-            .allocationMap(offset: 0, length: 1 << 20),
-            .read(offset: (1 << 20) - 100, into: IOVector(IOSegment(base: buffer.baseAddress!, count: 200))),
-        ])
+        results = Self.runAll(
+            engine, wake,
+            [
+                .flush,
+                .writeZeroes(offset: 4096, length: 8192, deallocate: true, quickly: false, forceUnitAccess: true),
+                .deallocate(ranges: [32768..<40960]),
+                .allocationMap(offset: 0, length: 1 << 20),
+                .read(offset: (1 << 20) - 100, into: IOVector(IOSegment(base: buffer.baseAddress!, count: 200))),
+            ])
         #expect(results[0] == .done && results[1] == .done && results[2] == .done)
-        guard case .extents(let extents)? = results[3] else { Issue.record("no extents: \(String(describing: results[3]))"); return }
+        guard case .extents(let extents)? = results[3] else {
+            Issue.record("no extents: \(String(describing: results[3]))"); return
+        }
         #expect(extents.first?.offset == 0 && extents.last.map { $0.offset + $0.length } == 1 << 20)
         guard case .failed(let e)? = results[4], case .outOfRange = e.kind else {
             Issue.record("a read past the end: \(String(describing: results[4]))")
@@ -149,11 +157,15 @@ struct StorageEngineTests {
         // zeroes (a short read, continued past the new end).
         #expect(truncate(path, 10000) == 0)
         buffer.initializeMemory(as: UInt8.self, repeating: 0xEE)
-        results = Self.runAll(engine, wake, [.read(offset: 0, into: IOVector(IOSegment(base: buffer.baseAddress!, count: 16384)))])
+        results = Self.runAll(
+            engine, wake, [.read(offset: 0, into: IOVector(IOSegment(base: buffer.baseAddress!, count: 16384)))])
         #expect(results[0] == .done, "\(String(describing: results[0]))")
         let got = [UInt8](UnsafeRawBufferPointer(rebasing: buffer[0..<16384]))
         #expect(got[0..<4096].allSatisfy { $0 == 0x5A }, "the bytes before the zeroed range")
-        #expect(got[4096...].allSatisfy { $0 == 0 }, "zeroed, then past the new end: \(Set(got[4096...]).sorted()) first nonzero \(String(describing: got[4096...].firstIndex { $0 != 0 }))")
+        #expect(
+            got[4096...].allSatisfy { $0 == 0 },
+            "zeroed, then past the new end: \(Set(got[4096...]).sorted()) first nonzero \(String(describing: got[4096...].firstIndex { $0 != 0 }))"
+        )
     }
 
     @Test("threads: queued operations can be cancelled (reset)")

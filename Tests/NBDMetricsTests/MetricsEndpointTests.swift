@@ -8,8 +8,9 @@ import Testing
 @Suite struct MetricsEndpointTests {
     @Test func servesMetricsAnd404And405() throws {
         let metrics = ServerMetrics(exportNames: ["", "disk"])
-        let endpoint = try MetricsEndpoint(address: MetricsAddress(host: "127.0.0.1", port: 0), metrics: metrics,
-                                           logger: Logger(label: "test"))
+        let endpoint = try MetricsEndpoint(
+            address: MetricsAddress(host: "127.0.0.1", port: 0), metrics: metrics,
+            logger: Logger(label: "test"))
         defer { endpoint.close() }
         #expect(endpoint.boundAddress.port != 0)
         for _ in 0..<7 { metrics.requestAnswered(export: 1, type: .read, nanoseconds: 30_000) }
@@ -51,8 +52,9 @@ import Testing
     @Test func connectionRefusedIsATypedError() throws {
         // Bind and close to find a port nobody listens on.
         let metrics = ServerMetrics(exportNames: [""])
-        let endpoint = try MetricsEndpoint(address: MetricsAddress(host: "127.0.0.1", port: 0), metrics: metrics,
-                                           logger: Logger(label: "test"))
+        let endpoint = try MetricsEndpoint(
+            address: MetricsAddress(host: "127.0.0.1", port: 0), metrics: metrics,
+            logger: Logger(label: "test"))
         let address = endpoint.boundAddress
         endpoint.close()
         let client = MetricsClient()

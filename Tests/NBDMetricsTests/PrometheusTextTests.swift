@@ -10,21 +10,22 @@ import Testing
         let text = Array("# HELP x_total Things.\n# TYPE x_total counter\nx_total 42\ny{a=\"1\",b=\"two\"} 0.5\n".utf8)
         let s = try parse(text)
         #expect(s.types == ["x_total": "counter"])
-        #expect(s.samples == [
-            PrometheusSample(name: "x_total", value: 42),
-            PrometheusSample(name: "y", labels: ["a": "1", "b": "two"], value: 0.5),
-        ])
+        #expect(
+            s.samples == [
+                PrometheusSample(name: "x_total", value: 42),
+                PrometheusSample(name: "y", labels: ["a": "1", "b": "two"], value: 0.5),
+            ])
     }
 
     @Test func histogramAsSwiftPrometheusWritesIt() throws {
         let text = """
-        # TYPE nvme_nbd_request_duration_seconds histogram
-        nvme_nbd_request_duration_seconds_bucket{export="",type="read",le="0.00001"} 3
-        nvme_nbd_request_duration_seconds_bucket{export="",type="read",le="+Inf"} 7
-        nvme_nbd_request_duration_seconds_sum{export="",type="read"} 0.000123
-        nvme_nbd_request_duration_seconds_count{export="",type="read"} 7
+            # TYPE nvme_nbd_request_duration_seconds histogram
+            nvme_nbd_request_duration_seconds_bucket{export="",type="read",le="0.00001"} 3
+            nvme_nbd_request_duration_seconds_bucket{export="",type="read",le="+Inf"} 7
+            nvme_nbd_request_duration_seconds_sum{export="",type="read"} 0.000123
+            nvme_nbd_request_duration_seconds_count{export="",type="read"} 7
 
-        """
+            """
         let s = try PrometheusText.parse(text)
         #expect(s.types["nvme_nbd_request_duration_seconds"] == "histogram")
         #expect(s.samples.count == 4)
@@ -36,14 +37,16 @@ import Testing
 
     @Test func escapesInLabelValues() throws {
         // x{p="a\\b\"c\nd"} 1
-        let bytes: [UInt8] = Array("x{p=\"a".utf8) + [0x5C, 0x5C] + Array("b".utf8) + [0x5C, 0x22] + Array("c".utf8)
+        let bytes: [UInt8] =
+            Array("x{p=\"a".utf8) + [0x5C, 0x5C] + Array("b".utf8) + [0x5C, 0x22] + Array("c".utf8)
             + [0x5C, 0x6E] + Array("d\"} 1\n".utf8)
         let s = try parse(bytes)
         #expect(s.samples.first?.labels["p"] == "a\\b\"c\nd")
     }
 
     @Test func specialValuesTimestampsBlanksAndCRLF() throws {
-        let s = try parse(Array("a +Inf\r\nb -Inf 1700000000000\r\n\r\n  # just a comment\nc NaN\nd{} 1e3\ne\t2\n".utf8))
+        let s = try parse(
+            Array("a +Inf\r\nb -Inf 1700000000000\r\n\r\n  # just a comment\nc NaN\nd{} 1e3\ne\t2\n".utf8))
         #expect(s.samples.map(\.name) == ["a", "b", "c", "d", "e"])
         #expect(s.samples[0].value == .infinity)
         #expect(s.samples[1].value == -.infinity)

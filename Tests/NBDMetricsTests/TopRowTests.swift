@@ -3,27 +3,29 @@ import Testing
 
 /// `nvme-nbd top`'s arithmetic: totals read from a scrape, rates between two.
 @Suite struct TopRowTests {
-    private func scrape(requests: Int, bytes: Int, mmio: Int, irq: Int, io: Int, fast: Int, slow: Int) throws -> [String: ExportTotals] {
+    private func scrape(requests: Int, bytes: Int, mmio: Int, irq: Int, io: Int, fast: Int, slow: Int) throws
+        -> [String: ExportTotals]
+    {
         let text = """
-        nvme_nbd_requests_total{export="a",type="read"} \(requests - 1)
-        nvme_nbd_requests_total{export="a",type="flush"} 1
-        nvme_nbd_read_bytes_total{export="a"} \(bytes)
-        nvme_nbd_written_bytes_total{export="a"} 0
-        nvme_nbd_mmio_doorbell_writes_total{export="a",doorbell="sq_tail"} \(mmio)
-        nvme_nbd_mmio_doorbell_writes_total{export="a",doorbell="cq_head"} 0
-        nvme_nbd_interrupts_total{export="a"} \(irq)
-        nvme_nbd_nvme_io_commands_total{export="a"} \(io)
-        nvme_nbd_shadow_doorbells_enabled{export="a"} 1
-        nvme_nbd_request_duration_seconds_bucket{export="a",type="read",le="0.00001"} 0
-        nvme_nbd_request_duration_seconds_bucket{export="a",type="read",le="0.0001"} \(fast)
-        nvme_nbd_request_duration_seconds_bucket{export="a",type="read",le="+Inf"} \(fast + slow)
-        nvme_nbd_request_duration_seconds_bucket{export="a",type="flush",le="0.00001"} 0
-        nvme_nbd_request_duration_seconds_bucket{export="a",type="flush",le="0.0001"} 0
-        nvme_nbd_request_duration_seconds_bucket{export="a",type="flush",le="+Inf"} 0
-        other_series{export="b"} 5
-        unlabelled 1
+            nvme_nbd_requests_total{export="a",type="read"} \(requests - 1)
+            nvme_nbd_requests_total{export="a",type="flush"} 1
+            nvme_nbd_read_bytes_total{export="a"} \(bytes)
+            nvme_nbd_written_bytes_total{export="a"} 0
+            nvme_nbd_mmio_doorbell_writes_total{export="a",doorbell="sq_tail"} \(mmio)
+            nvme_nbd_mmio_doorbell_writes_total{export="a",doorbell="cq_head"} 0
+            nvme_nbd_interrupts_total{export="a"} \(irq)
+            nvme_nbd_nvme_io_commands_total{export="a"} \(io)
+            nvme_nbd_shadow_doorbells_enabled{export="a"} 1
+            nvme_nbd_request_duration_seconds_bucket{export="a",type="read",le="0.00001"} 0
+            nvme_nbd_request_duration_seconds_bucket{export="a",type="read",le="0.0001"} \(fast)
+            nvme_nbd_request_duration_seconds_bucket{export="a",type="read",le="+Inf"} \(fast + slow)
+            nvme_nbd_request_duration_seconds_bucket{export="a",type="flush",le="0.00001"} 0
+            nvme_nbd_request_duration_seconds_bucket{export="a",type="flush",le="0.0001"} 0
+            nvme_nbd_request_duration_seconds_bucket{export="a",type="flush",le="+Inf"} 0
+            other_series{export="b"} 5
+            unlabelled 1
 
-        """
+            """
         return ExportTotals.byExport(try PrometheusText.parse(text))
     }
 
@@ -42,7 +44,9 @@ import Testing
         #expect(abs(row.p50! - 0.000055) < 1e-12)
         #expect(abs(row.p99! - 0.0000991) < 1e-12)
         #expect(row.line.hasPrefix("a "))
-        #expect(row.line.contains(" 1000 ") && row.line.contains(" 4.0 ") && row.line.contains(" 55 ") && row.line.contains(" 99 "))
+        #expect(
+            row.line.contains(" 1000 ") && row.line.contains(" 4.0 ") && row.line.contains(" 55 ")
+                && row.line.contains(" 99 "))
         #expect(row.line.contains("0.010") && row.line.contains("0.250") && row.line.hasSuffix("on"))
     }
 

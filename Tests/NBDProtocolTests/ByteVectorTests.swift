@@ -72,7 +72,8 @@ struct ByteVectorTests {
                 == hex("\(magic) 00000003 00000002 00000006 00000001 61 62"))
         #expect(
             encoded {
-                $0.writeNBDOptionReply(.metaContext(NBDMetaContext(id: 1, name: "base:allocation"), to: .setMetaContext))
+                $0.writeNBDOptionReply(
+                    .metaContext(NBDMetaContext(id: 1, name: "base:allocation"), to: .setMetaContext))
             } == hex("\(magic) 0000000a 00000004 00000013 00000001 626173653a616c6c6f636174696f6e"))
     }
 
@@ -110,7 +111,10 @@ struct ByteVectorTests {
 
     @Test(arguments: [
         (NBDStructuredReplyChunk.Payload.none, NBDReplyFlags.done, "0001 0000 C 00000000"),
-        (.offsetData(offset: 0x200, data: ByteBuffer(string: "ab")), NBDReplyFlags(), "0000 0001 C 0000000a 0000000000000200 6162"),
+        (
+            .offsetData(offset: 0x200, data: ByteBuffer(string: "ab")), NBDReplyFlags(),
+            "0000 0001 C 0000000a 0000000000000200 6162"
+        ),
         (.offsetHole(offset: 0x400, length: 0x1000), .done, "0001 0002 C 0000000c 0000000000000400 00001000"),
         (
             .blockStatus(
@@ -134,12 +138,14 @@ struct ByteVectorTests {
     @Test func headerOnlyWritersLetTheCallerAppendData() {
         let data = ByteBuffer(string: "0123456789")
         var split = ByteBuffer()
-        split.writeNBDOffsetDataChunkHeader(flags: .done, cookie: Self.cookie, offset: 512, dataLength: data.readableBytes)
+        split.writeNBDOffsetDataChunkHeader(
+            flags: .done, cookie: Self.cookie, offset: 512, dataLength: data.readableBytes)
         #expect(split == hex("668e33ef 0001 0001 \(Self.cookieHex) 00000012 0000000000000200"))
         split.writeImmutableBuffer(data)
         let whole = encoded {
             $0.writeNBDStructuredReplyChunk(
-                NBDStructuredReplyChunk(flags: .done, cookie: Self.cookie, payload: .offsetData(offset: 512, data: data)))
+                NBDStructuredReplyChunk(
+                    flags: .done, cookie: Self.cookie, payload: .offsetData(offset: 512, data: data)))
         }
         #expect(split == whole)
 

@@ -5,12 +5,12 @@ import Testing
 @Suite("Constants match proto.md")
 struct ConstantsTests {
     @Test func magics() {
-        #expect(NBDMagic.initPassword == 0x4e42444d41474943)
-        #expect(NBDMagic.option == 0x49484156454F5054)
-        #expect(NBDMagic.optionReply == 0x3e889045565a9)
-        #expect(NBDMagic.request == 0x25609513)
-        #expect(NBDMagic.simpleReply == 0x67446698)
-        #expect(NBDMagic.structuredReply == 0x668e33ef)
+        #expect(NBDMagic.initPassword == 0x4e42_444d_4147_4943)
+        #expect(NBDMagic.option == 0x4948_4156_454F_5054)
+        #expect(NBDMagic.optionReply == 0x3_e889_0455_65a9)
+        #expect(NBDMagic.request == 0x2560_9513)
+        #expect(NBDMagic.simpleReply == 0x6744_6698)
+        #expect(NBDMagic.structuredReply == 0x668e_33ef)
         // ASCII spelling of the two handshake magics.
         #expect(Array("NBDMAGIC".utf8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } == NBDMagic.initPassword)
         #expect(Array("IHAVEOPT".utf8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } == NBDMagic.option)

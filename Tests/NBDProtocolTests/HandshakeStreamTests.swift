@@ -34,20 +34,21 @@ struct HandshakeStreamTests {
         #expect(handshake.phase == .transmission)
         #expect(leftover.readableBytes == 28 + 28 + 4)
         let types = try sentReplies(actions).map(\.type)
-        #expect(types == [
-            .server, .server, .server, .ack,  // LIST
-            .errorInvalid,  // LIST with data
-            .info, .info, .info, .info, .ack,  // INFO with NAME and DESCRIPTION
-            .errorUnknown, .errorInvalid, .errorUnsupported,
-            .errorPolicy,  // STARTTLS with TLS off (NOTLS mode)
-            .errorUnsupported, .errorTooBig,
-            .errorInvalid,  // SET before STRUCTURED_REPLY
-            .ack,  // STRUCTURED_REPLY
-            .metaContext, .ack, .metaContext, .ack,  // LIST_META_CONTEXT twice
-            .metaContext, .ack,  // SET_META_CONTEXT
-            .info, .errorBlockSizeRequired,  // GO strict
-            .info, .info, .ack,  // GO disk
-        ])
+        #expect(
+            types == [
+                .server, .server, .server, .ack,  // LIST
+                .errorInvalid,  // LIST with data
+                .info, .info, .info, .info, .ack,  // INFO with NAME and DESCRIPTION
+                .errorUnknown, .errorInvalid, .errorUnsupported,
+                .errorPolicy,  // STARTTLS with TLS off (NOTLS mode)
+                .errorUnsupported, .errorTooBig,
+                .errorInvalid,  // SET before STRUCTURED_REPLY
+                .ack,  // STRUCTURED_REPLY
+                .metaContext, .ack, .metaContext, .ack,  // LIST_META_CONTEXT twice
+                .metaContext, .ack,  // SET_META_CONTEXT
+                .info, .errorBlockSizeRequired,  // GO strict
+                .info, .info, .ack,  // GO disk
+            ])
         guard case .enterTransmission(let selection) = actions.last else { throw TestFailure("\(actions)") }
         #expect(selection.metaContexts.map(\.name) == ["base:allocation"])
         #expect(selection.structuredReplies && selection.clientRequestedBlockSize)

@@ -11,7 +11,8 @@ enum Fixtures {
         blockSize: try! NBDBlockSizeConstraints(minimum: 512, preferred: 4096, maximum: 1 << 25))
     static let readOnly = NBDExport(name: "ro", size: 40960, flags: [.readOnly, .sendFastZero, .blockStatusPayload])
     static let strict = NBDExport(
-        name: "strict", size: 1 << 20, blockSize: try! NBDBlockSizeConstraints(minimum: 4096, preferred: 4096, maximum: 1 << 20),
+        name: "strict", size: 1 << 20,
+        blockSize: try! NBDBlockSizeConstraints(minimum: 4096, preferred: 4096, maximum: 1 << 20),
         requiresBlockSizeNegotiation: true)
 
     static let configuration = NBDServerHandshake.Configuration(
@@ -96,7 +97,8 @@ struct HandshakeTests {
         let (actions, leftover, handshake) = negotiate(client)
         try #require(actions.count == 2)
         var expected = ByteBuffer()
-        expected.writeNBDExportNameReply(NBDExportNameReply(size: 1 << 30, flags: Fixtures.diskFlagsSimple), noZeroes: noZeroes)
+        expected.writeNBDExportNameReply(
+            NBDExportNameReply(size: 1 << 30, flags: Fixtures.diskFlagsSimple), noZeroes: noZeroes)
         #expect(actions[0] == .send(expected))
         #expect(expected.readableBytes == (noZeroes ? 10 : 134))
         #expect(
@@ -196,14 +198,17 @@ struct HandshakeTests {
 
     @Test func infoSendsNameAndDescriptionWhenAsked() throws {
         let requests: [NBDInfoType] = [.description, .name, NBDInfoType(rawValue: 99), .blockSize]
-        let replies = try sentReplies(negotiate(ClientBytes().adding(.info(exportName: "", requests: requests))).actions)
-        #expect(replies.compactMap(\.info) == [
-            .export(size: 1 << 30, flags: Fixtures.diskFlagsSimple), .name("disk"), .description("the disk"),
-            .blockSize(minimum: 512, preferred: 4096, maximum: 1 << 25),
-        ])
+        let replies = try sentReplies(
+            negotiate(ClientBytes().adding(.info(exportName: "", requests: requests))).actions)
+        #expect(
+            replies.compactMap(\.info) == [
+                .export(size: 1 << 30, flags: Fixtures.diskFlagsSimple), .name("disk"), .description("the disk"),
+                .blockSize(minimum: 512, preferred: 4096, maximum: 1 << 25),
+            ])
         #expect(replies.last == .ack(.info))
         // No description to give: the request is ignored.
-        let roReplies = try sentReplies(negotiate(ClientBytes().adding(.info(exportName: "ro", requests: [.description]))).actions)
+        let roReplies = try sentReplies(
+            negotiate(ClientBytes().adding(.info(exportName: "ro", requests: [.description]))).actions)
         #expect(roReplies.compactMap(\.info).map(\.type) == [.export, .blockSize])
     }
 
@@ -286,7 +291,8 @@ struct HandshakeTests {
         #expect(handshake.phase == .negotiating)
 
         // INFO without the request is fine; GO with it succeeds.
-        let client = ClientBytes().adding(.info(exportName: "strict")).adding(.go(exportName: "strict", requests: [.blockSize]))
+        let client = ClientBytes().adding(.info(exportName: "strict")).adding(
+            .go(exportName: "strict", requests: [.blockSize]))
         let (actions, _, _) = negotiate(client)
         #expect(try sentReplies(actions).map(\.type) == [.info, .info, .ack, .info, .info, .ack])
         guard case .enterTransmission(let selection) = actions.last else { throw TestFailure("\(actions)") }

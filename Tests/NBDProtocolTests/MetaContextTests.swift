@@ -6,7 +6,9 @@ import Testing
 struct MetaContextTests {
     static let allocation = NBDAllocationState.contextName
 
-    private func listed(_ queries: [String], export: String = "disk", structured: Bool = true) throws -> [NBDOptionReply] {
+    private func listed(_ queries: [String], export: String = "disk", structured: Bool = true) throws
+        -> [NBDOptionReply]
+    {
         var client = ClientBytes()
         if structured { client.option(.structuredReply) }
         client.option(.listMetaContext(exportName: export, queries: queries))
@@ -61,7 +63,8 @@ struct MetaContextTests {
         var configuration = Fixtures.configuration
         configuration.maximumOptionLength = 8192
         for option in [NBDOption.listMetaContext, .setMetaContext] {
-            let client = ClientBytes().adding(.structuredReply).adding(NBDOptionRequest(option: option, data: hex(data)))
+            let client = ClientBytes().adding(.structuredReply).adding(
+                NBDOptionRequest(option: option, data: hex(data)))
             let replies = try sentReplies(negotiate(client, configuration: configuration).actions)
             #expect(replies.map(\.type) == [.ack, .errorInvalid])
         }

@@ -1,7 +1,7 @@
 import NBDProtocol
-import TestSupport
 import NIOCore
 import NIOTestUtils
+import TestSupport
 import Testing
 
 @Suite("NBDRequestDecoder")
@@ -40,7 +40,10 @@ struct RequestDecoderTests {
             (Self.encode(write, payload: payload), [.request(write, payload: payload)]),
             (Self.encode(emptyWrite), [.request(emptyWrite, payload: ByteBuffer())]),
             (Self.encode(oversized, payload: ByteBuffer(repeating: 1, count: 40)), [.oversizedPayload(oversized)]),
-            (Self.encode(flagged, payload: ByteBuffer(repeating: 2, count: 8)), [.unexpectedPayloadLengthFlag(flagged)]),
+            (
+                Self.encode(flagged, payload: ByteBuffer(repeating: 2, count: 8)),
+                [.unexpectedPayloadLengthFlag(flagged)]
+            ),
             (Self.encode(flaggedRead), [.unexpectedPayloadLengthFlag(flaggedRead)]),
             (
                 Self.encode(read) + Self.encode(write, payload: payload),
@@ -62,7 +65,9 @@ struct RequestDecoderTests {
         for cookie in UInt64(0)..<400 {
             let type = types.randomElement(using: &generator)!
             let oversized = type == .write && Bool.random(using: &generator) && Bool.random(using: &generator)
-            let length = type == .write ? UInt32.random(in: 0...(oversized ? 3000 : 1024), using: &generator)
+            let length =
+                type == .write
+                ? UInt32.random(in: 0...(oversized ? 3000 : 1024), using: &generator)
                 : UInt32.random(in: 0 ... .max, using: &generator)
             let request = NBDRequest(
                 flags: NBDCommandFlags(rawValue: .random(in: 0...31, using: &generator)), type: type, cookie: cookie,
@@ -160,10 +165,12 @@ struct RequestDecoderTests {
     @Test func maximumPayloadBoundary() throws {
         let atLimit = NBDRequest(type: .write, cookie: 1, offset: 0, length: 64)
         let overLimit = NBDRequest(type: .write, cookie: 2, offset: 0, length: 65)
-        let stream = Self.encode(atLimit, payload: ByteBuffer(repeating: 1, count: 64))
+        let stream =
+            Self.encode(atLimit, payload: ByteBuffer(repeating: 1, count: 64))
             + Self.encode(overLimit, payload: ByteBuffer(repeating: 2, count: 65))
         let (messages, _) = try Self.decodeAll(stream, chunking: .whole, maximumPayload: 64)
-        #expect(messages == [.request(atLimit, payload: ByteBuffer(repeating: 1, count: 64)), .oversizedPayload(overLimit)])
+        #expect(
+            messages == [.request(atLimit, payload: ByteBuffer(repeating: 1, count: 64)), .oversizedPayload(overLimit)])
     }
 
     @Test func nonWriteCommandsNeverCarryPayloadWhateverTheirLength() throws {

@@ -1,6 +1,6 @@
 import NBDProtocol
-import TestSupport
 import NIOCore
+import TestSupport
 import Testing
 
 /// Encode → decode round trips, hand-picked and randomised (seeded).
@@ -10,9 +10,12 @@ struct RoundTripTests {
         NBDRequest(type: .read, cookie: 0, offset: 0, length: 0),
         NBDRequest(flags: .fua, type: .write, cookie: .max, offset: .max, length: .max),
         NBDRequest(type: .disconnect, cookie: 7, offset: 0, length: 0),
-        NBDRequest(flags: [.noHole, .fastZero], type: .writeZeroes, cookie: 0xdead_beef, offset: 4096, length: 1 << 30),
+        NBDRequest(
+            flags: [.noHole, .fastZero], type: .writeZeroes, cookie: 0xdead_beef, offset: 4096, length: 1 << 30),
         NBDRequest(flags: .requestOne, type: .blockStatus, cookie: 1, offset: 512, length: 512),
-        NBDRequest(flags: NBDCommandFlags(rawValue: 0xffff), type: NBDCommandType(rawValue: 0xffff), cookie: 2, offset: 3, length: 4),
+        NBDRequest(
+            flags: NBDCommandFlags(rawValue: 0xffff), type: NBDCommandType(rawValue: 0xffff), cookie: 2, offset: 3,
+            length: 4),
     ]
 
     @Test(arguments: requests)
@@ -49,17 +52,23 @@ struct RoundTripTests {
 
     static let chunks: [NBDStructuredReplyChunk] = [
         NBDStructuredReplyChunk(flags: .done, cookie: 1, payload: .none),
-        NBDStructuredReplyChunk(cookie: 2, payload: .offsetData(offset: 1 << 40, data: ByteBuffer(repeating: 0xab, count: 4096))),
+        NBDStructuredReplyChunk(
+            cookie: 2, payload: .offsetData(offset: 1 << 40, data: ByteBuffer(repeating: 0xab, count: 4096))),
         NBDStructuredReplyChunk(cookie: 3, payload: .offsetData(offset: 0, data: ByteBuffer(string: "x"))),
         NBDStructuredReplyChunk(flags: .done, cookie: 4, payload: .offsetHole(offset: 512, length: .max)),
         NBDStructuredReplyChunk(
             flags: .done, cookie: 5,
-            payload: .blockStatus(contextID: 9, descriptors: (1...50).map { .init(length: UInt32($0) * 512, flags: UInt32($0 % 4)) })),
+            payload: .blockStatus(
+                contextID: 9, descriptors: (1...50).map { .init(length: UInt32($0) * 512, flags: UInt32($0 % 4)) })),
         NBDStructuredReplyChunk(flags: .done, cookie: 6, payload: .error(.eshutdown, message: "going away")),
-        NBDStructuredReplyChunk(flags: .done, cookie: 7, payload: .error(.eio, message: String(repeating: "é", count: 2048))),
+        NBDStructuredReplyChunk(
+            flags: .done, cookie: 7, payload: .error(.eio, message: String(repeating: "é", count: 2048))),
         NBDStructuredReplyChunk(cookie: 8, payload: .errorOffset(.eio, message: "", offset: 12345)),
-        NBDStructuredReplyChunk(cookie: 9, payload: .unknown(NBDReplyType(rawValue: 0x8003), payload: ByteBuffer(string: "future"))),
-        NBDStructuredReplyChunk(flags: NBDReplyFlags(rawValue: 0x8001), cookie: 10, payload: .unknown(NBDReplyType(rawValue: 77), payload: ByteBuffer())),
+        NBDStructuredReplyChunk(
+            cookie: 9, payload: .unknown(NBDReplyType(rawValue: 0x8003), payload: ByteBuffer(string: "future"))),
+        NBDStructuredReplyChunk(
+            flags: NBDReplyFlags(rawValue: 0x8001), cookie: 10,
+            payload: .unknown(NBDReplyType(rawValue: 77), payload: ByteBuffer())),
     ]
 
     @Test(arguments: chunks)
@@ -93,16 +102,34 @@ struct RoundTripTests {
                 reply = .simple(NBDSimpleReply(cookie: cookie))
             case 3:
                 let data = ByteBuffer.random(count: .random(in: 1...600, using: &generator), using: &generator)
-                reply = .structured(.init(cookie: cookie, payload: .offsetData(offset: .random(in: 0 ... .max, using: &generator), data: data)))
+                reply = .structured(
+                    .init(
+                        cookie: cookie,
+                        payload: .offsetData(offset: .random(in: 0 ... .max, using: &generator), data: data)))
             case 4:
-                reply = .structured(.init(flags: .done, cookie: cookie, payload: .offsetHole(offset: .random(in: 0 ... .max, using: &generator), length: .random(in: 1 ... .max, using: &generator))))
+                reply = .structured(
+                    .init(
+                        flags: .done, cookie: cookie,
+                        payload: .offsetHole(
+                            offset: .random(in: 0 ... .max, using: &generator),
+                            length: .random(in: 1 ... .max, using: &generator))))
             case 5:
                 let descriptors = (0..<Int.random(in: 1...20, using: &generator)).map { _ in
-                    NBDBlockStatusDescriptor(length: .random(in: 1 ... .max, using: &generator), flags: .random(in: 0...3, using: &generator))
+                    NBDBlockStatusDescriptor(
+                        length: .random(in: 1 ... .max, using: &generator), flags: .random(in: 0...3, using: &generator)
+                    )
                 }
-                reply = .structured(.init(flags: .done, cookie: cookie, payload: .blockStatus(contextID: .random(in: 0 ... .max, using: &generator), descriptors: descriptors)))
+                reply = .structured(
+                    .init(
+                        flags: .done, cookie: cookie,
+                        payload: .blockStatus(
+                            contextID: .random(in: 0 ... .max, using: &generator), descriptors: descriptors)))
             case 6:
-                reply = .structured(.init(flags: .done, cookie: cookie, payload: .error(.einval, message: String(repeating: "m", count: .random(in: 0...50, using: &generator)))))
+                reply = .structured(
+                    .init(
+                        flags: .done, cookie: cookie,
+                        payload: .error(
+                            .einval, message: String(repeating: "m", count: .random(in: 0...50, using: &generator)))))
             default:
                 reply = .structured(.init(flags: .done, cookie: cookie, payload: .none))
             }
@@ -175,7 +202,9 @@ struct RoundTripTests {
             .ack(.structuredReply), .server(name: "disk", details: "the disk"),
             .metaContext(NBDMetaContext(id: 7, name: "base:allocation"), to: .setMetaContext),
             .error(.errorTooBig, to: .go, message: "too big"),
-            NBDOptionReply(option: NBDOption(rawValue: 1000), type: NBDOptionReplyType(rawValue: 1000), data: ByteBuffer(string: "x")),
+            NBDOptionReply(
+                option: NBDOption(rawValue: 1000), type: NBDOptionReplyType(rawValue: 1000),
+                data: ByteBuffer(string: "x")),
         ]
         var stream = ByteBuffer()
         for reply in replies { stream.writeNBDOptionReply(reply) }

@@ -38,11 +38,12 @@ struct TLSHandshakeTests {
     func requireAnswersOtherOptionsWithTLSRequired(request: NBDOptionRequest) throws {
         let client = ClientBytes().adding(request).adding(NBDOptionRequest(option: .abort, data: ByteBuffer()))
         let (actions, leftover, handshake) = negotiate(client, configuration: Self.configuration(.required))
-        #expect(actions == [
-            .send(Self.errorReply(option: request.option.rawValue, type: 0x8000_0005, message: Self.tlsRequired)),
-            .send(hex("0003e889045565a9 00000002 00000001 00000000")),  // ABORT is still acknowledged
-            .close(.clientAborted),
-        ])
+        #expect(
+            actions == [
+                .send(Self.errorReply(option: request.option.rawValue, type: 0x8000_0005, message: Self.tlsRequired)),
+                .send(hex("0003e889045565a9 00000002 00000001 00000000")),  // ABORT is still acknowledged
+                .close(.clientAborted),
+            ])
         #expect(leftover.readableBytes == 0)
         #expect(!handshake.isTLSActive)
     }
@@ -50,7 +51,8 @@ struct TLSHandshakeTests {
     @Test(arguments: Chunking.all)
     func requireExportNameBeforeTLSCloses(_ chunking: Chunking) {
         let client = ClientBytes().adding(.exportName("disk"))
-        let (actions, _, handshake) = negotiate(client, configuration: Self.configuration(.required), chunking: chunking)
+        let (actions, _, handshake) = negotiate(
+            client, configuration: Self.configuration(.required), chunking: chunking)
         #expect(actions == [.close(.tlsRequired)])
         #expect(handshake.phase == .closed)
     }
@@ -88,7 +90,9 @@ struct TLSHandshakeTests {
         decrypted.writeNBDOption(NBDOptionRequest(option: .list, data: ByteBuffer()))
         decrypted.writeNBDOption(.go(exportName: "disk"))
         let actions = handshake.process(&decrypted)
-        guard actions.count == 4, case .send(let invalid) = actions[0], case .enterTransmission(let selection) = actions[3] else {
+        guard actions.count == 4, case .send(let invalid) = actions[0],
+            case .enterTransmission(let selection) = actions[3]
+        else {
             throw TestFailure("\(actions)")
         }
         #expect(invalid == Self.errorReply(option: 5, type: 0x8000_0003, message: "TLS is already running"))
@@ -100,7 +104,8 @@ struct TLSHandshakeTests {
     // MARK: SELECTIVETLS (--tls on)
 
     @Test func onServesPlainClientsWithoutTLS() throws {
-        let client = ClientBytes().adding(NBDOptionRequest(option: .list, data: ByteBuffer())).adding(.go(exportName: "disk"))
+        let client = ClientBytes().adding(NBDOptionRequest(option: .list, data: ByteBuffer())).adding(
+            .go(exportName: "disk"))
         let (actions, _, handshake) = negotiate(client, configuration: Self.configuration(.optional))
         #expect(try sentReplies(actions).allSatisfy { !$0.type.isError })
         guard case .enterTransmission = actions.last else { throw TestFailure("\(actions)") }
@@ -120,7 +125,9 @@ struct TLSHandshakeTests {
 
         var decrypted = ByteBuffer()
         decrypted.writeNBDOption(.go(exportName: "disk"))
-        guard case .enterTransmission(let selection) = handshake.process(&decrypted).last else { throw TestFailure("no GO") }
+        guard case .enterTransmission(let selection) = handshake.process(&decrypted).last else {
+            throw TestFailure("no GO")
+        }
         #expect(!selection.structuredReplies)
         #expect(selection.metaContexts.isEmpty)
         #expect(!selection.transmissionFlags.contains(.sendDF))
@@ -131,7 +138,9 @@ struct TLSHandshakeTests {
             .adding(NBDOptionRequest(option: .startTLS, data: ByteBuffer(string: "junk")))
             .adding(NBDOptionRequest(option: .list, data: ByteBuffer()))
         let (actions, _, handshake) = negotiate(client, configuration: Self.configuration(.optional))
-        #expect(actions.first == .send(Self.errorReply(option: 5, type: 0x8000_0003, message: "NBD_OPT_STARTTLS takes no data")))
+        #expect(
+            actions.first
+                == .send(Self.errorReply(option: 5, type: 0x8000_0003, message: "NBD_OPT_STARTTLS takes no data")))
         #expect(try sentReplies(actions).last == .ack(.list))
         #expect(handshake.phase == .negotiating && !handshake.isTLSActive)
     }
@@ -145,9 +154,13 @@ struct TLSHandshakeTests {
             .adding(NBDOptionRequest(option: .list, data: ByteBuffer()))
             .adding(.exportName("disk"))
         let (actions, _, handshake) = negotiate(client, configuration: Self.configuration(.off))
-        #expect(actions.first == .send(Self.errorReply(
-            option: 5, type: 0x8000_0002, message: "TLS is not enabled on this server (--tls off)")))
-        #expect(try sentReplies(Array(actions.dropFirst().dropLast(2))).map(\.type) == [.server, .server, .server, .ack])
+        #expect(
+            actions.first
+                == .send(
+                    Self.errorReply(
+                        option: 5, type: 0x8000_0002, message: "TLS is not enabled on this server (--tls off)")))
+        #expect(
+            try sentReplies(Array(actions.dropFirst().dropLast(2))).map(\.type) == [.server, .server, .server, .ack])
         guard case .enterTransmission = actions.last else { throw TestFailure("\(actions)") }
         #expect(handshake.phase == .transmission)
     }
@@ -156,8 +169,9 @@ struct TLSHandshakeTests {
         var handshake = NBDServerHandshake(configuration: Self.configuration(.required))
         handshake.beginShutdown()
         var bytes = ClientBytes().adding(NBDOptionRequest(option: .list, data: ByteBuffer())).buffer
-        #expect(handshake.process(&bytes) == [
-            .send(Self.errorReply(option: 3, type: 0x8000_0007, message: "server is shutting down")),
-        ])
+        #expect(
+            handshake.process(&bytes) == [
+                .send(Self.errorReply(option: 3, type: 0x8000_0007, message: "server is shutting down"))
+            ])
     }
 }

@@ -1,5 +1,5 @@
-import NIOCore
 import NBDProtocol
+import NIOCore
 import TestSupport
 import Testing
 
@@ -33,10 +33,12 @@ struct TransmissionTests {
         var closed = false
 
         init(maxRequests: Int = 8, maxBytes: Int = 1 << 30, size: UInt64 = 1 << 30, readOnly: Bool = false) {
-            machine = NBDTransmission(configuration: .init(
-                limits: NBDRequestLimits(exportSize: size, readOnly: readOnly, structuredReplies: true,
-                                         metaContextNegotiated: true, maximumPayload: 1 << 20),
-                maximumInFlightRequests: maxRequests, maximumInFlightBytes: maxBytes))
+            machine = NBDTransmission(
+                configuration: .init(
+                    limits: NBDRequestLimits(
+                        exportSize: size, readOnly: readOnly, structuredReplies: true,
+                        metaContextNegotiated: true, maximumPayload: 1 << 20),
+                    maximumInFlightRequests: maxRequests, maximumInFlightBytes: maxBytes))
         }
 
         /// Feeds the wire bytes of `requests` (writes carry `length` payload bytes).
@@ -93,8 +95,9 @@ struct TransmissionTests {
         #expect(!h.paused)
     }
 
-    @Test("past the request limit, requests wait and reading pauses; completions start them again in order",
-          arguments: [1, 2, 5])
+    @Test(
+        "past the request limit, requests wait and reading pauses; completions start them again in order",
+        arguments: [1, 2, 5])
     func requestLimit(limit: Int) throws {
         var h = Harness(maxRequests: limit)
         try h.send((1...10).map { Self.read(UInt64($0)) })
@@ -132,7 +135,9 @@ struct TransmissionTests {
     func budget() throws {
         var h = Harness()
         h.world.budget = 10_000
-        try h.send([Self.read(1, 0, 8192), Self.read(2, 0, 8192), NBDRequest(type: .flush, cookie: 3, offset: 0, length: 0)])
+        try h.send([
+            Self.read(1, 0, 8192), Self.read(2, 0, 8192), NBDRequest(type: .flush, cookie: 3, offset: 0, length: 0),
+        ])
         #expect(h.executed.map(\.0) == [1], "the second read does not fit; the flush waits behind it")
         #expect(h.rejected.isEmpty)
         h.world.reserved -= 8192  // its reply was written
@@ -190,15 +195,16 @@ struct TransmissionTests {
         #expect(h.closed)
     }
 
-    @Test("invalid requests are rejected with their errno; the connection goes on",
-          arguments: [
+    @Test(
+        "invalid requests are rejected with their errno; the connection goes on",
+        arguments: [
             (NBDRequest(flags: [.fastZero], type: .read, cookie: 1, offset: 0, length: 1), NBDErrno.einval),
             (NBDRequest(type: .read, cookie: 1, offset: 1 << 30, length: 1), .einval),
             (NBDRequest(type: .write, cookie: 1, offset: (1 << 30) - 1, length: 2), .enospc),
             (NBDRequest(type: .trim, cookie: 1, offset: 0, length: 1), .eperm),
             (NBDRequest(type: .blockStatus, cookie: 1, offset: 0, length: 0), .einval),
             (NBDRequest(type: .read, cookie: 1, offset: 0, length: (1 << 20) + 1), .eoverflow),
-          ])
+        ])
     func rejections(request: NBDRequest, errno: NBDErrno) throws {
         var h = Harness(readOnly: request.type == .trim)
         try h.send([request, Self.read(9)])

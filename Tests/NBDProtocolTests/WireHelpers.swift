@@ -1,6 +1,6 @@
 import NBDProtocol
-import TestSupport
 import NIOCore
+import TestSupport
 
 /// Builds a buffer from hex text; whitespace and `_` are ignored.
 func hex(_ text: String) -> ByteBuffer {
@@ -91,7 +91,9 @@ func optionReplies(_ bytes: ByteBuffer) throws -> [NBDOptionReply] {
     var bytes = bytes
     var replies: [NBDOptionReply] = []
     while let reply = try bytes.readNBDOptionReply() { replies.append(reply) }
-    guard bytes.readableBytes == 0 else { throw TestFailure("trailing bytes after option replies: \(hexString(bytes))") }
+    guard bytes.readableBytes == 0 else {
+        throw TestFailure("trailing bytes after option replies: \(hexString(bytes))")
+    }
     return replies
 }
 

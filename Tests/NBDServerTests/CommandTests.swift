@@ -1,8 +1,8 @@
 import BlockBackends
-import TestSupport
 import CNBD
 import Foundation
 import NBDServer
+import TestSupport
 import Testing
 
 /// One combination the command tests run in.
@@ -25,19 +25,23 @@ struct CommandTests {
 
     @Test("every command and flag on memory exports (LBA 512 and 4096)", arguments: Mode.all)
     func everyCommand(mode: Mode) throws {
-        let exports = [ExportSpec(name: "", size: UInt64(Self.size), blockSize: 512),
-                       ExportSpec(name: "4k", size: UInt64(Self.size), blockSize: 4096)]
+        let exports = [
+            ExportSpec(name: "", size: UInt64(Self.size), blockSize: 512),
+            ExportSpec(name: "4k", size: UInt64(Self.size), blockSize: 4096),
+        ]
         try withServer(exports: exports, doorbells: mode.doorbells, queues: 2) { f in
             for (i, spec) in exports.enumerated() {
                 let idlePages = f.dmaPagesInUse(export: spec.name)
                 let c = try f.client(mode.transport, export: spec.name, structured: mode.structured)
-                var exercise = CommandExercise(fixture: f, client: c, export: spec.name, blockSize: spec.blockSize!,
-                                               size: Self.size, structured: mode.structured, fileBacked: false,
-                                               seed: .fixed(UInt64(0x5EED_0000 + i)))
+                var exercise = CommandExercise(
+                    fixture: f, client: c, export: spec.name, blockSize: spec.blockSize!,
+                    size: Self.size, structured: mode.structured, fileBacked: false,
+                    seed: .fixed(UInt64(0x5EED_0000 + i)))
                 try exercise.run()
                 try c.shutdown()
-                #expect(eventually { f.dmaPagesInUse(export: spec.name) == idlePages },
-                        "DMA pages: \(f.dmaPagesInUse(export: spec.name)) in use, \(idlePages) when idle")
+                #expect(
+                    eventually { f.dmaPagesInUse(export: spec.name) == idlePages },
+                    "DMA pages: \(f.dmaPagesInUse(export: spec.name)) in use, \(idlePages) when idle")
                 let stats = f.statistics(export: spec.name)
                 #expect(stats.shadowDoorbells == mode.doorbells.shadowDoorbells)
                 if mode.doorbells == .shadow {
@@ -48,7 +52,9 @@ struct CommandTests {
                 }
                 #expect(stats.nbd[.unalignedRequests] > 0, "unaligned requests went through read-modify-write")
                 #expect(stats.nbd[.errors] == 0)
-                #expect(stats.nbd[.trims] > 0 && stats.nbd[.writeZeroes] > 0 && stats.nbd[.caches] > 0 && stats.nbd[.flushes] > 0)
+                #expect(
+                    stats.nbd[.trims] > 0 && stats.nbd[.writeZeroes] > 0 && stats.nbd[.caches] > 0
+                        && stats.nbd[.flushes] > 0)
                 if mode.structured {
                     #expect(stats.nbd[.blockStatus] > 0)
                     #expect(stats.controller[.allocationMaps] > 0)
@@ -66,8 +72,9 @@ struct CommandTests {
         try withServer(exports: [spec], doorbells: doorbells) { f in
             let c = try f.client(.unix, export: "file", structured: structured)
             #expect(try c.size == Int64(Self.size))
-            var exercise = CommandExercise(fixture: f, client: c, export: "file", blockSize: 512, size: Self.size,
-                                           structured: structured, fileBacked: true, seed: .fixed(0xF11E))
+            var exercise = CommandExercise(
+                fixture: f, client: c, export: "file", blockSize: 512, size: Self.size,
+                structured: structured, fileBacked: true, seed: .fixed(0xF11E))
             try exercise.run()
             try c.shutdown()
             #expect(f.statistics(export: "file").nbd[.errors] == 0)
@@ -132,8 +139,10 @@ struct CommandExercise {
     var rng: SplitMix64
     var shadow: Shadow
 
-    init(fixture: ServerFixture, client: NBDClient, export: String, blockSize: Int, size: Int, structured: Bool,
-         fileBacked: Bool, seed: TestSeed) {
+    init(
+        fixture: ServerFixture, client: NBDClient, export: String, blockSize: Int, size: Int, structured: Bool,
+        fileBacked: Bool, seed: TestSeed
+    ) {
         self.fixture = fixture
         self.client = client
         self.export = export
@@ -175,11 +184,14 @@ struct CommandExercise {
         shadow.write(data, at: offset)
     }
 
-    func expectRange(_ offset: Int, _ count: Int, _ what: String, flags: UInt32 = 0,
-                     sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectRange(
+        _ offset: Int, _ count: Int, _ what: String, flags: UInt32 = 0,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let got = try client.pread(count: count, offset: UInt64(offset), flags: flags)
-        expectBytes(got, shadow.slice(offset, count), "\(what): \(count)@\(offset) in '\(export)', \(seed)",
-                    sourceLocation: sourceLocation)
+        expectBytes(
+            got, shadow.slice(offset, count), "\(what): \(count)@\(offset) in '\(export)', \(seed)",
+            sourceLocation: sourceLocation)
     }
 
     func verifyAll(_ what: String) throws {
@@ -192,7 +204,9 @@ struct CommandExercise {
     /// Writes of every awkward length at aligned and unaligned offsets; each is
     /// read back with some bytes either side (read-modify-write must keep them).
     mutating func randomWrites() throws {
-        let lengths = [1, 7, 511, 512, 513, 4095, 4096, 4097, 8192, 65_536 + 3, 300_000, (1 << 20) + 17, 2 << 20, 3 << 20]
+        let lengths = [
+            1, 7, 511, 512, 513, 4095, 4096, 4097, 8192, 65_536 + 3, 300_000, (1 << 20) + 17, 2 << 20, 3 << 20,
+        ]
         let limit = 6 << 20
         for (i, length) in (lengths + lengths.shuffled(using: &rng)).enumerated() {
             var offset = Int.random(in: 0..<(limit - length), using: &rng)
@@ -215,24 +229,30 @@ struct CommandExercise {
     }
 
     /// The first extent at `offset` must cover at least `count` bytes with `hole|zero`.
-    func expectHole(_ offset: Int, _ count: Int, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectHole(_ offset: Int, _ count: Int, _ what: String, sourceLocation: SourceLocation = #_sourceLocation)
+        throws
+    {
         guard structured else { return }
         let e = try extents(offset, count)
         #expect(!e.isEmpty, "\(what): no extents, \(seed)", sourceLocation: sourceLocation)
         guard let first = e.first else { return }
-        #expect(first.isHole && first.isZero && Int(first.length) >= count,
-                "\(what): extents at \(offset)+\(count) are \(e), \(seed)", sourceLocation: sourceLocation)
+        #expect(
+            first.isHole && first.isZero && Int(first.length) >= count,
+            "\(what): extents at \(offset)+\(count) are \(e), \(seed)", sourceLocation: sourceLocation)
     }
 
-    func expectData(_ offset: Int, _ count: Int, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectData(_ offset: Int, _ count: Int, _ what: String, sourceLocation: SourceLocation = #_sourceLocation)
+        throws
+    {
         guard structured else { return }
         let e = try extents(offset, count)
         guard let first = e.first else {
             Issue.record("\(what): no extents, \(seed)", sourceLocation: sourceLocation)
             return
         }
-        #expect(!first.isHole && !first.isZero && Int(first.length) >= count,
-                "\(what): extents at \(offset)+\(count) are \(e), \(seed)", sourceLocation: sourceLocation)
+        #expect(
+            !first.isHole && !first.isZero && Int(first.length) >= count,
+            "\(what): extents at \(offset)+\(count) are \(e), \(seed)", sourceLocation: sourceLocation)
     }
 
     mutating func trims() throws {
@@ -249,8 +269,9 @@ struct CommandExercise {
         if structured {
             let e = try extents(base, 1 << 20)
             #expect(e.map(\.length).reduce(0, +) >= 1 << 20, "extents cover the range: \(e)")
-            #expect(e.count == 3 && e[0].length == 64 << 10 && !e[0].isHole && e[1].length == 256 << 10 && e[1].isHole,
-                    "data, hole, data: \(e)")
+            #expect(
+                e.count == 3 && e[0].length == 64 << 10 && !e[0].isHole && e[1].length == 256 << 10 && e[1].isHole,
+                "data, hole, data: \(e)")
         }
         // Unaligned trim, with FUA: only the whole blocks inside are discarded (and
         // read back as zeroes); the partial blocks at the edges are left alone.
@@ -320,8 +341,9 @@ struct CommandExercise {
         expectBytes(data, shadow.slice(base, 1 << 20), "sparse read, \(seed)")
         expectTiling(chunks, base, 1 << 20)
         #expect(chunks.map(\.kind) == [.data, .hole, .data], "chunks \(chunks)")
-        #expect(chunks.contains(ReadChunk(kind: .hole, offset: UInt64(base + (256 << 10)), count: 512 << 10)),
-                "one hole chunk for the trimmed range: \(chunks)")
+        #expect(
+            chunks.contains(ReadChunk(kind: .hole, offset: UInt64(base + (256 << 10)), count: 512 << 10)),
+            "one hole chunk for the trimmed range: \(chunks)")
         // Unaligned, over the hole's edges.
         let (d2, c2) = try client.preadStructured(count: (300 << 10) + 5, offset: UInt64(base + (200 << 10) + 3))
         expectBytes(d2, shadow.slice(base + (200 << 10) + 3, (300 << 10) + 5), "unaligned sparse read, \(seed)")
@@ -344,14 +366,19 @@ struct CommandExercise {
         #expect(c5.count == 1 && c5.first?.kind == .data, "chunks \(c5)")
     }
 
-    func expectTiling(_ chunks: [ReadChunk], _ offset: Int, _ count: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectTiling(
+        _ chunks: [ReadChunk], _ offset: Int, _ count: Int, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         var at = UInt64(offset)
         for c in chunks {
-            #expect(c.offset == at && c.kind != .error, "chunks \(chunks) do not tile \(count)@\(offset)",
-                    sourceLocation: sourceLocation)
+            #expect(
+                c.offset == at && c.kind != .error, "chunks \(chunks) do not tile \(count)@\(offset)",
+                sourceLocation: sourceLocation)
             at = c.offset + UInt64(c.count)
         }
-        #expect(at == UInt64(offset + count), "chunks \(chunks) do not cover \(count)@\(offset)", sourceLocation: sourceLocation)
+        #expect(
+            at == UInt64(offset + count), "chunks \(chunks) do not cover \(count)@\(offset)",
+            sourceLocation: sourceLocation)
     }
 
     mutating func blockStatusChecks() throws {
@@ -363,14 +390,16 @@ struct CommandExercise {
         let one = try extents(base, 1 << 20, flags: reqOne)
         #expect(one.count == 1 && one.first?.length == 256 << 10 && one.first?.isHole == false, "REQ_ONE: \(one)")
         let oneHole = try extents(base + (300 << 10), 1 << 20, flags: reqOne)
-        #expect(oneHole.count == 1 && oneHole.first.map { $0.isHole && $0.isZero && $0.length == 468 << 10 } == true,
-                "REQ_ONE from inside the hole: \(oneHole)")
+        #expect(
+            oneHole.count == 1 && oneHole.first.map { $0.isHole && $0.isZero && $0.length == 468 << 10 } == true,
+            "REQ_ONE from inside the hole: \(oneHole)")
         // REQ_ONE: the one extent MUST NOT be longer than the request, even when
         // the request ends inside a block.
         for (offset, count) in [(base + 100, 200), (base + 1000, 4000), (base + (300 << 10) + 7, 100_001), (base, 5)] {
             let e = try extents(offset, count, flags: reqOne)
-            #expect(e.count == 1 && e.first.map { Int($0.length) <= count && $0.length > 0 } == true,
-                    "REQ_ONE \(count)@\(offset): \(e)")
+            #expect(
+                e.count == 1 && e.first.map { Int($0.length) <= count && $0.length > 0 } == true,
+                "REQ_ONE \(count)@\(offset): \(e)")
         }
         // Unaligned offset and length: extents start at the offset and cover the range.
         let odd = try extents(base + 1001, 700_000)

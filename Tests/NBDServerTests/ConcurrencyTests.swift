@@ -1,12 +1,12 @@
+import CNBD
 import ConcurrencyHelpers
 import DMA
-import TestSupport
-import CNBD
 import Foundation
 import NBDProtocol
 import NBDServer
 import NIOCore
 import Synchronization
+import TestSupport
 import Testing
 
 /// Several connections, many requests in flight, and shutdown under load.
@@ -28,8 +28,9 @@ struct ConcurrencyTests {
                 let data = randomBytes(Int.random(in: 1...(1 << 20), using: &rng), using: &rng)
                 try writer.pwrite(data, offset: UInt64(offset), flags: round % 4 == 1 ? UInt32(LIBNBD_CMD_FLAG_FUA) : 0)
                 if round % 4 != 1 { try writer.flush() }
-                expectBytes(try reader.pread(count: data.count, offset: UInt64(offset)), data,
-                            "round \(round), \(seed)")
+                expectBytes(
+                    try reader.pread(count: data.count, offset: UInt64(offset)), data,
+                    "round \(round), \(seed)")
             }
             // Trims and zeroes are visible too.
             try a.trim(count: 1 << 20, offset: 0)
@@ -39,8 +40,9 @@ struct ConcurrencyTests {
         }
     }
 
-    @Test("64 requests in flight, mixed reads and writes on disjoint ranges",
-          arguments: Doorbells.allCases, [true, false])
+    @Test(
+        "64 requests in flight, mixed reads and writes on disjoint ranges",
+        arguments: Doorbells.allCases, [true, false])
     func sixtyFourInFlight(doorbells: Doorbells, structured: Bool) throws {
         try withServer(exports: [ExportSpec(name: "", size: UInt64(Self.size))], doorbells: doorbells) { f in
             let c = try f.client(.tcp, structured: structured)
@@ -73,8 +75,12 @@ struct ConcurrencyTests {
                     let b = UnsafeMutableRawBufferPointer.allocate(byteCount: after[i].count, alignment: 16)
                     after[i].withUnsafeBytes { b.copyMemory(from: $0) }
                     writeBuffers.append(b)
-                    cookies.append((try c.aioPwrite(UnsafeRawBufferPointer(b), offset: offset,
-                                                    flags: i % 8 == 0 ? UInt32(LIBNBD_CMD_FLAG_FUA) : 0), i))
+                    cookies.append(
+                        (
+                            try c.aioPwrite(
+                                UnsafeRawBufferPointer(b), offset: offset,
+                                flags: i % 8 == 0 ? UInt32(LIBNBD_CMD_FLAG_FUA) : 0), i
+                        ))
                 }
             }
             var peak = c.aioInFlight
@@ -102,10 +108,13 @@ struct ConcurrencyTests {
 
     @Test("back-pressure: 64 pipelined requests complete with only 2 requests / 1 MiB allowed in flight")
     func backPressure() throws {
-        try withServer(exports: [ExportSpec(name: "", size: UInt64(Self.size))], configure: {
-            $0.limits.maximumInFlightRequests = 2
-            $0.limits.maximumInFlightBytes = 1 << 20
-        }) { f in
+        try withServer(
+            exports: [ExportSpec(name: "", size: UInt64(Self.size))],
+            configure: {
+                $0.limits.maximumInFlightRequests = 2
+                $0.limits.maximumInFlightBytes = 1 << 20
+            }
+        ) { f in
             let raw = try f.raw(.tcp)
             try raw.handshake()
             let seed = TestSeed.fixed(3)
@@ -114,11 +123,15 @@ struct ConcurrencyTests {
             var data: [[UInt8]] = []
             for i in 0..<64 {
                 data.append(randomBytes(512 << 10, using: &rng))
-                raw.encode(NBDRequest(type: .write, cookie: UInt64(i), offset: UInt64(i) * (512 << 10), length: 512 << 10),
-                           payload: data[i], into: &b)
+                raw.encode(
+                    NBDRequest(type: .write, cookie: UInt64(i), offset: UInt64(i) * (512 << 10), length: 512 << 10),
+                    payload: data[i], into: &b)
             }
             for i in 0..<64 {
-                raw.encode(NBDRequest(type: .read, cookie: UInt64(100 + i), offset: UInt64(i) * (512 << 10), length: 512 << 10), into: &b)
+                raw.encode(
+                    NBDRequest(
+                        type: .read, cookie: UInt64(100 + i), offset: UInt64(i) * (512 << 10), length: 512 << 10),
+                    into: &b)
             }
             // Sent from another thread: the server stops reading while replies are unread.
             let bytes = b
@@ -129,23 +142,30 @@ struct ConcurrencyTests {
             for _ in 0..<128 {
                 let r = try raw.readReply()
                 #expect(r.error == .success, "cookie \(r.cookie): \(r.error)")
-                if r.cookie < 100 { writes += 1 } else { reads[r.cookie] = readData(r, offset: (r.cookie - 100) * (512 << 10), count: 512 << 10) }
+                if r.cookie < 100 {
+                    writes += 1
+                } else {
+                    reads[r.cookie] = readData(r, offset: (r.cookie - 100) * (512 << 10), count: 512 << 10)
+                }
             }
             #expect(writes == 64 && reads.count == 64)
             // Writes and reads of the same range may run in any order (NBD does not
             // order them); read everything again now that all writes are done.
             let c = try f.client(.unix)
             for i in 0..<64 {
-                expectBytes(try c.pread(count: 512 << 10, offset: UInt64(i) * (512 << 10)), data[i],
-                            "slot \(i), \(seed)")
+                expectBytes(
+                    try c.pread(count: 512 << 10, offset: UInt64(i) * (512 << 10)), data[i],
+                    "slot \(i), \(seed)")
             }
         }
     }
 
     @Test("8 connections on 2 queue pairs in parallel threads", arguments: Doorbells.allCases)
     func parallelConnections(doorbells: Doorbells) throws {
-        try withServer(exports: [ExportSpec(name: "", size: UInt64(Self.size), blockSize: 4096)], doorbells: doorbells,
-                       queues: 2) { f in
+        try withServer(
+            exports: [ExportSpec(name: "", size: UInt64(Self.size), blockSize: 4096)], doorbells: doorbells,
+            queues: 2
+        ) { f in
             let failures = Shared<[String]>([])
             let finished = Shared<Int>(0)
             let seed = TestSeed.fixed(1000)
@@ -217,14 +237,16 @@ struct ConcurrencyTests {
                 pending = try pending.filter { try !$0.0.aioCommandCompleted($0.1) }
             }
             #expect(pending.isEmpty)
-            expectBytes(try a.pread(count: 8192, offset: 4096), expected,
-                        "bytes written by 128 concurrent RMWs, \(seed)")
+            expectBytes(
+                try a.pread(count: 8192, offset: 4096), expected,
+                "bytes written by 128 concurrent RMWs, \(seed)")
             #expect(f.statistics().nbd[.unalignedRequests] >= 128)
         }
     }
 
-    @Test("shutdown with requests in flight: each completes or gets ESHUTDOWN, nothing hangs",
-          arguments: Doorbells.allCases)
+    @Test(
+        "shutdown with requests in flight: each completes or gets ESHUTDOWN, nothing hangs",
+        arguments: Doorbells.allCases)
     func shutdownUnderLoad(doorbells: Doorbells) throws {
         let f = try ServerFixture(exports: [ExportSpec(name: "", size: UInt64(Self.size))], doorbells: doorbells)
         defer { f.stop() }
@@ -235,8 +257,9 @@ struct ConcurrencyTests {
         var b = ByteBuffer()
         let payload = [UInt8](repeating: 0x5A, count: 256 << 10)
         for i in 0..<64 {
-            raw.encode(NBDRequest(type: .write, cookie: UInt64(i), offset: UInt64(i) * (256 << 10), length: 256 << 10),
-                       payload: payload, into: &b)
+            raw.encode(
+                NBDRequest(type: .write, cookie: UInt64(i), offset: UInt64(i) * (256 << 10), length: 256 << 10),
+                payload: payload, into: &b)
         }
         try raw.send(b)
         let rawReplies = Shared<[UInt64: NBDErrno]>([:])
@@ -263,13 +286,17 @@ struct ConcurrencyTests {
         var cookies: [Int64] = []
         for (i, buffer) in buffers.enumerated() {
             let offset = UInt64(32 << 20) + UInt64(i) * (256 << 10)
-            cookies.append(i % 2 == 0 ? try c.aioPread(buffer, offset: offset)
-                                      : try c.aioPwrite(UnsafeRawBufferPointer(buffer), offset: offset))
+            cookies.append(
+                i % 2 == 0
+                    ? try c.aioPread(buffer, offset: offset)
+                    : try c.aioPwrite(UnsafeRawBufferPointer(buffer), offset: offset))
         }
         // Shut down from another thread while the requests are being served.
         let done = Flag()
         let started = Date()
-        let stopper = Thread { f.stop(graceSeconds: 10); done.set() }
+        let stopper = Thread {
+            f.stop(graceSeconds: 10); done.set()
+        }
         stopper.start()
 
         var outcomes: [Int32] = []
@@ -315,7 +342,9 @@ struct ConcurrencyTests {
         try silent.handshake(structured: false)
         let done = Flag()
         let started = Date()
-        let stopper = Thread { f.stop(graceSeconds: 10 + Int(linger)); done.set() }
+        let stopper = Thread {
+            f.stop(graceSeconds: 10 + Int(linger)); done.set()
+        }
         stopper.start()
         // Shutdown has begun once the listener is gone.
         #expect(eventually { (try? RawClient(tcpPort: f.port)) == nil })
@@ -334,10 +363,13 @@ struct ConcurrencyTests {
         #expect(silent.waitForClose(milliseconds: 8000))
         #expect(eventually(seconds: 10) { done.isSet })
         let seconds = Date().timeIntervalSince(started)
-        #expect(seconds > linger - 0.5 && seconds < linger + WaitScale.seconds(5),
-                "shutdown took \(seconds) s with a \(linger) s linger")
+        #expect(
+            seconds > linger - 0.5 && seconds < linger + WaitScale.seconds(5),
+            "shutdown took \(seconds) s with a \(linger) s linger")
         let stats = f.statistics().nbd
-        #expect(stats[.writes] == 0 && stats[.bytesWritten] == 0 && stats[.errors] == 4, "refused requests did nothing: \(stats)")
+        #expect(
+            stats[.writes] == 0 && stats[.bytesWritten] == 0 && stats[.errors] == 4,
+            "refused requests did nothing: \(stats)")
     }
 }
 

@@ -1,6 +1,6 @@
+import BlockBackends
 import ConcurrencyHelpers
 import DMA
-import BlockBackends
 import Foundation
 import NBDServer
 import Synchronization
@@ -20,21 +20,26 @@ import Testing
 
     /// What every test here starts from: a server whose export's backend is wrapped
     /// in a fault injector, and a libnbd client connected over the Unix socket.
-    static func server(doorbells: Doorbells, watchdogMilliseconds: Int = 100,
-                       _ body: (ServerFixture, Injector, NBDClient) throws -> Void) throws {
+    static func server(
+        doorbells: Doorbells, watchdogMilliseconds: Int = 100,
+        _ body: (ServerFixture, Injector, NBDClient) throws -> Void
+    ) throws {
         let injector = Injector()
-        try withServer(doorbells: doorbells, configure: { c in
-            c.exportOptions.wrapBackend = { base in
-                let f = FaultInjectingBackend(wrapping: base)
-                injector.backend.withLock { $0 = f }
-                return f
-            }
-            c.exportOptions.watchdogMilliseconds = watchdogMilliseconds
-        }, { f in try body(f, injector, try f.client(.unix)) })
+        try withServer(
+            doorbells: doorbells,
+            configure: { c in
+                c.exportOptions.wrapBackend = { base in
+                    let f = FaultInjectingBackend(wrapping: base)
+                    injector.backend.withLock { $0 = f }
+                    return f
+                }
+                c.exportOptions.watchdogMilliseconds = watchdogMilliseconds
+            }, { f in try body(f, injector, try f.client(.unix)) })
     }
 
-    @Test("EIO and ENOSPC on chosen ranges become NBD errors, the connection lives on",
-          arguments: Doorbells.allCases)
+    @Test(
+        "EIO and ENOSPC on chosen ranges become NBD errors, the connection lives on",
+        arguments: Doorbells.allCases)
     func backendFaults(doorbells: Doorbells) throws {
         try Self.server(doorbells: doorbells) { f, injector, c in
             let good = [UInt8](repeating: 0x5A, count: 8192)
@@ -60,8 +65,9 @@ import Testing
         }
     }
 
-    @Test("controller fatal status: the watchdog resets it and requests complete",
-          arguments: Doorbells.allCases)
+    @Test(
+        "controller fatal status: the watchdog resets it and requests complete",
+        arguments: Doorbells.allCases)
     func controllerFatal(doorbells: Doorbells) throws {
         try Self.server(doorbells: doorbells) { f, _, c in
             let data = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }

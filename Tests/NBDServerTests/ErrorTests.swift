@@ -1,21 +1,25 @@
 import CNBD
-import TestSupport
 import Foundation
 import NBDProtocol
 import NBDServer
 import NIOCore
+import TestSupport
 import Testing
 
 /// Every error path of the NBD requests (README, "The data path"), with the errno the spec asks for.
 @Suite("NBD server errors", .timeLimit(.minutes(10)))
 struct ErrorTests {
     static let size = 64 << 20
-    static let exports = [ExportSpec(name: "", size: UInt64(size), blockSize: 512),
-                          ExportSpec(name: "ro", size: UInt64(size), blockSize: 4096, readOnly: true)]
+    static let exports = [
+        ExportSpec(name: "", size: UInt64(size), blockSize: 512),
+        ExportSpec(name: "ro", size: UInt64(size), blockSize: 4096, readOnly: true),
+    ]
 
     /// Expects `body` to fail with `errno` *from the server* (its error counter moves).
-    static func expectServerError(_ f: ServerFixture, export: String = "", _ errno: Int32, _ what: String,
-                                  sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
+    static func expectServerError(
+        _ f: ServerFixture, export: String = "", _ errno: Int32, _ what: String,
+        sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void
+    ) {
         let before = f.errorCount(export: export)
         do {
             try body()
@@ -25,32 +29,44 @@ struct ErrorTests {
         } catch {
             Issue.record("\(what): \(error)", sourceLocation: sourceLocation)
         }
-        #expect(f.errorCount(export: export) == before + 1, "\(what): the server did not answer with an error",
-                sourceLocation: sourceLocation)
+        #expect(
+            f.errorCount(export: export) == before + 1, "\(what): the server did not answer with an error",
+            sourceLocation: sourceLocation)
     }
 
-    @Test("range, flag and read-only errors through libnbd (strict mode off)",
-          arguments: Transport.allCases, [true, false])
+    @Test(
+        "range, flag and read-only errors through libnbd (strict mode off)",
+        arguments: Transport.allCases, [true, false])
     func libnbdErrors(transport: Transport, structured: Bool) throws {
         try withServer(exports: Self.exports) { f in
             let c = try f.client(transport, structured: structured, metaContext: false, strict: false)
             let size = UInt64(Self.size)
-            func e(_ export: String, _ errno: Int32, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
-                   _ body: () throws -> Void) {
+            func e(
+                _ export: String, _ errno: Int32, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
+                _ body: () throws -> Void
+            ) {
                 Self.expectServerError(f, export: export, errno, what, sourceLocation: sourceLocation, body)
             }
             e("", EINVAL, "read across the end") { _ = try c.pread(count: 4096, offset: size - 2048) }
             e("", EINVAL, "read after the end") { _ = try c.pread(count: 512, offset: size + 4096) }
-            e("", EINVAL, "read with offset+length overflowing") { _ = try c.pread(count: 512, offset: UInt64.max - 100) }
-            e("", ENOSPC, "write across the end") { try c.pwrite([UInt8](repeating: 1, count: 4096), offset: size - 1024) }
+            e("", EINVAL, "read with offset+length overflowing") {
+                _ = try c.pread(count: 512, offset: UInt64.max - 100)
+            }
+            e("", ENOSPC, "write across the end") {
+                try c.pwrite([UInt8](repeating: 1, count: 4096), offset: size - 1024)
+            }
             e("", ENOSPC, "write after the end") { try c.pwrite([1], offset: size) }
             e("", ENOSPC, "write zeroes across the end") { try c.zero(count: 8192, offset: size - 4096) }
             e("", EINVAL, "trim across the end") { try c.trim(count: 8192, offset: size - 4096) }
             e("", EINVAL, "cache across the end") { try c.cache(count: 8192, offset: size - 4096) }
             // Flags that do not belong to the command.
-            e("", EINVAL, "READ with NO_HOLE") { _ = try c.pread(count: 512, offset: 0, flags: UInt32(LIBNBD_CMD_FLAG_NO_HOLE)) }
+            e("", EINVAL, "READ with NO_HOLE") {
+                _ = try c.pread(count: 512, offset: 0, flags: UInt32(LIBNBD_CMD_FLAG_NO_HOLE))
+            }
             e("", EINVAL, "WRITE with REQ_ONE") { try c.pwrite([1], offset: 0, flags: UInt32(LIBNBD_CMD_FLAG_REQ_ONE)) }
-            e("", EINVAL, "TRIM with FAST_ZERO") { try c.trim(count: 4096, offset: 0, flags: UInt32(LIBNBD_CMD_FLAG_FAST_ZERO)) }
+            e("", EINVAL, "TRIM with FAST_ZERO") {
+                try c.trim(count: 4096, offset: 0, flags: UInt32(LIBNBD_CMD_FLAG_FAST_ZERO))
+            }
             e("", EINVAL, "WRITE with DF") { try c.pwrite([1], offset: 0, flags: UInt32(LIBNBD_CMD_FLAG_DF)) }
             if !structured {
                 e("", EINVAL, "DF without structured replies") {
@@ -65,7 +81,9 @@ struct ErrorTests {
             expectBytes(try c.pread(count: 1, offset: size - 1), [0xEE], "last byte")
 
             let r = try f.client(transport, export: "ro", structured: structured, strict: false)
-            e("ro", EPERM, "write on a read-only export") { try r.pwrite([UInt8](repeating: 1, count: 4096), offset: 0) }
+            e("ro", EPERM, "write on a read-only export") {
+                try r.pwrite([UInt8](repeating: 1, count: 4096), offset: 0)
+            }
             e("ro", EPERM, "trim on a read-only export") { try r.trim(count: 4096, offset: 0) }
             e("ro", EPERM, "write zeroes on a read-only export") { try r.zero(count: 4096, offset: 0) }
             e("ro", EPERM, "unaligned write on a read-only export") { try r.pwrite([1, 2], offset: 3) }
@@ -75,44 +93,72 @@ struct ErrorTests {
         }
     }
 
-    @Test("unknown commands, unknown flags, PAYLOAD_LEN, oversized reads and block status without a context",
-          arguments: Transport.allCases, [true, false])
+    @Test(
+        "unknown commands, unknown flags, PAYLOAD_LEN, oversized reads and block status without a context",
+        arguments: Transport.allCases, [true, false])
     func rawErrors(transport: Transport, structured: Bool) throws {
         try withServer(exports: Self.exports) { f in
             let raw = try f.raw(transport)
             try raw.handshake(structured: structured, metaContext: false)
             var cookie: UInt64 = 100
-            func expect(_ request: NBDRequest, payload: [UInt8]? = nil, _ error: NBDErrno, _ what: String,
-                        sourceLocation: SourceLocation = #_sourceLocation) throws {
+            func expect(
+                _ request: NBDRequest, payload: [UInt8]? = nil, _ error: NBDErrno, _ what: String,
+                sourceLocation: SourceLocation = #_sourceLocation
+            ) throws {
                 var r = request
                 cookie += 1
                 r.cookie = cookie
                 let reply = try raw.roundTrip(r, payload: payload)
-                #expect(reply.error == error, "\(what): \(reply.error) \(reply.errorMessage)", sourceLocation: sourceLocation)
+                #expect(
+                    reply.error == error, "\(what): \(reply.error) \(reply.errorMessage)",
+                    sourceLocation: sourceLocation)
                 #expect(reply.simple == !structured, sourceLocation: sourceLocation)
                 if error != .success { #expect(reply.data.isEmpty, sourceLocation: sourceLocation) }
             }
-            try expect(NBDRequest(type: NBDCommandType(rawValue: 8), cookie: 0, offset: 0, length: 512), .einval, "RESIZE (not advertised)")
-            try expect(NBDRequest(type: NBDCommandType(rawValue: 0x1234), cookie: 0, offset: 0, length: 0), .einval, "command 0x1234")
-            try expect(NBDRequest(flags: NBDCommandFlags(rawValue: 1 << 7), type: .read, cookie: 0, offset: 0, length: 512), .einval, "unknown flag bit 7")
-            try expect(NBDRequest(flags: NBDCommandFlags(rawValue: 1 << 15), type: .flush, cookie: 0, offset: 0, length: 0), .einval, "unknown flag bit 15")
-            try expect(NBDRequest(flags: .requestOne, type: .read, cookie: 0, offset: 0, length: 512), .einval, "REQ_ONE on READ")
+            try expect(
+                NBDRequest(type: NBDCommandType(rawValue: 8), cookie: 0, offset: 0, length: 512), .einval,
+                "RESIZE (not advertised)")
+            try expect(
+                NBDRequest(type: NBDCommandType(rawValue: 0x1234), cookie: 0, offset: 0, length: 0), .einval,
+                "command 0x1234")
+            try expect(
+                NBDRequest(flags: NBDCommandFlags(rawValue: 1 << 7), type: .read, cookie: 0, offset: 0, length: 512),
+                .einval, "unknown flag bit 7")
+            try expect(
+                NBDRequest(flags: NBDCommandFlags(rawValue: 1 << 15), type: .flush, cookie: 0, offset: 0, length: 0),
+                .einval, "unknown flag bit 15")
+            try expect(
+                NBDRequest(flags: .requestOne, type: .read, cookie: 0, offset: 0, length: 512), .einval,
+                "REQ_ONE on READ")
             // PAYLOAD_LEN without extended headers: the write's payload is skipped.
-            try expect(NBDRequest(flags: .payloadLength, type: .write, cookie: 0, offset: 0, length: 1000),
-                       payload: [UInt8](repeating: 0x77, count: 1000), .einval, "WRITE with PAYLOAD_LEN")
-            try expect(NBDRequest(flags: .payloadLength, type: .read, cookie: 0, offset: 0, length: 512), .einval, "READ with PAYLOAD_LEN")
+            try expect(
+                NBDRequest(flags: .payloadLength, type: .write, cookie: 0, offset: 0, length: 1000),
+                payload: [UInt8](repeating: 0x77, count: 1000), .einval, "WRITE with PAYLOAD_LEN")
+            try expect(
+                NBDRequest(flags: .payloadLength, type: .read, cookie: 0, offset: 0, length: 512), .einval,
+                "READ with PAYLOAD_LEN")
             // A read longer than the maximum payload (32 MiB): EOVERFLOW with structured replies.
-            try expect(NBDRequest(type: .read, cookie: 0, offset: 0, length: (32 << 20) + 512),
-                       structured ? .eoverflow : .einval, "read over the maximum payload")
+            try expect(
+                NBDRequest(type: .read, cookie: 0, offset: 0, length: (32 << 20) + 512),
+                structured ? .eoverflow : .einval, "read over the maximum payload")
             // Block status needs the base:allocation context.
-            try expect(NBDRequest(type: .blockStatus, cookie: 0, offset: 0, length: 4096), .einval, "BLOCK_STATUS without a context")
-            try expect(NBDRequest(type: .blockStatus, cookie: 0, offset: UInt64(Self.size) - 512, length: 4096), .einval, "BLOCK_STATUS across the end")
-            try expect(NBDRequest(type: .cache, cookie: 0, offset: UInt64(Self.size), length: 1), .einval, "CACHE after the end")
+            try expect(
+                NBDRequest(type: .blockStatus, cookie: 0, offset: 0, length: 4096), .einval,
+                "BLOCK_STATUS without a context")
+            try expect(
+                NBDRequest(type: .blockStatus, cookie: 0, offset: UInt64(Self.size) - 512, length: 4096), .einval,
+                "BLOCK_STATUS across the end")
+            try expect(
+                NBDRequest(type: .cache, cookie: 0, offset: UInt64(Self.size), length: 1), .einval,
+                "CACHE after the end")
             if !structured {
-                try expect(NBDRequest(flags: .dontFragment, type: .read, cookie: 0, offset: 0, length: 512), .einval, "DF without structured replies")
+                try expect(
+                    NBDRequest(flags: .dontFragment, type: .read, cookie: 0, offset: 0, length: 512), .einval,
+                    "DF without structured replies")
             }
             // Nothing was written by the refused requests; the connection still works.
-            try expect(NBDRequest(type: .write, cookie: 0, offset: 4096, length: 3), payload: [1, 2, 3], .success, "write")
+            try expect(
+                NBDRequest(type: .write, cookie: 0, offset: 4096, length: 3), payload: [1, 2, 3], .success, "write")
             cookie += 1
             let back = try raw.roundTrip(NBDRequest(flags: .fua, type: .read, cookie: cookie, offset: 0, length: 4099))
             #expect(back.error == .success)
@@ -130,10 +176,14 @@ struct ErrorTests {
             let size = UInt64(Self.size)
             for (i, type) in [NBDCommandType.read, .write, .trim, .writeZeroes, .cache, .flush].enumerated() {
                 for offset in [0, 12345, size] {
-                    let r = try raw.roundTrip(NBDRequest(type: type, cookie: UInt64(i), offset: offset, length: 0), payload: type == .write ? [] : nil)
+                    let r = try raw.roundTrip(
+                        NBDRequest(type: type, cookie: UInt64(i), offset: offset, length: 0),
+                        payload: type == .write ? [] : nil)
                     #expect(r.error == .success, "\(type) of length 0 at \(offset): \(r.error)")
                     #expect(r.data.isEmpty)
-                    if structured { #expect(r.chunks.count == 1 && r.chunks.first?.payload == NBDStructuredReplyChunk.Payload.none) }
+                    if structured {
+                        #expect(r.chunks.count == 1 && r.chunks.first?.payload == NBDStructuredReplyChunk.Payload.none)
+                    }
                 }
             }
             if structured {
@@ -148,7 +198,9 @@ struct ErrorTests {
         }
     }
 
-    @Test("a 40 MiB write is refused with EINVAL and the connection lives on", arguments: Transport.allCases, [true, false])
+    @Test(
+        "a 40 MiB write is refused with EINVAL and the connection lives on", arguments: Transport.allCases,
+        [true, false])
     func oversizedWrite(transport: Transport, structured: Bool) throws {
         try withServer(exports: Self.exports) { f in
             let raw = try f.raw(transport)
@@ -168,12 +220,14 @@ struct ErrorTests {
             #expect(r2.cookie == 2 && r2.error == .success)
             let r3 = try raw.roundTrip(NBDRequest(type: .read, cookie: 3, offset: 0, length: 8))
             #expect(r3.error == .success)
-            expectBytes(readData(r3, offset: 0, count: 8), [5, 6, 7, 8, 0, 0, 0, 0], "nothing of the refused write landed")
+            expectBytes(
+                readData(r3, offset: 0, count: 8), [5, 6, 7, 8, 0, 0, 0, 0], "nothing of the refused write landed")
             #expect(f.statistics().nbd[.bytesWritten] == 4)
             // Exactly the maximum is accepted.
             let max = 32 << 20
             let data = [UInt8](repeating: 0x3C, count: max)
-            let w = try raw.roundTrip(NBDRequest(type: .write, cookie: 4, offset: 0, length: UInt32(max)), payload: data)
+            let w = try raw.roundTrip(
+                NBDRequest(type: .write, cookie: 4, offset: 0, length: UInt32(max)), payload: data)
             #expect(w.error == .success)
         }
     }
@@ -188,12 +242,17 @@ struct ErrorTests {
                 var b = ByteBuffer()
                 let payload = [UInt8](repeating: UInt8(round), count: 1 << 20)
                 for i in 0..<16 {
-                    raw.encode(NBDRequest(type: .write, cookie: UInt64(i), offset: UInt64(i) << 20, length: 1 << 20),
-                               payload: payload, into: &b)
-                    raw.encode(NBDRequest(flags: i % 2 == 0 ? [] : .fua, type: .read, cookie: UInt64(100 + i),
-                                          offset: UInt64(i) << 20, length: 1 << 20), into: &b)
-                    raw.encode(NBDRequest(type: .writeZeroes, cookie: UInt64(200 + i), offset: (UInt64(i) << 20) + 3,
-                                          length: 1000), into: &b)
+                    raw.encode(
+                        NBDRequest(type: .write, cookie: UInt64(i), offset: UInt64(i) << 20, length: 1 << 20),
+                        payload: payload, into: &b)
+                    raw.encode(
+                        NBDRequest(
+                            flags: i % 2 == 0 ? [] : .fua, type: .read, cookie: UInt64(100 + i),
+                            offset: UInt64(i) << 20, length: 1 << 20), into: &b)
+                    raw.encode(
+                        NBDRequest(
+                            type: .writeZeroes, cookie: UInt64(200 + i), offset: (UInt64(i) << 20) + 3,
+                            length: 1000), into: &b)
                 }
                 try raw.send(b)
                 if round == 2 { _ = try raw.readReply() }
@@ -236,21 +295,26 @@ struct ErrorTests {
             try raw.handshake()
             // A large write in flight, then DISC, then a request that must be ignored.
             var b = ByteBuffer()
-            raw.encode(NBDRequest(type: .write, cookie: 1, offset: 0, length: 4 << 20),
-                       payload: [UInt8](repeating: 0x42, count: 4 << 20), into: &b)
+            raw.encode(
+                NBDRequest(type: .write, cookie: 1, offset: 0, length: 4 << 20),
+                payload: [UInt8](repeating: 0x42, count: 4 << 20), into: &b)
             raw.encode(NBDRequest(type: .disconnect, cookie: 2, offset: 0, length: 0), into: &b)
-            raw.encode(NBDRequest(type: .write, cookie: 3, offset: 8 << 20, length: 4096),
-                       payload: [UInt8](repeating: 0x43, count: 4096), into: &b)
+            raw.encode(
+                NBDRequest(type: .write, cookie: 3, offset: 8 << 20, length: 4096),
+                payload: [UInt8](repeating: 0x43, count: 4096), into: &b)
             raw.encode(NBDRequest(type: .read, cookie: 4, offset: 0, length: 512), into: &b)
             try raw.send(b)
             let r = try raw.readReply()
             #expect(r.cookie == 1 && r.error == .success)
             #expect(raw.closesWithoutReply(), "no reply after NBD_CMD_DISC, then the connection closes")
             let c = try f.client(.tcp)
-            expectBytes(try c.pread(count: 4, offset: (4 << 20) - 4), [0x42, 0x42, 0x42, 0x42], "the write before DISC")
+            expectBytes(
+                try c.pread(count: 4, offset: (4 << 20) - 4), [0x42, 0x42, 0x42, 0x42], "the write before DISC")
             expectZeroes(try c.pread(count: 4096, offset: 8 << 20), "the write after DISC was not executed")
             #expect(f.statistics().nbd[.writes] == 1)
-            #expect(eventually { f.statistics().nbd[.activeConnections] == 1 }, "the DISC'd connection is no longer counted")
+            #expect(
+                eventually { f.statistics().nbd[.activeConnections] == 1 }, "the DISC'd connection is no longer counted"
+            )
         }
     }
 
@@ -263,7 +327,9 @@ struct ErrorTests {
             let raw = try f.raw(.unix)
             try raw.handshake(structured: structured)
             var b = ByteBuffer()
-            raw.encode(NBDRequest(flags: structured ? .dontFragment : [], type: .read, cookie: 1, offset: 0, length: 24 << 20), into: &b)
+            raw.encode(
+                NBDRequest(flags: structured ? .dontFragment : [], type: .read, cookie: 1, offset: 0, length: 24 << 20),
+                into: &b)
             raw.encode(NBDRequest(type: .disconnect, cookie: 2, offset: 0, length: 0), into: &b)
             try raw.send(b)
             // Let the server finish the read and try to close while the reply is

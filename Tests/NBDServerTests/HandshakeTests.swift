@@ -15,8 +15,9 @@ struct HandshakeTests {
         ExportSpec(name: "ro", size: 16 << 20, readOnly: true),
     ]
 
-    @Test("INFO/GO through libnbd: size, flags, block sizes, structured replies, base:allocation",
-          arguments: Transport.allCases)
+    @Test(
+        "INFO/GO through libnbd: size, flags, block sizes, structured replies, base:allocation",
+        arguments: Transport.allCases)
     func infoThroughLibnbd(transport: Transport) throws {
         try withServer(exports: Self.exports) { f in
             let c = try f.client(transport)
@@ -147,8 +148,9 @@ struct HandshakeTests {
         }
     }
 
-    @Test("EXPORT_NAME with an unknown name closes the connection; a known one enters transmission",
-          arguments: Transport.allCases)
+    @Test(
+        "EXPORT_NAME with an unknown name closes the connection; a known one enters transmission",
+        arguments: Transport.allCases)
     func exportNameOption(transport: Transport) throws {
         try withServer(exports: Self.exports) { f in
             let bad = try f.raw(transport)
@@ -163,7 +165,10 @@ struct HandshakeTests {
             try good.sendOption(.exportName("disk2"))
             let (size, flags) = try good.readExportNameReply()
             #expect(size == 32 << 20)
-            #expect(flags.contains([.hasFlags, .sendFlush, .sendFUA, .sendTrim, .sendWriteZeroes, .canMultiConn, .sendCache]))
+            #expect(
+                flags.contains([
+                    .hasFlags, .sendFlush, .sendFUA, .sendTrim, .sendWriteZeroes, .canMultiConn, .sendCache,
+                ]))
             #expect(!flags.contains(.sendDF), "DF needs structured replies")
             #expect(!flags.contains(.readOnly))
             let r = try good.roundTrip(NBDRequest(type: .read, cookie: 3, offset: 4096, length: 4096))

@@ -98,11 +98,12 @@ final class NBDClient {
     func optList() throws(LibNBDError) -> [(String, String)] {
         final class Box { var items: [(String, String)] = [] }
         let box = Box()
-        let cb = nbd_list_callback(callback: { ud, name, desc in
-            let box = Unmanaged<Box>.fromOpaque(ud!).takeUnretainedValue()
-            box.items.append((name.map { String(cString: $0) } ?? "", desc.map { String(cString: $0) } ?? ""))
-            return 0
-        }, user_data: Unmanaged.passUnretained(box).toOpaque(), free: nil)
+        let cb = nbd_list_callback(
+            callback: { ud, name, desc in
+                let box = Unmanaged<Box>.fromOpaque(ud!).takeUnretainedValue()
+                box.items.append((name.map { String(cString: $0) } ?? "", desc.map { String(cString: $0) } ?? ""))
+                return 0
+            }, user_data: Unmanaged.passUnretained(box).toOpaque(), free: nil)
         let rc = withExtendedLifetime(box) { nbd_opt_list(h, cb) }
         try check(rc, "opt_list")
         return box.items
@@ -116,11 +117,13 @@ final class NBDClient {
 
     // MARK: What the server advertised
 
-    var size: Int64 { get throws(LibNBDError) {
-        let s = nbd_get_size(h)
-        if s < 0 { throw .last("get_size") }
-        return s
-    } }
+    var size: Int64 {
+        get throws(LibNBDError) {
+            let s = nbd_get_size(h)
+            if s < 0 { throw .last("get_size") }
+            return s
+        }
+    }
 
     var isReadOnly: Bool { get throws(LibNBDError) { try bool(nbd_is_read_only(h), "is_read_only") } }
     var canFlush: Bool { get throws(LibNBDError) { try bool(nbd_can_flush(h), "can_flush") } }
@@ -165,13 +168,17 @@ final class NBDClient {
 
     func pread(count: Int, offset: UInt64, flags: UInt32 = 0) throws(LibNBDError) -> [UInt8] {
         var out = [UInt8](repeating: 0xA5, count: count)
-        let rc = out.withUnsafeMutableBytes { nbd_pread(h, $0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1)!, count, offset, flags) }
+        let rc = out.withUnsafeMutableBytes {
+            nbd_pread(h, $0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1)!, count, offset, flags)
+        }
         try check(rc, "pread \(count)@\(offset) flags \(flags)")
         return out
     }
 
     func pwrite(_ data: [UInt8], offset: UInt64, flags: UInt32 = 0) throws(LibNBDError) {
-        let rc = data.withUnsafeBytes { nbd_pwrite(h, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count, offset, flags) }
+        let rc = data.withUnsafeBytes {
+            nbd_pwrite(h, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, data.count, offset, flags)
+        }
         try check(rc, "pwrite \(data.count)@\(offset) flags \(flags)")
     }
 
@@ -194,17 +201,18 @@ final class NBDClient {
     func blockStatus(count: UInt64, offset: UInt64, flags: UInt32 = 0) throws(LibNBDError) -> [Extent] {
         final class Box { var extents: [Extent] = []; var contexts: [String] = []; var offsets: [UInt64] = [] }
         let box = Box()
-        let cb = nbd_extent_callback(callback: { ud, context, offset, entries, n, _ in
-            let box = Unmanaged<Box>.fromOpaque(ud!).takeUnretainedValue()
-            box.contexts.append(context.map { String(cString: $0) } ?? "")
-            box.offsets.append(offset)
-            var i = 0
-            while i + 1 < n {
-                box.extents.append(Extent(length: entries![i], flags: entries![i + 1]))
-                i += 2
-            }
-            return 0
-        }, user_data: Unmanaged.passUnretained(box).toOpaque(), free: nil)
+        let cb = nbd_extent_callback(
+            callback: { ud, context, offset, entries, n, _ in
+                let box = Unmanaged<Box>.fromOpaque(ud!).takeUnretainedValue()
+                box.contexts.append(context.map { String(cString: $0) } ?? "")
+                box.offsets.append(offset)
+                var i = 0
+                while i + 1 < n {
+                    box.extents.append(Extent(length: entries![i], flags: entries![i + 1]))
+                    i += 2
+                }
+                return 0
+            }, user_data: Unmanaged.passUnretained(box).toOpaque(), free: nil)
         let rc = withExtendedLifetime(box) { nbd_block_status(h, count, offset, cb, flags) }
         try check(rc, "block_status \(count)@\(offset) flags \(flags)")
         guard box.contexts.allSatisfy({ $0 == "base:allocation" }) else {
@@ -217,16 +225,18 @@ final class NBDClient {
     func preadStructured(count: Int, offset: UInt64, flags: UInt32 = 0) throws(LibNBDError) -> ([UInt8], [ReadChunk]) {
         final class Box { var chunks: [ReadChunk] = [] }
         let box = Box()
-        let cb = nbd_chunk_callback(callback: { ud, _, count, offset, status, _ in
-            let box = Unmanaged<Box>.fromOpaque(ud!).takeUnretainedValue()
-            let kind: ReadChunk.Kind = switch Int32(status) {
-            case LIBNBD_READ_DATA: .data
-            case LIBNBD_READ_HOLE: .hole
-            default: .error
-            }
-            box.chunks.append(ReadChunk(kind: kind, offset: offset, count: count))
-            return 0
-        }, user_data: Unmanaged.passUnretained(box).toOpaque(), free: nil)
+        let cb = nbd_chunk_callback(
+            callback: { ud, _, count, offset, status, _ in
+                let box = Unmanaged<Box>.fromOpaque(ud!).takeUnretainedValue()
+                let kind: ReadChunk.Kind =
+                    switch Int32(status) {
+                    case LIBNBD_READ_DATA: .data
+                    case LIBNBD_READ_HOLE: .hole
+                    default: .error
+                    }
+                box.chunks.append(ReadChunk(kind: kind, offset: offset, count: count))
+                return 0
+            }, user_data: Unmanaged.passUnretained(box).toOpaque(), free: nil)
         var out = [UInt8](repeating: 0xA5, count: count)
         let rc = withExtendedLifetime(box) {
             out.withUnsafeMutableBytes { nbd_pread_structured(h, $0.baseAddress!, count, offset, cb, flags) }
@@ -237,10 +247,14 @@ final class NBDClient {
 
     // MARK: Asynchronous commands
 
-    private static var noCompletion: nbd_completion_callback { nbd_completion_callback(callback: nil, user_data: nil, free: nil) }
+    private static var noCompletion: nbd_completion_callback {
+        nbd_completion_callback(callback: nil, user_data: nil, free: nil)
+    }
 
     /// Starts a read into `buffer` (which must stay valid until the command completes).
-    func aioPread(_ buffer: UnsafeMutableRawBufferPointer, offset: UInt64, flags: UInt32 = 0) throws(LibNBDError) -> Int64 {
+    func aioPread(_ buffer: UnsafeMutableRawBufferPointer, offset: UInt64, flags: UInt32 = 0) throws(LibNBDError)
+        -> Int64
+    {
         let cookie = nbd_aio_pread(h, buffer.baseAddress!, buffer.count, offset, Self.noCompletion, flags)
         if cookie < 0 { throw .last("aio_pread \(buffer.count)@\(offset)") }
         return cookie

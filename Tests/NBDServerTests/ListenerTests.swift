@@ -41,7 +41,8 @@ struct ListenerTests {
         #expect(throws: ListenerError.socketInUse(path: path)) {
             _ = try NBDServer(configuration: Self.configuration(unix: path), logger: Self.logger)
         }
-        #expect(try UnixSocketProbe.state(of: path) == .live, "the refused server must not unlink the first one's socket")
+        #expect(
+            try UnixSocketProbe.state(of: path) == .live, "the refused server must not unlink the first one's socket")
     }
 
     @Test("a stale Unix socket file is replaced; a regular file is refused")

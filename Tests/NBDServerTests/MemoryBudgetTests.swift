@@ -2,8 +2,8 @@ import Foundation
 import NBDProtocol
 import NBDServer
 import NIOCore
-import Testing
 import TestSupport
+import Testing
 
 /// The server-wide memory budget (``ConnectionLimits/memoryBudgetBytes``) under
 /// clients that pipeline large reads and never read the replies.
@@ -14,7 +14,9 @@ struct MemoryBudgetTests {
     static let budget = ConnectionLimits().memoryBudgetBytes
     static let readLength: UInt32 = 32 << 20
 
-    @Test("16 clients pipelining 200 reads of 32 MiB without reading: memory stays bounded, a fair client progresses, nothing fails")
+    @Test(
+        "16 clients pipelining 200 reads of 32 MiB without reading: memory stays bounded, a fair client progresses, nothing fails"
+    )
     func unreadReplies() async throws {
         #expect(Self.budget == 1 << 30)
         // Minutes of blocking sockets: on a thread of its own, not the cooperative pool.
@@ -31,9 +33,11 @@ struct MemoryBudgetTests {
             let writer = try f.raw(.unix)
             try writer.handshake()
             for k in 0..<2 {
-                let w = try writer.roundTrip(NBDRequest(type: .write, cookie: UInt64(k), offset: UInt64(k) << 25,
-                                                        length: Self.readLength),
-                                             payload: [UInt8](repeating: UInt8(k + 1), count: Int(Self.readLength)))
+                let w = try writer.roundTrip(
+                    NBDRequest(
+                        type: .write, cookie: UInt64(k), offset: UInt64(k) << 25,
+                        length: Self.readLength),
+                    payload: [UInt8](repeating: UInt8(k + 1), count: Int(Self.readLength)))
                 findings.check(w.error == .success)
             }
             // The greedy clients: handshake, then 200 reads of 32 MiB each, never read.
@@ -43,18 +47,21 @@ struct MemoryBudgetTests {
                 try c.handshake()
                 var b = ByteBuffer()
                 for k in 0..<200 {
-                    c.encode(NBDRequest(type: .read, cookie: UInt64(k), offset: UInt64(k % 2) * UInt64(Self.readLength),
-                                        length: Self.readLength), into: &b)
+                    c.encode(
+                        NBDRequest(
+                            type: .read, cookie: UInt64(k), offset: UInt64(k % 2) * UInt64(Self.readLength),
+                            length: Self.readLength), into: &b)
                 }
                 try c.send(b)
                 greedy.append(c)
             }
             // Wait until the budget is taken (the greedy clients' replies pile up).
-            findings.check(eventually(seconds: 30) { f.server.memoryBudgetUsage.held >= Self.budget },
-                    "the greedy clients fill the budget: \(f.server.memoryBudgetUsage)")
+            findings.check(
+                eventually(seconds: 30) { f.server.memoryBudgetUsage.held >= Self.budget },
+                "the greedy clients fill the budget: \(f.server.memoryBudgetUsage)")
 
             // A fair client beside them: writes, reads back, verifies, round after round.
-            let seed = TestSeed.fixed(20261202)
+            let seed = TestSeed.fixed(20_261_202)
             var rng = seed.generator()
             let fair = try f.raw(.tcp)
             // Its requests may wait behind the greedy reads' NVMe commands in the queue.
@@ -64,16 +71,25 @@ struct MemoryBudgetTests {
                 let length = [4096, 65536, 1 << 20][round % 3]
                 let offset = UInt64(round) * (1 << 20)
                 let data = randomBytes(length, using: &rng)
-                let w = try fair.roundTrip(NBDRequest(type: .write, cookie: UInt64(1000 + round), offset: offset,
-                                                      length: UInt32(length)), payload: data)
+                let w = try fair.roundTrip(
+                    NBDRequest(
+                        type: .write, cookie: UInt64(1000 + round), offset: offset,
+                        length: UInt32(length)), payload: data)
                 findings.check(w.error == .success, "round \(round) write, \(seed)")
-                let r = try fair.roundTrip(NBDRequest(type: .read, cookie: UInt64(2000 + round), offset: offset,
-                                                      length: UInt32(length)))
+                let r = try fair.roundTrip(
+                    NBDRequest(
+                        type: .read, cookie: UInt64(2000 + round), offset: offset,
+                        length: UInt32(length)))
                 findings.check(r.error == .success, "round \(round) read, \(seed)")
-                let got = r.chunks.isEmpty ? r.data : r.chunks.flatMap { chunk -> [UInt8] in
-                    if case .offsetData(_, var d) = chunk.payload { return d.readBytes(length: d.readableBytes) ?? [] }
-                    return []
-                }
+                let got =
+                    r.chunks.isEmpty
+                    ? r.data
+                    : r.chunks.flatMap { chunk -> [UInt8] in
+                        if case .offsetData(_, var d) = chunk.payload {
+                            return d.readBytes(length: d.readableBytes) ?? []
+                        }
+                        return []
+                    }
                 findings.check(got == data, "round \(round) read back what it wrote, \(seed)")
             }
             let usage = f.server.memoryBudgetUsage
@@ -88,8 +104,9 @@ struct MemoryBudgetTests {
             }
             greedy.removeAll()
             // Disconnected, they give everything back.
-            findings.check(eventually(seconds: 30) { f.server.memoryBudgetUsage.held == 0 },
-                    "held after the greedy clients left: \(f.server.memoryBudgetUsage.held)")
+            findings.check(
+                eventually(seconds: 30) { f.server.memoryBudgetUsage.held == 0 },
+                "held after the greedy clients left: \(f.server.memoryBudgetUsage.held)")
         }
         return findings
     }

@@ -39,7 +39,9 @@ final class RawClient: @unchecked Sendable {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(unixPath.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw FixtureError("socket path too long") }
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            throw FixtureError("socket path too long")
+        }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             for (i, b) in bytes.enumerated() { raw[i] = b }
             raw[bytes.count] = 0
@@ -55,7 +57,9 @@ final class RawClient: @unchecked Sendable {
         guard fd >= 0 else { throw FixtureError("socket: errno \(errno)") }
         var address = address
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<Address>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<Address>.size))
+            }
         }
         guard rc == 0 else {
             let e = errno
@@ -173,7 +177,8 @@ final class RawClient: @unchecked Sendable {
     /// flags, optional STRUCTURED_REPLY and SET_META_CONTEXT base:allocation.
     @discardableResult
     func handshake(export: String = "", structured: Bool = true, metaContext: Bool = true) throws
-        -> (size: UInt64, flags: NBDTransmissionFlags) {
+        -> (size: UInt64, flags: NBDTransmissionFlags)
+    {
         _ = try readGreeting()
         try sendClientFlags()
         if structured {
@@ -185,7 +190,8 @@ final class RawClient: @unchecked Sendable {
         if structured && metaContext {
             try sendOption(.setMetaContext(exportName: export, queries: [NBDAllocationState.contextName]))
             let r = try readOptionReplies()
-            guard r.last?.type == .ack, r.contains(where: { $0.metaContext?.name == NBDAllocationState.contextName }) else {
+            guard r.last?.type == .ack, r.contains(where: { $0.metaContext?.name == NBDAllocationState.contextName })
+            else {
                 throw FixtureError("SET_META_CONTEXT: \(r)")
             }
         }
@@ -254,7 +260,8 @@ final class RawClient: @unchecked Sendable {
                 return reply
             case .structured(let c):
                 guard c.cookie == reply.cookie else {
-                    throw FixtureError("chunks of cookies \(reply.cookie) and \(c.cookie) interleaved (test expects one at a time)")
+                    throw FixtureError(
+                        "chunks of cookies \(reply.cookie) and \(c.cookie) interleaved (test expects one at a time)")
                 }
                 reply.chunks.append(c)
                 switch c.payload {
@@ -276,7 +283,9 @@ final class RawClient: @unchecked Sendable {
     func roundTrip(_ request: NBDRequest, payload: [UInt8]? = nil) throws -> Reply {
         try sendRequest(request, payload: payload)
         let r = try readReply()
-        guard r.cookie == request.cookie else { throw FixtureError("reply for cookie \(r.cookie), expected \(request.cookie)") }
+        guard r.cookie == request.cookie else {
+            throw FixtureError("reply for cookie \(r.cookie), expected \(request.cookie)")
+        }
         return r
     }
 }

@@ -1,12 +1,12 @@
-import ConcurrencyHelpers
-import DMA
-import TestSupport
 import BlockBackends
 import CNBD
+import ConcurrencyHelpers
+import DMA
 import Foundation
 import Logging
 import NBDServer
 import Synchronization
+import TestSupport
 import Testing
 
 /// How a test reaches the server.
@@ -36,8 +36,10 @@ final class ServerFixture: @unchecked Sendable {
     let directory: String
     private let stopped = Shared(false)
 
-    init(exports: [ExportSpec] = [ServerFixture.defaultExport], doorbells: Doorbells = .shadow, queues: Int = 1,
-         configure: (inout NBDServer.Configuration) -> Void = { _ in }) throws {
+    init(
+        exports: [ExportSpec] = [ServerFixture.defaultExport], doorbells: Doorbells = .shadow, queues: Int = 1,
+        configure: (inout NBDServer.Configuration) -> Void = { _ in }
+    ) throws {
         directory = try makeTemporaryDirectory(under: "/tmp", prefix: "nbdsrv")
         unixPath = directory + "/nbd.sock"
         var config = NBDServer.Configuration()
@@ -58,7 +60,8 @@ final class ServerFixture: @unchecked Sendable {
         }
         // "[IPv4]127.0.0.1/127.0.0.1:41234": the port is after the last colon.
         guard let tcp = server.boundAddresses.first(where: { !$0.hasPrefix("unix:") }),
-              let colon = tcp.lastIndex(of: ":"), let p = Int(tcp[tcp.index(after: colon)...]), p > 0 else {
+            let colon = tcp.lastIndex(of: ":"), let p = Int(tcp[tcp.index(after: colon)...]), p > 0
+        else {
             server.shutdown(graceSeconds: 1)
             throw FixtureError("no TCP port in \(server.boundAddresses)")
         }
@@ -82,8 +85,10 @@ final class ServerFixture: @unchecked Sendable {
 
     /// A connected libnbd handle. `metaContext` asks for `base:allocation`;
     /// `strict: false` lets libnbd send what it would otherwise refuse locally.
-    func client(_ transport: Transport, export: String = "", structured: Bool = true, metaContext: Bool = true,
-                strict: Bool = true, fullInfo: Bool = false) throws -> NBDClient {
+    func client(
+        _ transport: Transport, export: String = "", structured: Bool = true, metaContext: Bool = true,
+        strict: Bool = true, fullInfo: Bool = false
+    ) throws -> NBDClient {
         let c = try NBDClient()
         try c.setRequestStructuredReplies(structured)
         if metaContext { try c.addMetaContext("base:allocation") }
@@ -123,9 +128,11 @@ final class ServerFixture: @unchecked Sendable {
 }
 
 /// Runs `body` against a fresh server, always shutting it down afterwards.
-func withServer<R>(exports: [ExportSpec] = [ServerFixture.defaultExport], doorbells: Doorbells = .shadow,
-                   queues: Int = 1, configure: (inout NBDServer.Configuration) -> Void = { _ in },
-                   _ body: (ServerFixture) throws -> R) throws -> R {
+func withServer<R>(
+    exports: [ExportSpec] = [ServerFixture.defaultExport], doorbells: Doorbells = .shadow,
+    queues: Int = 1, configure: (inout NBDServer.Configuration) -> Void = { _ in },
+    _ body: (ServerFixture) throws -> R
+) throws -> R {
     let fixture = try ServerFixture(exports: exports, doorbells: doorbells, queues: queues, configure: configure)
     defer { fixture.stop() }
     return try body(fixture)

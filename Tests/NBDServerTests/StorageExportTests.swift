@@ -27,12 +27,14 @@ struct StorageExportTests {
         let dir = try makeTemporaryDirectory(under: "/tmp", prefix: "nbdsrv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/disk.img"
-        let spec = ExportSpec(name: "file", backing: .file(path: path), size: UInt64(Self.size), blockSize: 512,
-                              cache: storage.cache, io: storage.io)
+        let spec = ExportSpec(
+            name: "file", backing: .file(path: path), size: UInt64(Self.size), blockSize: 512,
+            cache: storage.cache, io: storage.io)
         try withServer(exports: [spec], queues: 2) { f in
             let c = try f.client(.unix, export: "file", structured: true)
-            var exercise = CommandExercise(fixture: f, client: c, export: "file", blockSize: 512, size: Self.size,
-                                           structured: true, fileBacked: true, seed: .fixed(0xD15C))
+            var exercise = CommandExercise(
+                fixture: f, client: c, export: "file", blockSize: 512, size: Self.size,
+                structured: true, fileBacked: true, seed: .fixed(0xD15C))
             try exercise.run()
             try c.shutdown()
             let stats = f.statistics(export: "file")
@@ -50,8 +52,9 @@ struct StorageExportTests {
         }
     }
 
-    @Test("images of 1,000,000 bytes and of 2048-byte sectors serve their exact size",
-          arguments: [(1_000_000, 512), (1_000_000, 4096), (2048 * 1001, 4096), (2048 * 1001, 512)])
+    @Test(
+        "images of 1,000,000 bytes and of 2048-byte sectors serve their exact size",
+        arguments: [(1_000_000, 512), (1_000_000, 4096), (2048 * 1001, 4096), (2048 * 1001, 512)])
     func exactSize(bytes: Int, blockSize: Int) throws {
         let dir = try makeTemporaryDirectory(under: "/tmp", prefix: "nbdsrv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -66,8 +69,9 @@ struct StorageExportTests {
             // libnbd checks bounds itself by default; the server's answers are under test.
             try c.setStrictMode(0)
             #expect(try c.size == Int64(bytes))
-            expectBytes(try c.pread(count: 1000, offset: UInt64(bytes - 1000)), Array(original[(bytes - 1000)...]),
-                        "tail, \(seed)")
+            expectBytes(
+                try c.pread(count: 1000, offset: UInt64(bytes - 1000)), Array(original[(bytes - 1000)...]),
+                "tail, \(seed)")
             // The last bytes, written unaligned (read-modify-write of the padded block).
             let fresh = randomBytes(333, using: &rng)
             try c.pwrite(fresh, offset: UInt64(bytes - 333))
@@ -113,8 +117,9 @@ struct StorageExportTests {
         }
     }
 
-    @Test("a block device: size, LBA and rotational flag from the kernel; Write Zeroes and TRIM through its ioctls",
-          arguments: [512, 4096])
+    @Test(
+        "a block device: size, LBA and rotational flag from the kernel; Write Zeroes and TRIM through its ioctls",
+        arguments: [512, 4096])
     func blockDevice(sectorSize: Int) throws {
         let dir = try makeTemporaryDirectory(under: "/tmp", prefix: "nbdsrv")
         defer { try? FileManager.default.removeItem(atPath: dir) }

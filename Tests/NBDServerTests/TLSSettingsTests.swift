@@ -11,7 +11,10 @@ struct TLSSettingsTests {
     @Test(arguments: [
         ("alice00ff\n", TLSSetupError.invalidPSKLine(path: "k.psk", line: 1, reason: "expected username:hexkey")),
         ("alice:00ff\nbob:0g\n", .invalidPSKLine(path: "k.psk", line: 2, reason: "'0g' is not a hex byte")),
-        ("alice:0ff\n", .invalidPSKLine(path: "k.psk", line: 1, reason: "the key must be an even number of hex digits")),
+        (
+            "alice:0ff\n",
+            .invalidPSKLine(path: "k.psk", line: 1, reason: "the key must be an even number of hex digits")
+        ),
         (":00ff\n", .invalidPSKLine(path: "k.psk", line: 1, reason: "empty username")),
         ("a:00\na:11\n", .invalidPSKLine(path: "k.psk", line: 2, reason: "username 'a' given twice")),
         ("\n\n", .emptyPSKFile(path: "k.psk")),

@@ -1,9 +1,10 @@
 import DMA
-import TestSupport
 import NVMe
-@testable import NVMeController
 import NVMeHost
+import TestSupport
 import Testing
+
+@testable import NVMeController
 
 /// A small arena and helpers to lay PRP lists out by hand.
 final class PRPArena {
@@ -61,7 +62,7 @@ final class PRPArena {
     @Test func onePageWithOffset() throws {
         let a = try PRPArena()
         let p = a.allocate(1)[0]
-        let (s, segs) = a.walk(prp1: p + 512, prp2: 0xDEAD_BEEF, length: 1024)   // PRP2 unused
+        let (s, segs) = a.walk(prp1: p + 512, prp2: 0xDEAD_BEEF, length: 1024)  // PRP2 unused
         #expect(s == nil)
         #expect(segs.map(\.0) == [p + 512] && segs.map(\.1) == [1024])
         // Up to the end of the page exactly.
@@ -118,7 +119,7 @@ final class PRPArena {
         let a = try PRPArena()
         let lists = a.allocate(2)
         let data = a.allocate(6)
-        let start = lists[0] + 4096 - 24          // three entries left in this page
+        let start = lists[0] + 4096 - 24  // three entries left in this page
         a.store([data[1], data[2], lists[1]], at: start)
         a.store(Array(data[3...]), at: lists[1])
         let (s, segs) = a.walk(prp1: data[0], prp2: start, length: 6 * 4096)
@@ -272,11 +273,14 @@ final class PRPArena {
     }
 }
 
-func expectPages(_ got: [UInt64], _ expected: [UInt64], _ note: String = "",
-                 sourceLocation: SourceLocation = #_sourceLocation) {
+func expectPages(
+    _ got: [UInt64], _ expected: [UInt64], _ note: String = "",
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     guard got != expected else { return }
-    let first = zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, expected.count)
-    Issue.record("page lists differ (\(got.count) vs \(expected.count) pages) first at \(first) \(note)",
-                 sourceLocation: sourceLocation)
+    let first =
+        zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, expected.count)
+    Issue.record(
+        "page lists differ (\(got.count) vs \(expected.count) pages) first at \(first) \(note)",
+        sourceLocation: sourceLocation)
 }
-

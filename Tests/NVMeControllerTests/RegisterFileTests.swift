@@ -1,13 +1,15 @@
-@testable import NVMeController
 import NVMe
 import Testing
+
+@testable import NVMeController
 
 /// BAR0 as the host sees it: what a write records and what a read returns.
 @Suite struct RegisterFileTests {
     static func file() -> RegisterFile {
-        RegisterFile(capabilities: ControllerCapabilities(
-            maximumQueueEntries0: 1023, contiguousQueuesRequired: true, timeout500ms: 15, doorbellStride: 0,
-            nvmCommandSet: true, memoryPageSizeMinimum: 0, memoryPageSizeMaximum: 0), version: .v1_3)
+        RegisterFile(
+            capabilities: ControllerCapabilities(
+                maximumQueueEntries0: 1023, contiguousQueuesRequired: true, timeout500ms: 15, doorbellStride: 0,
+                nvmCommandSet: true, memoryPageSizeMinimum: 0, memoryPageSizeMaximum: 0), version: .v1_3)
     }
 
     @Test func sixtyFourBitRegistersByHalvesAndWhole() {
@@ -31,7 +33,7 @@ import Testing
         #expect(r.read(offset: RegisterOffset.cap, width: 8) != 0)
         r.record(RegisterWrite(offset: RegisterOffset.aqa, value: 0xFFFF_FFFF, width: 4))
         #expect(r.read(offset: RegisterOffset.aqa, width: 4) == 0x0FFF_0FFF)
-        #expect(r.read(offset: 0x1000, width: 4) == 0)   // doorbells read as 0
+        #expect(r.read(offset: 0x1000, width: 4) == 0)  // doorbells read as 0
         r.record(RegisterWrite(offset: RegisterOffset.intms, value: 0b101, width: 4))
         r.record(RegisterWrite(offset: RegisterOffset.intmc, value: 0b001, width: 4))
         #expect(r.read(offset: RegisterOffset.intms, width: 4) == 0b100)

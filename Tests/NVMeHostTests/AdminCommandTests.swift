@@ -38,7 +38,9 @@ import Testing
         defer { rig.close() }
         #expect(!rig.driver.identify.supportsDoorbellBufferConfig)
         #expect(!rig.driver.shadowDoorbellsEnabled)
-        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x7C, prp1: HostMemory.busBase, prp2: HostMemory.busBase + 4096))
+        #expect(
+            adminStatus(
+                rig, SubmissionQueueEntry(opcode: 0x7C, prp1: HostMemory.busBase, prp2: HostMemory.busBase + 4096))
                 == .invalidCommandOpcode)
     }
 
@@ -50,24 +52,31 @@ import Testing
         try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x06, cdw10: 2), data: data)
         #expect(Array(buf.bytes()[0..<8]) == [1, 0, 0, 0, 0, 0, 0, 0])
         try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x06, namespaceIdentifier: 1, cdw10: 2), data: data)
-        #expect(buf.bytes()[0..<4] == [0, 0, 0, 0])       // no NSID above 1
+        #expect(buf.bytes()[0..<4] == [0, 0, 0, 0])  // no NSID above 1
         try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x06, namespaceIdentifier: 1, cdw10: 0), data: data)
         #expect(IdentifyNamespace(decoding: buf.bytes()).size == (64 << 20) / 512)
-        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x06, namespaceIdentifier: 9, cdw10: 0), data: data) == .invalidNamespaceOrFormat)
+        #expect(
+            adminStatus(rig, SubmissionQueueEntry(opcode: 0x06, namespaceIdentifier: 9, cdw10: 0), data: data)
+                == .invalidNamespaceOrFormat)
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x06, cdw10: 0x55), data: data) == .invalidField)
         // A data pointer outside host memory is a Data Transfer Error, not a crash.
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x06, prp1: 0x1000, cdw10: 1)) == .dataTransferError)
-        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x06, prp1: HostMemory.busBase + 2, cdw10: 1)) == .invalidPRPOffset)
+        #expect(
+            adminStatus(rig, SubmissionQueueEntry(opcode: 0x06, prp1: HostMemory.busBase + 2, cdw10: 1))
+                == .invalidPRPOffset)
     }
 
     @Test func featuresAndTheirErrors() throws {
         let rig = try Rig()
         defer { rig.close() }
         let nq = try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x0A, cdw10: 7))
-        #expect(nq.dw0 == 0)   // 1 SQ and 1 CQ granted, 0-based
+        #expect(nq.dw0 == 0)  // 1 SQ and 1 CQ granted, 0-based
         // Number of Queues after queues exist: Command Sequence Error.
-        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x09, cdw10: 7, cdw11: 0x0003_0003)) == .commandSequenceError)
-        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x09, cdw10: 7 | 1 << 31, cdw11: 0)) == .featureIdentifierNotSaveable)
+        #expect(
+            adminStatus(rig, SubmissionQueueEntry(opcode: 0x09, cdw10: 7, cdw11: 0x0003_0003)) == .commandSequenceError)
+        #expect(
+            adminStatus(rig, SubmissionQueueEntry(opcode: 0x09, cdw10: 7 | 1 << 31, cdw11: 0))
+                == .featureIdentifierNotSaveable)
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x09, cdw10: 0x7F)) == .invalidField)
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x0A, cdw10: 0x7F)) == .invalidField)
         try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x09, cdw10: 0x0B, cdw11: 0x1F))
@@ -107,34 +116,42 @@ import Testing
         defer { rig.close() }
         let page = try #require(rig.memory.allocateContiguous(bytes: 64 * 64))
         // Take the driver's second pair down so its ids can be reused.
-        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x04, cdw10: 2)) == .invalidQueueDeletion)   // SQ 2 attached
+        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x04, cdw10: 2)) == .invalidQueueDeletion)  // SQ 2 attached
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x00, cdw10: 2)) == .success)
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x04, cdw10: 2)) == .success)
-        func createCQ(qid: UInt32, size0: UInt32, prp: UInt64 = 0, flags: UInt32 = 0b11, vector: UInt32 = 2) -> NVMeStatus? {
-            adminStatus(rig, SubmissionQueueEntry(opcode: 0x05, prp1: prp == 0 ? page : prp, cdw10: size0 << 16 | qid,
-                                                  cdw11: vector << 16 | flags))
+        func createCQ(qid: UInt32, size0: UInt32, prp: UInt64 = 0, flags: UInt32 = 0b11, vector: UInt32 = 2)
+            -> NVMeStatus?
+        {
+            adminStatus(
+                rig,
+                SubmissionQueueEntry(
+                    opcode: 0x05, prp1: prp == 0 ? page : prp, cdw10: size0 << 16 | qid,
+                    cdw11: vector << 16 | flags))
         }
         func createSQ(qid: UInt32, size0: UInt32, cqid: UInt32, flags: UInt32 = 1, prp: UInt64 = 0) -> NVMeStatus? {
-            adminStatus(rig, SubmissionQueueEntry(opcode: 0x01, prp1: prp == 0 ? page : prp, cdw10: size0 << 16 | qid,
-                                                  cdw11: cqid << 16 | flags))
+            adminStatus(
+                rig,
+                SubmissionQueueEntry(
+                    opcode: 0x01, prp1: prp == 0 ? page : prp, cdw10: size0 << 16 | qid,
+                    cdw11: cqid << 16 | flags))
         }
         #expect(createCQ(qid: 0, size0: 7) == .invalidQueueIdentifier)
-        #expect(createCQ(qid: 1, size0: 7) == .invalidQueueIdentifier)          // exists
+        #expect(createCQ(qid: 1, size0: 7) == .invalidQueueIdentifier)  // exists
         #expect(createCQ(qid: 2, size0: 0) == .invalidQueueSize)
-        #expect(createCQ(qid: 2, size0: 4096) == .invalidQueueSize)             // MQES is 4095
+        #expect(createCQ(qid: 2, size0: 4096) == .invalidQueueSize)  // MQES is 4095
         #expect(createCQ(qid: 2, size0: 7, prp: page + 512) == .invalidPRPOffset)
         #expect(createCQ(qid: 2, size0: 7, vector: 9999) == .invalidInterruptVector)
-        #expect(createCQ(qid: 2, size0: 7, flags: 0b10) == .invalidField)        // not physically contiguous
+        #expect(createCQ(qid: 2, size0: 7, flags: 0b10) == .invalidField)  // not physically contiguous
         #expect(createCQ(qid: 2, size0: 7) == .success)
-        #expect(createCQ(qid: 3, size0: 7) == .invalidQueueIdentifier)         // beyond the 2 granted
+        #expect(createCQ(qid: 3, size0: 7) == .invalidQueueIdentifier)  // beyond the 2 granted
         #expect(createSQ(qid: 2, size0: 7, cqid: 0) == .completionQueueInvalid)
         #expect(createSQ(qid: 2, size0: 7, cqid: 9) == .completionQueueInvalid)
-        #expect(createSQ(qid: 1, size0: 7, cqid: 2) == .invalidQueueIdentifier)   // exists
+        #expect(createSQ(qid: 1, size0: 7, cqid: 2) == .invalidQueueIdentifier)  // exists
         #expect(createSQ(qid: 2, size0: 0, cqid: 2) == .invalidQueueSize)
         #expect(createSQ(qid: 2, size0: 7, cqid: 2, flags: 0) == .invalidField)
         #expect(createSQ(qid: 2, size0: 7, cqid: 2, prp: page + 8) == .invalidPRPOffset)
         #expect(createSQ(qid: 2, size0: 7, cqid: 2) == .success)
-        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x04, cdw10: 2)) == .invalidQueueDeletion)   // SQ 2 attached
+        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x04, cdw10: 2)) == .invalidQueueDeletion)  // SQ 2 attached
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x00, cdw10: 5)) == .invalidQueueIdentifier)
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x00, cdw10: 0)) == .invalidQueueIdentifier)
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x00, cdw10: 2)) == .success)
@@ -158,25 +175,29 @@ import Testing
         let rig = try Rig()
         defer { rig.close() }
         let abort = try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x08, cdw10: 1 | 5 << 16))
-        #expect(abort.dw0 & 1 == 1)     // not aborted: nothing outstanding
+        #expect(abort.dw0 & 1 == 1)  // not aborted: nothing outstanding
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0xC3)) == .invalidCommandOpcode)
         #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x18)) == .invalidCommandOpcode)
-        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x06, flags: 0x40, cdw10: 1)) == .invalidField) // SGL requested
+        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x06, flags: 0x40, cdw10: 1)) == .invalidField)  // SGL requested
 
         let buf = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
         let data = QueuePair.DataPages(buffer: buf, first: 0, count: 1)
         try await rig.qp.write(lba: 0, [UInt8](repeating: 1, count: 4096))
         try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x02, cdw10: 0x02 | 127 << 16), data: data)
         let smart = buf.bytes()
-        #expect(smart[3] == 100)                                         // available spare
-        #expect(smart[48] == 1)                                          // one data unit written
-        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x02, cdw10: 0x7F | 127 << 16), data: data) == .invalidLogPage)
+        #expect(smart[3] == 100)  // available spare
+        #expect(smart[48] == 1)  // one data unit written
+        #expect(
+            adminStatus(rig, SubmissionQueueEntry(opcode: 0x02, cdw10: 0x7F | 127 << 16), data: data) == .invalidLogPage
+        )
         // A length beyond MDTS: NUMD = 2^32 - 1 (16 GiB) is Invalid Field. It used to
         // allocate the whole buffer before the check (fuzz-controller OOM; its input is
         // Fuzz/Corpus/controller/regression-get-log-page-numd-oom, which scripts/fuzz
         // replays under -rss_limit_mb).
-        #expect(adminStatus(rig, SubmissionQueueEntry(opcode: 0x02, cdw10: 0x02 | 0xFFFF << 16, cdw11: 0xFFFF),
-                            data: data) == .invalidField)
+        #expect(
+            adminStatus(
+                rig, SubmissionQueueEntry(opcode: 0x02, cdw10: 0x02 | 0xFFFF << 16, cdw11: 0xFFFF),
+                data: data) == .invalidField)
 
         // AERL is 3: four requests stay outstanding, the fifth is refused.
         let events = EventLog()
@@ -188,7 +209,7 @@ import Testing
         // A doorbell write for a queue that does not exist completes one of them.
         rig.controller.write32(bar0: RegisterOffset.doorbell(queue: 9, completion: false, stride: 0), 1)
         rig.controller.write32(bar0: RegisterOffset.doorbell(queue: 1, completion: false, stride: 0), 5000)
-        try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x0A, cdw10: 7))   // reaps what came before it
+        try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x0A, cdw10: 7))  // reaps what came before it
         let got = events.entries
         #expect(got.count == 2)
         #expect(got.first?.dw0 == AsynchronousEvent.completionDW0(type: 0, info: 0, logPage: 1))
@@ -205,4 +226,3 @@ final class EventLog: @unchecked Sendable {
     func add(_ e: CompletionQueueEntry) { lock.withLock { list.append(e) } }
     var entries: [CompletionQueueEntry] { lock.withLock { list } }
 }
-

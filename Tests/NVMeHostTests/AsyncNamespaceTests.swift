@@ -1,4 +1,3 @@
-@testable import BlockBackends
 import DMA
 import Foundation
 import NVMe
@@ -6,6 +5,8 @@ import NVMeController
 import NVMeHost
 import TestSupport
 import Testing
+
+@testable import BlockBackends
 
 /// Asynchronous namespaces (README, "The data path"): every command
 /// type through io_uring and through worker threads on a file and on a loop
@@ -29,7 +30,9 @@ import Testing
 
     /// Whether the kernel lets this process use io_uring (`kernel.io_uring_disabled`).
     static var ioUringAllowed: Bool {
-        guard let text = try? String(contentsOfFile: "/proc/sys/kernel/io_uring_disabled", encoding: .utf8) else { return true }
+        guard let text = try? String(contentsOfFile: "/proc/sys/kernel/io_uring_disabled", encoding: .utf8) else {
+            return true
+        }
         return text.trimmingCharacters(in: .whitespacesAndNewlines) == "0"
     }
 
@@ -102,8 +105,9 @@ import Testing
                 transfers += 1
             case 5:
                 let deallocate = Bool.random(using: &rng)
-                try await qp.writeZeroes(lba: UInt64(lba), blocks: UInt64(count), deallocate: deallocate,
-                                         fua: Bool.random(using: &rng))
+                try await qp.writeZeroes(
+                    lba: UInt64(lba), blocks: UInt64(count), deallocate: deallocate,
+                    fua: Bool.random(using: &rng))
                 for i in range { model[i] = 0; known[i] = true }
             case 6:
                 try await qp.deallocate(ranges: [(lba: UInt64(lba), blocks: UInt64(count))])
@@ -153,7 +157,8 @@ import Testing
 
     @Test("a fast Write overtakes a slow Read on the same queue")
     func writeOvertakesRead() async throws {
-        try await Self.withHeldBackend(workers: 4, { gate in .init(holding: .read, range: 0..<4096, until: gate) }) { rig, qp, gate in
+        try await Self.withHeldBackend(workers: 4, { gate in .init(holding: .read, range: 0..<4096, until: gate) }) {
+            rig, qp, gate in
             try await qp.write(lba: 0, randomBytes(4096, seed: 2))
             let read = Shared<[UInt8]?>(nil)
             let buffer = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
@@ -181,13 +186,13 @@ import Testing
             let qp = rig.qp
             try await qp.write(lba: 0, randomBytes(4096, seed: 20))
             let done = Shared(0)
-            qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }   // F1: reaches the storage
+            qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }  // F1: reaches the storage
             #expect(gate.waitUntilHolding(1))
-            qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }   // F2: covered by F1
+            qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }  // F2: covered by F1
             try await Task.sleep(for: .milliseconds(100))
             #expect(fault.faultCount(for: held) == 1, "F2 started a backend flush of its own")
-            try await qp.write(lba: 8, randomBytes(4096, seed: 21))              // a write completes
-            qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }   // F3: needs its own
+            try await qp.write(lba: 8, randomBytes(4096, seed: 21))  // a write completes
+            qp.flush { r in if case .success = r { done.withLock { $0 += 1 } } }  // F3: needs its own
             #expect(gate.waitUntilHolding(2), "F3 did not reach the storage")
             #expect(done.value == 0, "a Flush completed before the backend flush it waits for")
             gate.open()
@@ -201,12 +206,14 @@ import Testing
 
     @Test("a failed Flush fails the Flushes waiting on it, and the next one goes to the storage again")
     func flushCoalescingFailure() async throws {
-        try await Self.withHeldBackend(workers: 4, { gate in .init(holding: .flush, until: gate, limit: 1, thenFailWith: EIO) }) { rig, qp, gate in
+        try await Self.withHeldBackend(
+            workers: 4, { gate in .init(holding: .flush, until: gate, limit: 1, thenFailWith: EIO) }
+        ) { rig, qp, gate in
             try await qp.write(lba: 0, randomBytes(4096, seed: 22))
             let failures = Shared(0)
-            qp.flush { r in if case .failure = r { failures.withLock { $0 += 1 } } }   // held, then fails
+            qp.flush { r in if case .failure = r { failures.withLock { $0 += 1 } } }  // held, then fails
             #expect(gate.waitUntilHolding(1))
-            qp.flush { r in if case .failure = r { failures.withLock { $0 += 1 } } }   // waits on it
+            qp.flush { r in if case .failure = r { failures.withLock { $0 += 1 } } }  // waits on it
             try await Task.sleep(for: .milliseconds(50))
             gate.open()
             #expect(await eventually { failures.value == 2 }, "both Flushes report the failure")
@@ -220,7 +227,8 @@ import Testing
 
     @Test("at the in-flight bound the controller stops fetching; every command still completes")
     func inFlightBound() async throws {
-        try await Self.withHeldBackend(workers: 8, maximumInFlight: 4, { gate in .init(holding: .read, until: gate) }) { rig, qp, gate in
+        try await Self.withHeldBackend(workers: 8, maximumInFlight: 4, { gate in .init(holding: .read, until: gate) }) {
+            rig, qp, gate in
             let data = randomBytes(64 * 4096, seed: 5)
             try await qp.write(lba: 0, data)
             let (buffers, done, failures) = try Self.startPageReads(qp, rig.memory, pages: 64)
@@ -241,7 +249,8 @@ import Testing
 
     @Test("a reset with backend work in flight waits for it, drops its completions, and the driver retries")
     func resetDrains() async throws {
-        try await Self.withHeldBackend(workers: 2, { gate in .init(holding: .read, until: gate, limit: 2) }) { rig, qp, gate in
+        try await Self.withHeldBackend(workers: 2, { gate in .init(holding: .read, until: gate, limit: 2) }) {
+            rig, qp, gate in
             let data = randomBytes(8 * 4096, seed: 6)
             try await qp.write(lba: 0, data)
             let (buffers, done, failures) = try Self.startPageReads(qp, rig.memory, pages: 8)
@@ -265,8 +274,9 @@ import Testing
 
     // MARK: Exact sizes
 
-    @Test("an image whose size is not a whole number of blocks is served whole",
-          arguments: [(1_000_000, 512), (1_000_000, 4096), (2048 * 333, 4096)])
+    @Test(
+        "an image whose size is not a whole number of blocks is served whole",
+        arguments: [(1_000_000, 512), (1_000_000, 4096), (2048 * 333, 4096)])
     func oddSizedImage(bytes: Int, blockSize: Int) async throws {
         let file = TemporaryFile(in: "/tmp")
         let original = randomBytes(bytes, seed: 9)
@@ -298,12 +308,16 @@ import Testing
         var st = stat()
         #expect(stat(file.path, &st) == 0 && st.st_size == off_t(bytes), "the file grew to \(st.st_size)")
         let contents = try #require(file.contents(at: UInt64(bytes - 64), count: 64))
-        expectBytes(contents, randomBytes(blockSize, seed: 10)[(bytes - (blocks - 1) * blockSize - 64)..<(bytes - (blocks - 1) * blockSize)])
+        expectBytes(
+            contents,
+            randomBytes(blockSize, seed: 10)[
+                (bytes - (blocks - 1) * blockSize - 64)..<(bytes - (blocks - 1) * blockSize)])
     }
 
     // MARK: Fast zeroing
 
-    @Test("Write Zeroes with the fast-only bit fails at once where zeroing would write zeroes", arguments: [false, true])
+    @Test(
+        "Write Zeroes with the fast-only bit fails at once where zeroing would write zeroes", arguments: [false, true])
     func fastZeroOnly(fileSystemCanZero: Bool) async throws {
         let file = TemporaryFile(in: "/tmp")
         var config = Rig.Config()
@@ -345,7 +359,8 @@ import Testing
     /// first `pages` pages, without waiting: the buffers, in page order, and counts
     /// of the reads completed and of those that failed.
     static func startPageReads(_ qp: QueuePair, _ memory: HostMemory, pages: Int) throws
-        -> (buffers: [DMABuffer], done: Shared<Int>, failures: Shared<Int>) {
+        -> (buffers: [DMABuffer], done: Shared<Int>, failures: Shared<Int>)
+    {
         let done = Shared(0)
         let failures = Shared(0)
         var buffers: [DMABuffer] = []
@@ -361,8 +376,10 @@ import Testing
     }
 
     /// Checks that each buffer of ``startPageReads(_:_:pages:)`` holds its page of `data`.
-    func expectPages(_ buffers: [DMABuffer], _ data: [UInt8], _ what: String,
-                     sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectPages(
+        _ buffers: [DMABuffer], _ data: [UInt8], _ what: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         for (i, b) in buffers.enumerated() {
             expectBytes(b.bytes(), data[(i * 4096)..<((i + 1) * 4096)], "\(what) \(i)", sourceLocation: sourceLocation)
         }
@@ -371,11 +388,14 @@ import Testing
     /// The frame of the tests that hold backend work at a gate: a ``faultRig(workers:maximumInFlight:)``
     /// with the rule `holding` builds from the gate, `body` run (with the rig, its
     /// queue pair and the gate) under ``guarded(_:seconds:sourceLocation:_:)``, then the rig closed.
-    static func withHeldBackend(workers: Int, maximumInFlight: Int = Namespace.defaultMaximumInFlight,
-                                _ holding: (FaultInjectingBackend.Gate) -> FaultInjectingBackend.Rule,
-                                sourceLocation: SourceLocation = #_sourceLocation,
-                                _ body: @escaping @Sendable (Rig, QueuePair, FaultInjectingBackend.Gate) async throws -> Void)
-        async throws {
+    static func withHeldBackend(
+        workers: Int, maximumInFlight: Int = Namespace.defaultMaximumInFlight,
+        _ holding: (FaultInjectingBackend.Gate) -> FaultInjectingBackend.Rule,
+        sourceLocation: SourceLocation = #_sourceLocation,
+        _ body: @escaping @Sendable (Rig, QueuePair, FaultInjectingBackend.Gate) async throws -> Void
+    )
+        async throws
+    {
         let (rig, fault) = try faultRig(workers: workers, maximumInFlight: maximumInFlight)
         defer { rig.close() }
         let gate = FaultInjectingBackend.Gate()
@@ -385,7 +405,8 @@ import Testing
 
     /// A memory namespace behind a fault-injecting wrapper, run on worker threads.
     static func faultRig(workers: Int, maximumInFlight: Int = Namespace.defaultMaximumInFlight) throws
-        -> (Rig, FaultInjectingBackend) {
+        -> (Rig, FaultInjectingBackend)
+    {
         let holder = Shared<FaultInjectingBackend?>(nil)
         var config = Rig.Config()
         config.namespaceBytes = 4 << 20

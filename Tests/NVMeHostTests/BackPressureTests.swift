@@ -1,8 +1,8 @@
 import DMA
-import TestSupport
 import NVMe
 import NVMeController
 import NVMeHost
+import TestSupport
 import Testing
 
 /// A full queue never overruns: the host waits for a slot, the controller holds
@@ -47,13 +47,15 @@ import Testing
     /// controller armed makes that update trap.
     @Test(arguments: [2, 3], [false, true])
     func completionQueueSmallerThanSubmissionQueue(cqSize: Int, shadow: Bool) throws {
-        var c = Rig.Config.stepped(shadow: false)   // the driver's own pairs stay on MMIO; queue 2 is ours
+        var c = Rig.Config.stepped(shadow: false)  // the driver's own pairs stay on MMIO; queue 2 is ours
         c.queuePairs = 2
         let rig = try Rig(c)
         defer { rig.close() }
         let controller = rig.controller
-        try rig.driver.adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.deleteIOSubmissionQueue.rawValue, cdw10: 2))
-        try rig.driver.adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.deleteIOCompletionQueue.rawValue, cdw10: 2))
+        try rig.driver.adminCommand(
+            SubmissionQueueEntry(opcode: AdminOpcode.deleteIOSubmissionQueue.rawValue, cdw10: 2))
+        try rig.driver.adminCommand(
+            SubmissionQueueEntry(opcode: AdminOpcode.deleteIOCompletionQueue.rawValue, cdw10: 2))
         let q = try HandQueue(rig: rig, qid: 2, sqSize: 64, cqSize: cqSize)
 
         // Some MMIO traffic first, so the doorbell buffer starts from non-zero values.
@@ -117,8 +119,9 @@ import Testing
             #expect(controller.counters.snapshot()[.completionsPosted] == posted, "\(seed)")
             #expect(controller.heldCompletions(2) == held, "\(seed)")
             if shadow, held > 0 {
-                #expect(q.cqEventIndex?.loadRelaxed() == UInt32(q.head),
-                        "a full CQ must arm its EventIdx at the head, \(seed)")
+                #expect(
+                    q.cqEventIndex?.loadRelaxed() == UInt32(q.head),
+                    "a full CQ must arm its EventIdx at the head, \(seed)")
             }
             guard visible > 0 else { continue }
 
@@ -129,8 +132,9 @@ import Testing
             for e in entries {
                 #expect(e.status.isSuccess, "\(seed)")
                 #expect(e.submissionQueueIdentifier == 2, "\(seed)")
-                #expect(seen.insert(e.commandIdentifier).inserted,
-                        "completion for cid \(e.commandIdentifier) twice, \(seed)")
+                #expect(
+                    seen.insert(e.commandIdentifier).inserted,
+                    "completion for cid \(e.commandIdentifier) twice, \(seed)")
             }
             reaped += take
             let trapped = q.ringCQ()
@@ -186,17 +190,20 @@ final class HandQueue {
         self.sqSize = sqSize
         self.cqSize = cqSize
         guard let sq = rig.memory.allocateContiguous(bytes: sqSize * 64),
-              let cq = rig.memory.allocateContiguous(bytes: cqSize * 16) else { throw Failure(what: "no memory") }
+            let cq = rig.memory.allocateContiguous(bytes: cqSize * 16)
+        else { throw Failure(what: "no memory") }
         sqAddress = sq
         cqAddress = cq
         sqBase = rig.memory.pointer(at: sq, length: sqSize * 64)!
         cqBase = rig.memory.pointer(at: cq, length: cqSize * 16)!
-        try rig.driver.adminCommand(SubmissionQueueEntry(
-            opcode: AdminOpcode.createIOCompletionQueue.rawValue, prp1: cq,
-            cdw10: UInt32(cqSize - 1) << 16 | UInt32(qid), cdw11: UInt32(qid) << 16 | 0b11))
-        try rig.driver.adminCommand(SubmissionQueueEntry(
-            opcode: AdminOpcode.createIOSubmissionQueue.rawValue, prp1: sq,
-            cdw10: UInt32(sqSize - 1) << 16 | UInt32(qid), cdw11: UInt32(qid) << 16 | 0b1))
+        try rig.driver.adminCommand(
+            SubmissionQueueEntry(
+                opcode: AdminOpcode.createIOCompletionQueue.rawValue, prp1: cq,
+                cdw10: UInt32(cqSize - 1) << 16 | UInt32(qid), cdw11: UInt32(qid) << 16 | 0b11))
+        try rig.driver.adminCommand(
+            SubmissionQueueEntry(
+                opcode: AdminOpcode.createIOSubmissionQueue.rawValue, prp1: sq,
+                cdw10: UInt32(sqSize - 1) << 16 | UInt32(qid), cdw11: UInt32(qid) << 16 | 0b1))
     }
 
     /// Raw Doorbell Buffer Config (7Ch) with two fresh pages; entries at
@@ -207,8 +214,10 @@ final class HandQueue {
         }
         rig.memory.write([UInt8](repeating: 0, count: 4096), at: shadow)
         rig.memory.write([UInt8](repeating: 0, count: 4096), at: ei)
-        try rig.driver.adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.doorbellBufferConfig.rawValue,
-                                                         prp1: shadow, prp2: ei))
+        try rig.driver.adminCommand(
+            SubmissionQueueEntry(
+                opcode: AdminOpcode.doorbellBufferConfig.rawValue,
+                prp1: shadow, prp2: ei))
         let sqOffset = UInt64(2 * Int(qid) * 4), cqOffset = UInt64((2 * Int(qid) + 1) * 4)
         sqShadow = rig.memory.word(at: shadow + sqOffset)
         sqEventIndex = rig.memory.word(at: ei + sqOffset)

@@ -71,7 +71,9 @@ import Testing
             #expect(await rawCommand(qp, read(lba: blocks - 1, blocks: 1), data: data).status == .success)
             // Bad namespace ids.
             for nsid: UInt32 in [0, 2, 0xFFFF_FFFF] {
-                #expect(await rawCommand(qp, read(nsid: nsid, lba: 0, blocks: 1), data: data).status == .invalidNamespaceOrFormat)
+                #expect(
+                    await rawCommand(qp, read(nsid: nsid, lba: 0, blocks: 1), data: data).status
+                        == .invalidNamespaceOrFormat)
             }
             var wz = SubmissionQueueEntry(opcode: IOOpcode.writeZeroes.rawValue, namespaceIdentifier: 7)
             #expect(await rawCommand(qp, wz).status == .invalidNamespaceOrFormat)
@@ -80,11 +82,15 @@ import Testing
             #expect(await rawCommand(qp, wz).status == .lbaOutOfRange)
             // Unknown and admin-only opcodes on an I/O queue.
             for op: UInt8 in [0x7F, 0x06, 0x05, 0xFF] {
-                #expect(await rawCommand(qp, SubmissionQueueEntry(opcode: op, namespaceIdentifier: 1)).status == .invalidCommandOpcode,
-                        "opcode \(op)")
+                #expect(
+                    await rawCommand(qp, SubmissionQueueEntry(opcode: op, namespaceIdentifier: 1)).status
+                        == .invalidCommandOpcode,
+                    "opcode \(op)")
             }
             // Fused / SGL bits.
-            #expect(await rawCommand(qp, SubmissionQueueEntry(opcode: 0x00, flags: 0x40, namespaceIdentifier: 1)).status == .invalidField)
+            #expect(
+                await rawCommand(qp, SubmissionQueueEntry(opcode: 0x00, flags: 0x40, namespaceIdentifier: 1)).status
+                    == .invalidField)
             // A data pointer the controller cannot reach.
             var bad = read(lba: 0, blocks: 1)
             bad.prp1 = 0x1000
@@ -117,7 +123,9 @@ import Testing
             let backend = try #require(rig.backends[0] as? MemoryBackend)
             let allocated = backend.allocatedByteCount
             do throws(NVMeError) {
-                try await qp.deallocate(ranges: [(lba: 0, blocks: 64), (lba: 1024, blocks: 64), (lba: blocks - 1, blocks: 2)])
+                try await qp.deallocate(ranges: [
+                    (lba: 0, blocks: 64), (lba: 1024, blocks: 64), (lba: blocks - 1, blocks: 2),
+                ])
                 Issue.record("deallocate with a bad range succeeded")
             } catch {
                 #expect(error.status == .lbaOutOfRange)
@@ -143,7 +151,7 @@ import Testing
     /// Write Zeroes splits at 65536 blocks, Dataset Management at 256 ranges.
     @Test func writeZeroesAndDeallocateSplitAtCommandLimits() async throws {
         var c = Rig.Config()
-        c.namespaceBytes = 96 << 20                 // 196 608 blocks
+        c.namespaceBytes = 96 << 20  // 196 608 blocks
         let rig = try Rig(c)
         defer { rig.close() }
         try await guarded(rig) {
@@ -156,7 +164,9 @@ import Testing
             let before = rig.controller.counters.snapshot()
             try await qp.writeZeroes(lba: 0, blocks: blocks, deallocate: false)
             #expect(rig.controller.counters.snapshot()[.writeZeroes] - before[.writeZeroes] == 3)
-            for p in probes { expectBytes(try await qp.read(lba: p, blocks: 1), [UInt8](repeating: 0, count: 512), "lba \(p)") }
+            for p in probes {
+                expectBytes(try await qp.read(lba: p, blocks: 1), [UInt8](repeating: 0, count: 512), "lba \(p)")
+            }
             #expect(backend.allocatedByteCount == 0)
 
             let ranges = (0..<300).map { (lba: UInt64($0 * 16), blocks: UInt64(8)) }
@@ -186,9 +196,15 @@ import Testing
                     #expect(error.status == .namespaceWriteProtected, "\(what): \(error)")
                 }
             }
-            await expectProtected("write") { () async throws(NVMeError) in try await qp.write(lba: 0, [UInt8](repeating: 1, count: 512)) }
-            await expectProtected("write zeroes") { () async throws(NVMeError) in try await qp.writeZeroes(lba: 0, blocks: 8, deallocate: false) }
-            await expectProtected("deallocate") { () async throws(NVMeError) in try await qp.deallocate(ranges: [(lba: 0, blocks: 8)]) }
+            await expectProtected("write") { () async throws(NVMeError) in
+                try await qp.write(lba: 0, [UInt8](repeating: 1, count: 512))
+            }
+            await expectProtected("write zeroes") { () async throws(NVMeError) in
+                try await qp.writeZeroes(lba: 0, blocks: 8, deallocate: false)
+            }
+            await expectProtected("deallocate") { () async throws(NVMeError) in
+                try await qp.deallocate(ranges: [(lba: 0, blocks: 8)])
+            }
             // Reads and flushes still work.
             expectBytes(try await qp.read(lba: 0, blocks: 1), [UInt8](repeating: 0, count: 512))
             try await qp.flush()
@@ -217,8 +233,12 @@ import Testing
             }
             // EIO on a read range: Unrecovered Read Error, SCT 2 (media) SC 81h.
             faults.addRule(.init(operations: .read, range: (16 * 512)..<(24 * 512), errno: EIO))
-            await expectStatus(.unrecoveredReadError, "read over the bad range") { () async throws(NVMeError) in _ = try await qp.read(lba: 8, blocks: 16) }
-            await expectStatus(.unrecoveredReadError, "read inside it") { () async throws(NVMeError) in _ = try await qp.read(lba: 20, blocks: 1) }
+            await expectStatus(.unrecoveredReadError, "read over the bad range") { () async throws(NVMeError) in
+                _ = try await qp.read(lba: 8, blocks: 16)
+            }
+            await expectStatus(.unrecoveredReadError, "read inside it") { () async throws(NVMeError) in
+                _ = try await qp.read(lba: 20, blocks: 1)
+            }
             #expect(NVMeStatus.unrecoveredReadError.codeType == 2 && NVMeStatus.unrecoveredReadError.code == 0x81)
             expectBytes(try await qp.read(lba: 0, blocks: 16), data[0..<(16 * 512)])
             expectBytes(try await qp.read(lba: 24, blocks: 8), data[(24 * 512)..<(32 * 512)])

@@ -1,10 +1,10 @@
 import BlockBackends
-import TestSupport
 import DMA
 import Foundation
 import NVMe
 import NVMeController
 import NVMeHost
+import TestSupport
 import Testing
 
 /// Where the namespace of a test lives.
@@ -31,7 +31,7 @@ enum NamespaceStore: String, CaseIterable, Sendable, CustomTestStringConvertible
 @Suite(.timeLimit(.minutes(10))) struct ConcurrentSubmitterTests {
     static let pairs = 3
     static let tasksPerPair = 6
-    static let regionBlocks = 4096                 // 2 MiB per task
+    static let regionBlocks = 4096  // 2 MiB per task
     static let operationsPerTask = 60
     static let sharedLBA: UInt64 = (40 << 20) / 512
     static let sharedBlocks = (1 << 20) / 512
@@ -42,7 +42,7 @@ enum NamespaceStore: String, CaseIterable, Sendable, CustomTestStringConvertible
         var c = Rig.Config()
         c.shadow = shadow
         c.queuePairs = Self.pairs
-        c.depth = 8                        // 7 slots for 6 tasks whose requests split: some wait
+        c.depth = 8  // 7 slots for 6 tasks whose requests split: some wait
         c.namespaceBytes = 48 << 20
         if let file { c.backend = { try FileBackend(path: file.path, createSize: $0) } }
         let rig = try Rig(c)
@@ -56,20 +56,26 @@ enum NamespaceStore: String, CaseIterable, Sendable, CustomTestStringConvertible
         try await pairs[0].write(lba: Self.sharedLBA, shared)
         let seed = TestSeed.fixed(shadow ? 1 : 0)
 
-        let result = try await guarded(rig) { try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
-            for p in 0..<Self.pairs {
-                for t in 0..<Self.tasksPerPair {
-                    let region = p * Self.tasksPerPair + t
-                    group.addTask {
-                        (region, try await Self.worker(qp: pairs[p], region: region, source: source, shared: shared,
-                                                       seed: seed))
+        let result = try await guarded(rig) {
+            try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+                for p in 0..<Self.pairs {
+                    for t in 0..<Self.tasksPerPair {
+                        let region = p * Self.tasksPerPair + t
+                        group.addTask {
+                            (
+                                region,
+                                try await Self.worker(
+                                    qp: pairs[p], region: region, source: source, shared: shared,
+                                    seed: seed)
+                            )
+                        }
                     }
                 }
+                var out: [Int: [UInt8]] = [:]
+                for try await (region, model) in group { out[region] = model }
+                return out
             }
-            var out: [Int: [UInt8]] = [:]
-            for try await (region, model) in group { out[region] = model }
-            return out
-        } }
+        }
         guard let models = result else { return }
         #expect(models.count == Self.pairs * Self.tasksPerPair)
 
@@ -90,8 +96,10 @@ enum NamespaceStore: String, CaseIterable, Sendable, CustomTestStringConvertible
 
     /// One task: random operations on its own region, mirrored in a model; its
     /// generator is stream `region * 0x9E37` of `seed`.
-    static func worker(qp: QueuePair, region: Int, source: [UInt8], shared: [UInt8],
-                       seed: TestSeed) async throws -> [UInt8] {
+    static func worker(
+        qp: QueuePair, region: Int, source: [UInt8], shared: [UInt8],
+        seed: TestSeed
+    ) async throws -> [UInt8] {
         var rng = seed.generator(stream: UInt64(region) &* 0x9E37)
         var model = [UInt8](repeating: 0, count: regionBlocks * 512)
         let base = UInt64(region * regionBlocks)
@@ -100,7 +108,7 @@ enum NamespaceStore: String, CaseIterable, Sendable, CustomTestStringConvertible
             switch rng.next() % 10 {
             case 0..<7: size = 1 + Int(rng.next() % 64)
             case 7, 8: size = 65 + Int(rng.next() % 448)
-            default: size = 1025 + Int(rng.next() % 976)          // above MDTS (1024 blocks)
+            default: size = 1025 + Int(rng.next() % 976)  // above MDTS (1024 blocks)
             }
             let start = Int(rng.next() % UInt64(regionBlocks - size + 1))
             let lo = start * 512, n = size * 512
@@ -116,13 +124,15 @@ enum NamespaceStore: String, CaseIterable, Sendable, CustomTestStringConvertible
                 let got = try await qp.read(lba: base + UInt64(start), blocks: size)
                 let ok = model.withUnsafeBytes { m in
                     got.withUnsafeBytes { g in
-                        expectBytes(g, UnsafeRawBufferPointer(rebasing: m[lo..<(lo + n)]),
-                                    "region \(region) op \(op) read \(start)+\(size), \(seed)")
+                        expectBytes(
+                            g, UnsafeRawBufferPointer(rebasing: m[lo..<(lo + n)]),
+                            "region \(region) op \(op) read \(start)+\(size), \(seed)")
                     }
                 }
                 if !ok { return model }
             case 6:
-                try await qp.writeZeroes(lba: base + UInt64(start), blocks: UInt64(size), deallocate: rng.next() % 2 == 0)
+                try await qp.writeZeroes(
+                    lba: base + UInt64(start), blocks: UInt64(size), deallocate: rng.next() % 2 == 0)
                 model.withUnsafeMutableBytes { _ = memset($0.baseAddress! + lo, 0, n) }
             case 7:
                 try await qp.deallocate(ranges: [(lba: base + UInt64(start), blocks: UInt64(size))])
@@ -133,8 +143,9 @@ enum NamespaceStore: String, CaseIterable, Sendable, CustomTestStringConvertible
                 let got = try await qp.read(lba: sharedLBA + UInt64(first), blocks: blocks)
                 let ok = shared.withUnsafeBytes { s in
                     got.withUnsafeBytes { g in
-                        expectBytes(g, UnsafeRawBufferPointer(rebasing: s[(first * 512)..<((first + blocks) * 512)]),
-                                        "region \(region) op \(op) shared read, \(seed)")
+                        expectBytes(
+                            g, UnsafeRawBufferPointer(rebasing: s[(first * 512)..<((first + blocks) * 512)]),
+                            "region \(region) op \(op) shared read, \(seed)")
                     }
                 }
                 if !ok { return model }

@@ -77,7 +77,10 @@ struct CounterBlockTests {
 
     @Test func misnumberedKeysAreRefused() async {
         await #expect(processExitsWith: .failure) {
-            enum Gap: Int, CounterKey { case first, third = 2 }
+            enum Gap: Int, CounterKey {
+                case first
+                case third = 2
+            }
             _ = CounterBlock<Gap>()
         }
     }
@@ -85,28 +88,34 @@ struct CounterBlockTests {
     /// The `--stats-json` field names: the names readers depend on, in one place.
     /// Renaming a case renames a JSON field; change this list only on purpose.
     @Test func statsJSONFieldNames() throws {
-        #expect(ControllerCounter.allCases.map(\.name) == [
-            "mmioSQTailDoorbellWrites", "mmioCQHeadDoorbellWrites", "mmioAdminDoorbellWrites", "mmioRegisterWrites",
-            "mmioReads", "mmioMSIXWrites", "invalidDoorbellWrites", "shadowDoorbellReads", "eventIndexWrites",
-            "adminCommands", "reads", "writes", "flushes", "writeZeroes", "datasetManagement", "allocationMaps",
-            "otherIOCommands", "commandErrors", "bytesRead", "bytesWritten", "completionsPosted",
-            "completionQueueFullStalls", "interruptsRaised", "interruptsHeld", "parks", "wakeups", "pollHits", "resets",
-            "shutdowns", "storageOperations", "storageInFlightPeak", "inFlightLimitStalls", "flushesCoalesced",
-        ])
-        #expect(HostCounter.allCases.map(\.name) == [
-            "commandsSubmitted", "completionsReaped", "sqShadowDoorbellWrites", "cqShadowDoorbellWrites",
-            "sqMMIODoorbellWrites", "cqMMIODoorbellWrites", "interruptsHandled", "interruptsMerged", "waitsForSlot",
-            "splitRequests", "retries", "errors",
-        ])
+        #expect(
+            ControllerCounter.allCases.map(\.name) == [
+                "mmioSQTailDoorbellWrites", "mmioCQHeadDoorbellWrites", "mmioAdminDoorbellWrites", "mmioRegisterWrites",
+                "mmioReads", "mmioMSIXWrites", "invalidDoorbellWrites", "shadowDoorbellReads", "eventIndexWrites",
+                "adminCommands", "reads", "writes", "flushes", "writeZeroes", "datasetManagement", "allocationMaps",
+                "otherIOCommands", "commandErrors", "bytesRead", "bytesWritten", "completionsPosted",
+                "completionQueueFullStalls", "interruptsRaised", "interruptsHeld", "parks", "wakeups", "pollHits",
+                "resets",
+                "shutdowns", "storageOperations", "storageInFlightPeak", "inFlightLimitStalls", "flushesCoalesced",
+            ])
+        #expect(
+            HostCounter.allCases.map(\.name) == [
+                "commandsSubmitted", "completionsReaped", "sqShadowDoorbellWrites", "cqShadowDoorbellWrites",
+                "sqMMIODoorbellWrites", "cqMMIODoorbellWrites", "interruptsHandled", "interruptsMerged", "waitsForSlot",
+                "splitRequests", "retries", "errors",
+            ])
         // The encoder writes exactly these names (no derived fields).
-        let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(ControllerStatistics())) as? [String: Any]
+        let object =
+            try JSONSerialization.jsonObject(with: JSONEncoder().encode(ControllerStatistics())) as? [String: Any]
         #expect(object.map { Set($0.keys) } == Set(ControllerCounter.allCases.map(\.name)))
     }
 
     @Test func derivedValues() {
         var c = ControllerStatistics()
-        for key in [ControllerCounter.reads, .writes, .flushes, .writeZeroes, .datasetManagement, .allocationMaps,
-                    .otherIOCommands] {
+        for key in [
+            ControllerCounter.reads, .writes, .flushes, .writeZeroes, .datasetManagement, .allocationMaps,
+            .otherIOCommands,
+        ] {
             c[key] = 1
         }
         c[.adminCommands] = 100

@@ -15,27 +15,29 @@ import Testing
     private func busyQueue(shadow: Bool) async throws -> (HostStatistics, ControllerStatistics) {
         var c = Rig.Config()
         c.shadow = shadow
-        c.depth = 64                       // 63 slots: the 32 requests never wait for one
+        c.depth = 64  // 63 slots: the 32 requests never wait for one
         let rig = try Rig(c)
         defer { rig.close() }
         let qp = rig.qp
         let before = rig.controller.counters.snapshot()
-        try await guarded(rig) { try await withThrowingTaskGroup(of: Void.self) { group in
-            for t in 0..<Self.inFlight {
-                group.addTask {
-                    let data = randomBytes(4096, seed: UInt64(t))
-                    for i in 0..<Self.perTask {
-                        let lba = UInt64((t * Self.perTask + i) * 8)
-                        if i % 2 == 0 {
-                            try await qp.write(lba: lba, data)
-                        } else {
-                            _ = try await qp.read(lba: lba - 8, blocks: 8)
+        try await guarded(rig) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for t in 0..<Self.inFlight {
+                    group.addTask {
+                        let data = randomBytes(4096, seed: UInt64(t))
+                        for i in 0..<Self.perTask {
+                            let lba = UInt64((t * Self.perTask + i) * 8)
+                            if i % 2 == 0 {
+                                try await qp.write(lba: lba, data)
+                            } else {
+                                _ = try await qp.read(lba: lba - 8, blocks: 8)
+                            }
                         }
                     }
                 }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
-        } }
+        }
         return (qp.counters.snapshot(), rig.controller.counters.snapshot() - before)
     }
 

@@ -2,10 +2,11 @@ import DMA
 import Foundation
 import NVMe
 import NVMeController
-@testable import NVMeHost
 import PCIe
 import TestSupport
 import Testing
+
+@testable import NVMeHost
 
 /// The driver and the device under reset and failure: each test pins one defect
 /// a reading against Linux nvme-pci, QEMU hw/nvme and SPDK found (and fails with
@@ -93,7 +94,9 @@ import Testing
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for i in 0..<40 {
                         let qp = rig.driver.queuePairs[i % 2]
-                        group.addTask { try await qp.write(lba: UInt64(i * 8), randomBytes(4096, seed: UInt64(round * 100 + i))) }
+                        group.addTask {
+                            try await qp.write(lba: UInt64(i * 8), randomBytes(4096, seed: UInt64(round * 100 + i)))
+                        }
                     }
                     group.addTask { _ = try rig.driver.reset() }
                     try await group.waitForAll()
@@ -126,7 +129,9 @@ import Testing
         }
         #expect(result.value == nil, "the queue is down: the command waits")
         qp.activate(shadow: nil)
-        #expect(result.value == .dataTransferError, "delivered when the queue came back: \(String(describing: result.value))")
+        #expect(
+            result.value == .dataTransferError,
+            "delivered when the queue came back: \(String(describing: result.value))")
     }
 
     // MARK: 4. A deferred doorbell is rung before a command waits for a slot
@@ -149,7 +154,9 @@ import Testing
             qp.submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1)) { _ in
                 done.withLock { $0 += 1 }
             }
-            #expect(await eventually(10) { done.value == 4 }, "\(done.value) of 4 completed: the deferred ones were never rung")
+            #expect(
+                await eventually(10) { done.value == 4 },
+                "\(done.value) of 4 completed: the deferred ones were never rung")
         }
     }
 
@@ -212,7 +219,9 @@ import Testing
         let rig = try Rig.stepped(depth: 8)
         defer { rig.close() }
         let qp = rig.qp
-        func flush() { qp.submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1)) { _ in } }
+        func flush() {
+            qp.submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1)) { _ in }
+        }
         let before = qp.counters.snapshot()[.sqMMIODoorbellWrites]
         // Three consumed (less than half the queue), then the queue filled past
         // where the first EventIdx stood — the controller never parked.
@@ -223,7 +232,8 @@ import Testing
         rig.controller.step()
         qp.processCompletions()
         for _ in 0..<7 { flush() }
-        #expect(qp.counters.snapshot()[.sqMMIODoorbellWrites] == before, "the host trapped while the controller was awake")
+        #expect(
+            qp.counters.snapshot()[.sqMMIODoorbellWrites] == before, "the host trapped while the controller was awake")
         while qp.outstandingCount > 0 {
             rig.controller.runUntilIdle()
             qp.processCompletions()

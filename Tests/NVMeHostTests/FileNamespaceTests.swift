@@ -42,7 +42,8 @@ import Testing
             expectBytes(try await qp.read(lba: 512, blocks: 512), zeroes[0..<(256 << 10)])
             expectBytes(try #require(file.contents(at: 256 << 10, count: 256 << 10)), zeroes[0..<(256 << 10)])
             let blocksAfterDeallocate = try #require(file.allocatedBlocks)
-            #expect(blocksAfterDeallocate <= blocksWritten - 512, "st_blocks \(blocksWritten) → \(blocksAfterDeallocate)")
+            #expect(
+                blocksAfterDeallocate <= blocksWritten - 512, "st_blocks \(blocksWritten) → \(blocksAfterDeallocate)")
 
             // Write Zeroes with DEAC on [512 KiB, 640 KiB): a hole as well.
             try await qp.writeZeroes(lba: 1024, blocks: 256, deallocate: true)
@@ -91,8 +92,10 @@ import Testing
 }
 
 /// Per-LBA allocation from Get Allocation Map descriptors; checks they cover `[0, blocks)` in order.
-func allocatedLBAs(_ descriptors: [AllocationMapDescriptor], blocks: Int,
-                   sourceLocation: SourceLocation = #_sourceLocation) -> [Bool] {
+func allocatedLBAs(
+    _ descriptors: [AllocationMapDescriptor], blocks: Int,
+    sourceLocation: SourceLocation = #_sourceLocation
+) -> [Bool] {
     var out = [Bool](repeating: false, count: blocks)
     var next: UInt64 = 0
     for d in descriptors {

@@ -1,10 +1,10 @@
 import BlockBackends
-import TestSupport
 import DMA
 import Foundation
 import NVMe
 import NVMeController
 import NVMeHost
+import TestSupport
 import Testing
 
 /// Controller resets with commands in flight: requeued and retried, or failed with a
@@ -19,7 +19,7 @@ import Testing
         let qp = rig.qp
         let done = Shared<[Int: NVMeStatus]>([:])
         var buffers: [DMABuffer] = []
-        let n = 20                                              // 15 in slots, 5 waiting
+        let n = 20  // 15 in slots, 5 waiting
         for i in 0..<n {
             let b = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
             pattern(lba: UInt64(i * 8), count: 4096, version: 1).withUnsafeBytes { b.copyIn(from: $0) }
@@ -47,7 +47,9 @@ import Testing
         qp.processCompletions()
         #expect(ok.value)
         for i in 0..<n {
-            expectBytes(readBack.bytes(from: i * 4096, count: 4096), pattern(lba: UInt64(i * 8), count: 4096, version: 1), "block \(i)")
+            expectBytes(
+                readBack.bytes(from: i * 4096, count: 4096), pattern(lba: UInt64(i * 8), count: 4096, version: 1),
+                "block \(i)")
         }
         #expect(rig.controller.counters.snapshot()[.resets] == 1)
     }
@@ -78,7 +80,9 @@ import Testing
             if resets == 5 && round % 3 == 0 { rig.controller.runUntilIdle() }
         }
         #expect(resets == 5)
-        #expect(stream.finished == chains * perChain, "stream stalled: \(stream.finished) of \(chains * perChain), outstanding \(qp.outstandingCount)")
+        #expect(
+            stream.finished == chains * perChain,
+            "stream stalled: \(stream.finished) of \(chains * perChain), outstanding \(qp.outstandingCount)")
         #expect(stream.failures == 0)
         // Everything reached the namespace.
         let backend = rig.backends[0]
@@ -128,7 +132,8 @@ import Testing
     }
 
     private func resetWithGatedController(shadow: Bool, retries: Int, writes n: Int, version: UInt64) async throws
-        -> GatedResetOutcome {
+        -> GatedResetOutcome
+    {
         var c = Rig.Config()
         c.shadow = shadow
         c.depth = 16
@@ -158,16 +163,17 @@ import Testing
         }
         // The reset's CC.EN = 0 is recorded (the register reads back 0) while its trap
         // waits for the controller thread, which is stuck in the backend.
-        #expect(await eventually {
-            !ControllerConfiguration(raw: rig.controller.read32(bar0: RegisterOffset.cc)).enable
-        })
+        #expect(
+            await eventually {
+                !ControllerConfiguration(raw: rig.controller.read32(bar0: RegisterOffset.cc)).enable
+            })
         #expect(reset.finished == nil)
         gate.open()
         let resetResult = await reset.value()
         #expect(resetResult != nil, "reset did not return")
         if !(await eventually(30) { batch.completed == n }) {
             Issue.record("requests hung: \(batch.completed) of \(n) completed, \(qp.outstandingCount) outstanding")
-            rig.driver.shutdown()            // fails them
+            rig.driver.shutdown()  // fails them
             return GatedResetOutcome(failures: [], resetResult: resetResult, requeued: -1, retries: 0)
         }
         let outcomes = batch.outcomes
@@ -175,16 +181,18 @@ import Testing
         // Every write that succeeded is on the namespace.
         let back = try await qp.read(lba: 0, blocks: n * 8)
         for (i, e) in outcomes where e == nil {
-            expectBytes(Array(back[(i * 4096)..<((i + 1) * 4096)]), pattern(lba: UInt64(i * 8), count: 4096, version: version),
-                            "write \(i)")
+            expectBytes(
+                Array(back[(i * 4096)..<((i + 1) * 4096)]), pattern(lba: UInt64(i * 8), count: 4096, version: version),
+                "write \(i)")
         }
         // And the queue works afterwards.
         try await qp.write(lba: 0, pattern(lba: 0, count: 512, version: 9))
         expectBytes(try await qp.read(lba: 0, blocks: 1), pattern(lba: 0, count: 512, version: 9))
         #expect(rig.controller.counters.snapshot()[.resets] == 1)
         let requeued = (try? resetResult?.get()) ?? -1
-        return GatedResetOutcome(failures: outcomes.values.compactMap { $0 }, resetResult: resetResult,
-                                 requeued: requeued, retries: qp.counters.snapshot()[.retries])
+        return GatedResetOutcome(
+            failures: outcomes.values.compactMap { $0 }, resetResult: resetResult,
+            requeued: requeued, retries: qp.counters.snapshot()[.retries])
     }
 
     /// Ten resets from a plain thread while nine tasks on three pairs write and read
@@ -213,8 +221,9 @@ import Testing
                             let blocks = 1 + Int(rng.next() % 24)
                             let data = randomBytes(blocks * 512, seed: rng.next())
                             try await qp.write(lba: lba, data)
-                            expectBytes(try await qp.read(lba: lba, blocks: blocks), data,
-                                        "task \(t) request \(n), \(seed)")
+                            expectBytes(
+                                try await qp.read(lba: lba, blocks: blocks), data,
+                                "task \(t) request \(n), \(seed)")
                             n += 1
                         }
                         return n
@@ -258,7 +267,8 @@ import Testing
             let before = qp.counters.snapshot()[.completionsReaped]
             let tasks = (0..<n).map { i in
                 Task(executorPreference: DedicatedExecutor.shared) {  // as guarded's body: off the pool
-                    try await qp.write(lba: UInt64(64 + i * 8), pattern(lba: UInt64(64 + i * 8), count: 4096, version: 4))
+                    try await qp.write(
+                        lba: UInt64(64 + i * 8), pattern(lba: UInt64(64 + i * 8), count: 4096, version: 4))
                     completed.withLock { $0 += 1 }
                 }
             }
@@ -275,7 +285,9 @@ import Testing
             expectBytes(try await qp.read(lba: 0, blocks: 8), pattern(lba: 0, count: 4096, version: 1))
             let back = try await qp.read(lba: 64, blocks: n * 8)
             for i in 0..<n {
-                expectBytes(Array(back[(i * 4096)..<((i + 1) * 4096)]), pattern(lba: UInt64(64 + i * 8), count: 4096, version: 4))
+                expectBytes(
+                    Array(back[(i * 4096)..<((i + 1) * 4096)]),
+                    pattern(lba: UInt64(64 + i * 8), count: 4096, version: 4))
             }
         }
     }

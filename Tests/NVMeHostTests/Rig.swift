@@ -1,9 +1,9 @@
 import BlockBackends
-import TestSupport
 import DMA
 import NVMe
 import NVMeController
 import NVMeHost
+import TestSupport
 
 /// A controller, its memory and a started driver, torn down by `close()`.
 final class Rig: @unchecked Sendable {
@@ -40,11 +40,14 @@ final class Rig: @unchecked Sendable {
         for i in 0..<c.namespaces {
             let b = try c.backend?(c.namespaceBytes) ?? MemoryBackend(byteCount: c.namespaceBytes)
             backends.append(b)
-            namespaces.append(try Namespace(id: UInt32(i + 1), backend: b, blockSize: c.blockSize, io: c.io,
-                                            maximumInFlight: c.maximumInFlight))
+            namespaces.append(
+                try Namespace(
+                    id: UInt32(i + 1), backend: b, blockSize: c.blockSize, io: c.io,
+                    maximumInFlight: c.maximumInFlight))
         }
         self.backends = backends
-        controller = try EmulatedController(memory: memory, namespaces: namespaces, options: c.controller, stepped: c.stepped)
+        controller = try EmulatedController(
+            memory: memory, namespaces: namespaces, options: c.controller, stepped: c.stepped)
         var o = DriverOptions()
         o.useShadowDoorbells = c.shadow
         o.queueDepth = c.depth
@@ -57,7 +60,9 @@ final class Rig: @unchecked Sendable {
             // The stepping hook: the driver advances the device wherever it waits.
             let device = controller
             let after = c.afterStep
-            o.whileWaiting = { device.step(); after?() }
+            o.whileWaiting = {
+                device.step(); after?()
+            }
         }
         driver = NVMeDriver(function: controller, memory: memory, options: o)
         try driver.start()
@@ -103,7 +108,6 @@ func pattern(lba: UInt64, count: Int, version: UInt64 = 0) -> [UInt8] {
     }
     return out
 }
-
 
 /// Runs an admin command expected to fail and returns its status.
 func adminStatus(_ rig: Rig, _ e: SubmissionQueueEntry, data: QueuePair.DataPages? = nil) -> NVMeStatus? {

@@ -1,8 +1,8 @@
 import DMA
-import TestSupport
 import NVMe
 import NVMeController
 import NVMeHost
+import TestSupport
 import Testing
 
 /// Tiny queues wrap thousands of times: the phase tag flips on every wrap of the
@@ -78,7 +78,7 @@ final class WrapWorkload: @unchecked Sendable {
         return depth <= 4 ? .fixed(fixed) : .fresh(fixed)
     }
 
-    static let operations = 5_100          // two commands each: > 10 000 commands
+    static let operations = 5_100  // two commands each: > 10 000 commands
 
     @Test(arguments: depths, [true, false])
     func steppedWraps(depth: Int, shadow: Bool) throws {
@@ -89,7 +89,7 @@ final class WrapWorkload: @unchecked Sendable {
         var rng = seed.generator()
         w.start()
         var idle = 0, last = 0
-        while w.done < Self.operations && idle < 10_000 {      // stop when nothing moves any more
+        while w.done < Self.operations && idle < 10_000 {  // stop when nothing moves any more
             idle = w.done == last ? idle + 1 : 0
             last = w.done
             switch rng.next() % 4 {
@@ -111,13 +111,16 @@ final class WrapWorkload: @unchecked Sendable {
         let w = WrapWorkload(qp: rig.qp, memory: rig.memory, chains: depth + 2, operations: Self.operations)
         w.start()
         let seed = Self.seed(depth: depth, shadow: shadow)
-        #expect(await eventually(40) { w.done == Self.operations },
-                "stalled at \(w.done) of \(Self.operations), \(seed)")
+        #expect(
+            await eventually(40) { w.done == Self.operations },
+            "stalled at \(w.done) of \(Self.operations), \(seed)")
         check(w, rig, depth: depth, seed: seed)
     }
 
-    private func check(_ w: WrapWorkload, _ rig: Rig, depth: Int, seed: TestSeed,
-                       sourceLocation: SourceLocation = #_sourceLocation) {
+    private func check(
+        _ w: WrapWorkload, _ rig: Rig, depth: Int, seed: TestSeed,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         #expect(w.done == Self.operations, "\(seed)", sourceLocation: sourceLocation)
         #expect(w.failures == 0, "\(seed)", sourceLocation: sourceLocation)
         #expect(w.mismatches == 0, "\(seed)", sourceLocation: sourceLocation)
@@ -128,8 +131,9 @@ final class WrapWorkload: @unchecked Sendable {
         // Thousands of wraps for the small depths.
         #expect(Int(h[.completionsReaped]) / depth >= 400, "\(seed)", sourceLocation: sourceLocation)
         let d = rig.controller.counters.snapshot()
-        #expect(d[.reads] == UInt64(Self.operations) && d[.writes] == UInt64(Self.operations), "\(seed)",
-                sourceLocation: sourceLocation)
+        #expect(
+            d[.reads] == UInt64(Self.operations) && d[.writes] == UInt64(Self.operations), "\(seed)",
+            sourceLocation: sourceLocation)
         #expect(d[.commandErrors] == 0, "\(seed)", sourceLocation: sourceLocation)
         #expect(d[.invalidDoorbellWrites] == 0, "\(seed)", sourceLocation: sourceLocation)
         #expect(rig.qp.outstandingCount == 0, "\(seed)", sourceLocation: sourceLocation)

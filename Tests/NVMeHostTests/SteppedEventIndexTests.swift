@@ -1,9 +1,9 @@
 import ConcurrencyHelpers
 import DMA
-import TestSupport
 import NVMe
 import NVMeController
 import NVMeHost
+import TestSupport
 import Testing
 
 /// The controller driven by the test, no thread: the host must trap exactly when
@@ -19,7 +19,7 @@ import Testing
         #expect(rig.driver.shadowDoorbellsEnabled)
         let qp = rig.qp
         let (shadowPage, eiPage) = try #require(rig.driver.doorbellBufferAddresses)
-        let sqShadow = try #require(rig.memory.word(at: shadowPage + 8))   // SQ 1 tail: 2*1*4
+        let sqShadow = try #require(rig.memory.word(at: shadowPage + 8))  // SQ 1 tail: 2*1*4
         let sqEI = try #require(rig.memory.word(at: eiPage + 8))
         let cqShadow = try #require(rig.memory.word(at: shadowPage + 12))  // CQ 1 head: (2*1+1)*4
         let cqEI = try #require(rig.memory.word(at: eiPage + 12))
@@ -108,7 +108,9 @@ import Testing
         let qp = rig.qp
         for _ in 0..<50 {
             for _ in 0..<4 {
-                qp.submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1), deferDoorbell: true) { _ in }
+                qp.submit(
+                    SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1), deferDoorbell: true
+                ) { _ in }
             }
             qp.commitSubmissions()
             rig.controller.step()  // awake: never parks

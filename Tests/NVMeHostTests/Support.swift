@@ -1,18 +1,20 @@
-import ConcurrencyHelpers
 import BlockBackends
-import TestSupport
+import ConcurrencyHelpers
 import DMA
 import Foundation
 import NVMe
 import NVMeController
 import NVMeHost
 import Synchronization
+import TestSupport
 import Testing
 
 // MARK: Raw commands and waiting
 
 /// Submits one raw command on a threaded queue pair and waits for its completion entry.
-func rawCommand(_ qp: QueuePair, _ e: SubmissionQueueEntry, data: QueuePair.DataPages? = nil) async -> CompletionQueueEntry {
+func rawCommand(_ qp: QueuePair, _ e: SubmissionQueueEntry, data: QueuePair.DataPages? = nil) async
+    -> CompletionQueueEntry
+{
     await withUnsafeContinuation { c in qp.submit(e, data: data) { c.resume(returning: $0) } }
 }
 
@@ -166,8 +168,10 @@ final class TemporaryFile: Sendable {
 /// `seconds`, records an issue and shuts the driver down, which fails whatever is
 /// outstanding, so a lost completion makes the test fail instead of hang.
 @discardableResult
-func guarded<T: Sendable>(_ rig: Rig, seconds: Double = 60, sourceLocation: SourceLocation = #_sourceLocation,
-                          _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+func guarded<T: Sendable>(
+    _ rig: Rig, seconds: Double = 60, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T? {
     let done = Shared(false)
     // Off the cooperative pool, which synchronous tests may hold for minutes: the
     // deadline below must measure the driver, not the wait for a pool thread.
@@ -176,7 +180,9 @@ func guarded<T: Sendable>(_ rig: Rig, seconds: Double = 60, sourceLocation: Sour
         return try await body()
     }
     if !(await eventually(seconds) { done.value }) {
-        Issue.record("still waiting for the driver after \(WaitScale.seconds(seconds)) s: shutting it down", sourceLocation: sourceLocation)
+        Issue.record(
+            "still waiting for the driver after \(WaitScale.seconds(seconds)) s: shutting it down",
+            sourceLocation: sourceLocation)
         rig.driver.shutdown()
         guard await eventually(15, { done.value }) else {
             Issue.record("still hung after the shutdown", sourceLocation: sourceLocation)

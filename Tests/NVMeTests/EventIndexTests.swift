@@ -12,7 +12,8 @@ import Testing
             for old in 0..<size {
                 for new in 0..<size {
                     for ei in 0..<size {
-                        let expected = EventIndex.liesInWrappedRange(eventIndex: ei, new: new, old: old, queueSize: size)
+                        let expected = EventIndex.liesInWrappedRange(
+                            eventIndex: ei, new: new, old: old, queueSize: size)
                         let actual = EventIndex.needsEvent(eventIndex: UInt16(ei), new: UInt16(new), old: UInt16(old))
                         if expected != actual {
                             Issue.record("size \(size) old \(old) new \(new) ei \(ei): expected \(expected)")
@@ -30,7 +31,7 @@ import Testing
     /// the answer can change, with EventIdx at every boundary of the range and a
     /// spread of values inside and outside it; plus random triples.
     @Test func everyQueueSizeTo4096() {
-        let seed = TestSeed.fixed(0x4E564D65)
+        let seed = TestSeed.fixed(0x4E56_4D65)
         var rng = seed.generator()
         for size in 1...4096 {
             var olds: Set<Int> = [0, size - 1, size / 2]
@@ -40,8 +41,10 @@ import Testing
                 distances.insert(Int(rng.next() % UInt64(size)))
                 for d in distances where d < size {
                     let new = (old + d) % size
-                    var eis: Set<Int> = [old, new, (old + size - 1) % size, (new + size - 1) % size,
-                                         (old + 1) % size, (new + 1) % size, 0, size - 1]
+                    var eis: Set<Int> = [
+                        old, new, (old + size - 1) % size, (new + size - 1) % size,
+                        (old + 1) % size, (new + 1) % size, 0, size - 1,
+                    ]
                     for _ in 0..<8 { eis.insert(Int(rng.next() % UInt64(size))) }
                     for ei in eis {
                         check(size: size, old: old, new: new, ei: ei, seed: seed)
@@ -56,8 +59,9 @@ import Testing
         var rng = seed.generator()
         for _ in 0..<200_000 {
             let size = Int(rng.next() % 65536) + 1
-            check(size: size, old: Int(rng.next() % UInt64(size)), new: Int(rng.next() % UInt64(size)),
-                  ei: Int(rng.next() % UInt64(size)), seed: seed)
+            check(
+                size: size, old: Int(rng.next() % UInt64(size)), new: Int(rng.next() % UInt64(size)),
+                ei: Int(rng.next() % UInt64(size)), seed: seed)
         }
         // The largest queue, at the wrap.
         check(size: 65536, old: 65535, new: 0, ei: 65535)
@@ -67,12 +71,12 @@ import Testing
 
     /// Hand-worked cases from Linux's comment on `nvme_dbbuf_need_event`.
     @Test(arguments: [
-        (ei: UInt16(5), new: UInt16(6), old: UInt16(5), expected: true),   // crossing exactly
-        (ei: 5, new: 5, old: 5, expected: false),                          // no movement
-        (ei: 5, new: 10, old: 6, expected: false),                         // already past
-        (ei: 9, new: 10, old: 6, expected: true),                          // last one
-        (ei: 10, new: 10, old: 6, expected: false),                        // not yet reached
-        (ei: 65535, new: 2, old: 65534, expected: true),                   // across the u16 wrap
+        (ei: UInt16(5), new: UInt16(6), old: UInt16(5), expected: true),  // crossing exactly
+        (ei: 5, new: 5, old: 5, expected: false),  // no movement
+        (ei: 5, new: 10, old: 6, expected: false),  // already past
+        (ei: 9, new: 10, old: 6, expected: true),  // last one
+        (ei: 10, new: 10, old: 6, expected: false),  // not yet reached
+        (ei: 65535, new: 2, old: 65534, expected: true),  // across the u16 wrap
     ])
     func handWorked(_ c: (ei: UInt16, new: UInt16, old: UInt16, expected: Bool)) {
         #expect(EventIndex.needsEvent(eventIndex: c.ei, new: c.new, old: c.old) == c.expected)
@@ -84,4 +88,3 @@ import Testing
         #expect(expected == actual, "size \(size) old \(old) new \(new) ei \(ei)\(seed.map { ", \($0)" } ?? "")")
     }
 }
-

@@ -5,16 +5,17 @@ import Testing
 /// Byte vectors and round trips for the queue entries and identify structures.
 @Suite struct WireFormatTests {
     @Test func submissionEntryBytes() {
-        var e = SubmissionQueueEntry(opcode: 0x02, commandIdentifier: 0xBEEF, namespaceIdentifier: 1,
-                                     prp1: 0x1_0000_1000, prp2: 0x1_0000_2000, cdw12: 7)
+        var e = SubmissionQueueEntry(
+            opcode: 0x02, commandIdentifier: 0xBEEF, namespaceIdentifier: 1,
+            prp1: 0x1_0000_1000, prp2: 0x1_0000_2000, cdw12: 7)
         e.startingLBA = 0x1122_3344_5566_7788
         let b = e.bytes
         #expect(b.count == 64)
-        #expect(Array(b[0..<4]) == [0x02, 0x00, 0xEF, 0xBE])            // CDW0: opcode, flags, CID
-        #expect(Array(b[4..<8]) == [1, 0, 0, 0])                        // NSID
-        #expect(Array(b[24..<32]) == [0x00, 0x10, 0x00, 0x00, 0x01, 0, 0, 0]) // PRP1
-        #expect(Array(b[40..<48]) == [0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]) // SLBA
-        #expect(Array(b[48..<52]) == [7, 0, 0, 0])                      // NLB 0-based
+        #expect(Array(b[0..<4]) == [0x02, 0x00, 0xEF, 0xBE])  // CDW0: opcode, flags, CID
+        #expect(Array(b[4..<8]) == [1, 0, 0, 0])  // NSID
+        #expect(Array(b[24..<32]) == [0x00, 0x10, 0x00, 0x00, 0x01, 0, 0, 0])  // PRP1
+        #expect(Array(b[40..<48]) == [0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11])  // SLBA
+        #expect(Array(b[48..<52]) == [7, 0, 0, 0])  // NLB 0-based
         #expect(SubmissionQueueEntry(b) == e)
     }
 
@@ -41,23 +42,27 @@ import Testing
     }
 
     @Test func completionEntryBytes() {
-        let e = CompletionQueueEntry(dw0: 0xA1B2C3D4, submissionQueueHead: 0x0102, submissionQueueIdentifier: 3,
-                                     commandIdentifier: 0x0405, phase: true, status: .lbaOutOfRange)
+        let e = CompletionQueueEntry(
+            dw0: 0xA1B2_C3D4, submissionQueueHead: 0x0102, submissionQueueIdentifier: 3,
+            commandIdentifier: 0x0405, phase: true, status: .lbaOutOfRange)
         let b = e.bytes
         #expect(Array(b[0..<4]) == [0xD4, 0xC3, 0xB2, 0xA1])
         #expect(Array(b[8..<12]) == [0x02, 0x01, 0x03, 0x00])
         // DW3: CID 0x0405, phase 1 at bit 16, status 0x80 (SCT 0) + DNR (bit 14 of the
         // status field) shifted left by 17.
         let dw3 = UInt32(0x0405) | 1 << 16 | UInt32(0x80 | 1 << 14) << 17
-        #expect(Array(b[12..<16]) == [UInt8(dw3 & 0xFF), UInt8(dw3 >> 8 & 0xFF), UInt8(dw3 >> 16 & 0xFF), UInt8(dw3 >> 24)])
+        #expect(
+            Array(b[12..<16]) == [UInt8(dw3 & 0xFF), UInt8(dw3 >> 8 & 0xFF), UInt8(dw3 >> 16 & 0xFF), UInt8(dw3 >> 24)])
         let decoded = b.withUnsafeBytes { CompletionQueueEntry(bytes: $0) }
         #expect(decoded == e)
         #expect(decoded.status.doNotRetry)
     }
 
-    @Test(arguments: [NVMeStatus.success, .invalidField, .dataTransferError, .invalidPRPOffset, .lbaOutOfRange,
-                      .completionQueueInvalid, .invalidQueueIdentifier, .invalidQueueSize, .invalidQueueDeletion,
-                      .writeFault, .unrecoveredReadError, .capacityExceeded])
+    @Test(arguments: [
+        NVMeStatus.success, .invalidField, .dataTransferError, .invalidPRPOffset, .lbaOutOfRange,
+        .completionQueueInvalid, .invalidQueueIdentifier, .invalidQueueSize, .invalidQueueDeletion,
+        .writeFault, .unrecoveredReadError, .capacityExceeded,
+    ])
     func statusFieldRoundTrip(_ s: NVMeStatus) {
         #expect(NVMeStatus(field: s.field) == s)
         #expect(!s.name.hasPrefix("Status SCT"))
@@ -72,9 +77,9 @@ import Testing
         let b = id.encode()
         #expect(b.count == 4096)
         #expect(b[77] == 5)
-        #expect(b[256] & 0 == 0 && b[257] & 1 == 0)      // OACS bit 8 clear
+        #expect(b[256] & 0 == 0 && b[257] & 1 == 0)  // OACS bit 8 clear
         #expect(Array(b[4..<9]) == Array("SN123".utf8))
-        #expect(b[9] == 0x20)                            // space padded
+        #expect(b[9] == 0x20)  // space padded
         #expect(IdentifyController(decoding: b) == id)
         id.supportsDoorbellBufferConfig = true
         #expect(id.encode()[257] & 1 == 1)
@@ -87,8 +92,8 @@ import Testing
         ns.utilization = 77
         ns.lbaDataSizeShift = 12
         let b = ns.encode()
-        #expect(b[130] == 12)            // LBAF0.LBADS
-        #expect(b[33] == 0b1001)         // DLFEAT: zeroes + Write Zeroes deallocate
+        #expect(b[130] == 12)  // LBAF0.LBADS
+        #expect(b[33] == 0b1001)  // DLFEAT: zeroes + Write Zeroes deallocate
         let d = IdentifyNamespace(decoding: b)
         #expect(d.size == ns.size && d.utilization == 77 && d.blockSize == 4096)
     }
@@ -112,8 +117,10 @@ import Testing
     }
 
     @Test func allocationMapRoundTrip() {
-        let ds = [AllocationMapDescriptor(startingLBA: 0, blockCount: 8, deallocated: true),
-                  AllocationMapDescriptor(startingLBA: 8, blockCount: 100, deallocated: false)]
+        let ds = [
+            AllocationMapDescriptor(startingLBA: 0, blockCount: 8, deallocated: true),
+            AllocationMapDescriptor(startingLBA: 8, blockCount: 100, deallocated: false),
+        ]
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 8)
         defer { buf.deallocate() }
         AllocationMapDescriptor.encode(ds, nextLBA: 108, into: buf)
@@ -123,7 +130,8 @@ import Testing
     }
 
     @Test func datasetManagementRange() {
-        let r = DatasetManagementRange(startingLBA: 0x0102030405060708, blockCount: 0x11223344, contextAttributes: 5)
+        let r = DatasetManagementRange(
+            startingLBA: 0x0102_0304_0506_0708, blockCount: 0x1122_3344, contextAttributes: 5)
         let b = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 8)
         defer { b.deallocate() }
         r.encode(into: b)

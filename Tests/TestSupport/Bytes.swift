@@ -76,11 +76,14 @@ public func expectBytes<Expected: Collection<UInt8>>(
 }
 
 /// Expects every byte to be zero; records the first that is not.
-public func expectZeroes(_ actual: [UInt8], _ note: @autoclosure () -> String = "",
-                         sourceLocation: SourceLocation = #_sourceLocation) {
+public func expectZeroes(
+    _ actual: [UInt8], _ note: @autoclosure () -> String = "",
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     if let i = actual.firstIndex(where: { $0 != 0 }) {
         let text = note()
-        Issue.record("\(text.isEmpty ? "" : text + ": ")byte \(i) of \(actual.count) is \(actual[i]), expected zeroes",
-                     sourceLocation: sourceLocation)
+        Issue.record(
+            "\(text.isEmpty ? "" : text + ": ")byte \(i) of \(actual.count) is \(actual[i]), expected zeroes",
+            sourceLocation: sourceLocation)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,15 +26,21 @@ public final class LoopDevice: Sendable {
     }
 
     /// Attaches `backingFile`; `.failure` carries the reason it could not.
-    public static func attach(_ backingFile: String, directIO: Bool = false,
-                              sectorSize: Int? = nil) -> Result<LoopDevice, LoopDeviceUnavailable> {
+    public static func attach(
+        _ backingFile: String, directIO: Bool = false,
+        sectorSize: Int? = nil
+    ) -> Result<LoopDevice, LoopDeviceUnavailable> {
         guard geteuid() == 0 else { return .failure(LoopDeviceUnavailable(reason: "loop devices need root")) }
-        guard let losetup = ["/usr/sbin/losetup", "/sbin/losetup", "/usr/bin/losetup"]
-            .first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        guard
+            let losetup = ["/usr/sbin/losetup", "/sbin/losetup", "/usr/bin/losetup"]
+                .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+        else {
             return .failure(LoopDeviceUnavailable(reason: "losetup is not installed"))
         }
-        let (status, output) = runProcess(losetup, ["--find", "--show"] + (directIO ? ["--direct-io=on"] : [])
-                                   + (sectorSize.map { ["--sector-size", "\($0)"] } ?? []) + [backingFile])
+        let (status, output) = runProcess(
+            losetup,
+            ["--find", "--show"] + (directIO ? ["--direct-io=on"] : [])
+                + (sectorSize.map { ["--sector-size", "\($0)"] } ?? []) + [backingFile])
         let device = output.trimmingCharacters(in: .whitespacesAndNewlines)
         guard status == 0, device.hasPrefix("/dev/") else {
             return .failure(LoopDeviceUnavailable(reason: "losetup could not attach a loop device (status \(status))"))

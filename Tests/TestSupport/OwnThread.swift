@@ -9,8 +9,10 @@ import Foundation
 /// a driver test "waited" 600 s behind the memory-budget test). `body` must not
 /// call `#expect` (issues are attributed through task-locals a plain thread does
 /// not have): it returns what it saw, and the test checks that.
-public func onOwnThread<T: Sendable>(stackBytes: Int = 4 << 20,
-                                     _ body: @escaping @Sendable () throws -> T) async throws -> T {
+public func onOwnThread<T: Sendable>(
+    stackBytes: Int = 4 << 20,
+    _ body: @escaping @Sendable () throws -> T
+) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         let thread = Thread { continuation.resume(with: Result { try body() }) }
         thread.stackSize = stackBytes
@@ -25,8 +27,10 @@ public struct Findings: Sendable {
     public init() {}
 
     /// Notes `message` unless `condition` holds.
-    public mutating func check(_ condition: Bool, _ message: @autoclosure () -> String = "",
-                               file: StaticString = #fileID, line: UInt = #line) {
+    public mutating func check(
+        _ condition: Bool, _ message: @autoclosure () -> String = "",
+        file: StaticString = #fileID, line: UInt = #line
+    ) {
         if !condition { failures.append("\(file):\(line): \(message())") }
     }
 }

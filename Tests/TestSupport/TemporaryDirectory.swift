@@ -1,8 +1,10 @@
 import Foundation
 
 /// Makes a fresh directory `parent/prefix.XXXXXX` with mkdtemp(3) and returns its path.
-public func makeTemporaryDirectory(under parent: String = NSTemporaryDirectory(),
-                                   prefix: String = "nvme-nbd-test") throws -> String {
+public func makeTemporaryDirectory(
+    under parent: String = NSTemporaryDirectory(),
+    prefix: String = "nvme-nbd-test"
+) throws -> String {
     var template = Array((parent.hasSuffix("/") ? parent : parent + "/").utf8CString.dropLast())
     template += Array("\(prefix).XXXXXX".utf8CString)
     let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }

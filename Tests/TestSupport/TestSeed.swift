@@ -23,7 +23,8 @@ public struct TestSeed: Sendable, Hashable, CustomStringConvertible {
     public static let environment: UInt64? = {
         guard let raw = getenv(variable) else { return nil }
         let text = String(cString: raw).trimmingCharacters(in: .whitespaces)
-        let value = text.hasPrefix("0x") || text.hasPrefix("0X")
+        let value =
+            text.hasPrefix("0x") || text.hasPrefix("0X")
             ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
         guard let value else { fatalError("\(variable)=\(text) is not a decimal or 0x-hexadecimal UInt64") }
         return value
@@ -31,14 +32,17 @@ public struct TestSeed: Sendable, Hashable, CustomStringConvertible {
 
     /// The run seed ``fresh(_:)`` seeds derive from: `NVME_NBD_TEST_SEED`, else
     /// one drawn from the clock when first used.
-    public static let run: UInt64 = environment ?? {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let nanoseconds = UInt64(truncatingIfNeeded: now.tv_sec) &* 1_000_000_000
-            &+ UInt64(truncatingIfNeeded: now.tv_nsec)
-        var mixer = SplitMix64(seed: nanoseconds ^ UInt64(truncatingIfNeeded: getpid()) << 32)
-        return mixer.next()
-    }()
+    public static let run: UInt64 =
+        environment
+        ?? {
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            let nanoseconds =
+                UInt64(truncatingIfNeeded: now.tv_sec) &* 1_000_000_000
+                &+ UInt64(truncatingIfNeeded: now.tv_nsec)
+            var mixer = SplitMix64(seed: nanoseconds ^ UInt64(truncatingIfNeeded: getpid()) << 32)
+            return mixer.next()
+        }()
 
     /// The seed the generators start from.
     public let value: UInt64

@@ -14,7 +14,9 @@ import Glibc
 /// lost completion still fails, only later.
 public enum WaitScale {
     public static let factor: Double = {
-        guard let raw = getenv("NVME_NBD_TEST_WAIT_SCALE"), let v = Double(String(cString: raw)), v.isFinite else { return 1 }
+        guard let raw = getenv("NVME_NBD_TEST_WAIT_SCALE"), let v = Double(String(cString: raw)), v.isFinite else {
+            return 1
+        }
         return min(max(v, 1), 50)
     }()
 
