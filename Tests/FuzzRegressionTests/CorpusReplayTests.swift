@@ -6,7 +6,7 @@ import Testing
 /// Replays every input of the checked-in fuzz corpus (`Fuzz/Corpus/<target>/`,
 /// seeds plus every crash the fuzzers ever found) through the fuzz entry points,
 /// and a few thousand deterministic pseudo-random inputs on top.
-@Suite(.timeLimit(.minutes(10))) struct CorpusReplayTests {
+@Suite(.timeLimit(.minutes(30))) struct CorpusReplayTests {
     static let corpusRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fuzz/Corpus")

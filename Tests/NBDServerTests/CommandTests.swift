@@ -19,7 +19,7 @@ struct Mode: Sendable, CustomStringConvertible {
 
 /// Every command and flag, in both reply styles, both doorbell modes and over
 /// both transports; memory exports with 512- and 4096-byte LBAs, and a file export.
-@Suite("NBD server commands", .timeLimit(.minutes(10)))
+@Suite("NBD server commands", .timeLimit(.minutes(30)))
 struct CommandTests {
     static let size = 16 << 20
 

@@ -10,7 +10,7 @@ import TestSupport
 import Testing
 
 /// Several connections, many requests in flight, and shutdown under load.
-@Suite("NBD server concurrency and shutdown", .timeLimit(.minutes(10)))
+@Suite("NBD server concurrency and shutdown", .timeLimit(.minutes(30)))
 struct ConcurrencyTests {
     static let size = 64 << 20
 

@@ -11,7 +11,7 @@ import Testing
 /// the NBD errno while the connection lives on; a controller fatal status (CSTS.CFS)
 /// makes the watchdog reset the controller as Linux does, and requests in flight
 /// are retried, never hung.
-@Suite(.timeLimit(.minutes(10))) struct DeviceFaultTests {
+@Suite(.timeLimit(.minutes(30))) struct DeviceFaultTests {
     /// The fault injector the export's backend was wrapped in.
     final class Injector: Sendable {
         let backend = Shared<FaultInjectingBackend?>(nil)

@@ -7,7 +7,7 @@ import TestSupport
 import Testing
 
 /// Every error path of the NBD requests (README, "The data path"), with the errno the spec asks for.
-@Suite("NBD server errors", .timeLimit(.minutes(10)))
+@Suite("NBD server errors", .timeLimit(.minutes(30)))
 struct ErrorTests {
     static let size = 64 << 20
     static let exports = [

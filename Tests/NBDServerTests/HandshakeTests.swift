@@ -7,7 +7,7 @@ import TestSupport
 import Testing
 
 /// Option haggling, through libnbd and through raw sockets (README, "The data path").
-@Suite("NBD server handshake", .timeLimit(.minutes(10)))
+@Suite("NBD server handshake", .timeLimit(.minutes(30)))
 struct HandshakeTests {
     static let exports = [
         ExportSpec(name: "", size: 64 << 20, blockSize: 512),

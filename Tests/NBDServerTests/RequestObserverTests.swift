@@ -7,7 +7,7 @@ import Testing
 /// ``NBDRequestObserver`` as a server calls it: once per answered request, on
 /// the right export, with the request's type and a plausible latency; never for
 /// requests refused before any work.
-@Suite("request observer", .timeLimit(.minutes(5)))
+@Suite("request observer", .timeLimit(.minutes(30)))
 struct RequestObserverTests {
     final class Recorder: NBDRequestObserver {
         let seen = Locked<[(export: Int, type: NBDCommandType, nanoseconds: UInt64)]>([])

@@ -9,7 +9,7 @@ import Testing
 /// File exports through libnbd in every storage configuration (io_uring or
 /// worker threads, page cache or O_DIRECT), images of sizes that are not whole
 /// blocks, and FAST_ZERO where zeroing is not fast.
-@Suite("NBD storage exports", .timeLimit(.minutes(10)))
+@Suite("NBD storage exports", .timeLimit(.minutes(30)))
 struct StorageExportTests {
     static let size = 16 << 20
 

@@ -6,7 +6,7 @@ import NVMeHost
 import Testing
 
 /// Bring-up and every admin command, including their error statuses.
-@Suite(.timeLimit(.minutes(10))) struct AdminCommandTests {
+@Suite(.timeLimit(.minutes(30))) struct AdminCommandTests {
     @Test func bringUpIdentifiesControllerAndNamespaces() throws {
         var c = Rig.Config()
         c.namespaces = 2

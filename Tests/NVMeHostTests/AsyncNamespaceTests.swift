@@ -12,7 +12,7 @@ import Testing
 /// type through io_uring and through worker threads on a file and on a loop
 /// block device, completions in finish order, the in-flight bound, reset with
 /// backend work in flight, exact sizes, honest fast zeroing.
-@Suite(.timeLimit(.minutes(10))) struct AsyncNamespaceTests {
+@Suite(.timeLimit(.minutes(30))) struct AsyncNamespaceTests {
     /// Where the namespace is stored and how its operations run.
     struct Case: CustomTestStringConvertible, Sendable {
         enum Storage: String, Sendable { case file, loopDevice }

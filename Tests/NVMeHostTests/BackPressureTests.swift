@@ -7,7 +7,7 @@ import Testing
 
 /// A full queue never overruns: the host waits for a slot, the controller holds
 /// completions while the completion queue is full.
-@Suite(.timeLimit(.minutes(10))) struct BackPressureTests {
+@Suite(.timeLimit(.minutes(30))) struct BackPressureTests {
     /// One command slot, hundreds of tasks.
     @Test(arguments: [true, false])
     func depthTwoWithHundredsOfTasks(shadow: Bool) async throws {

@@ -9,7 +9,7 @@ import Testing
 
 /// I/O commands end to end: large transfers through chained PRP lists, and every
 /// error a command can meet coming back as the right NVMe status.
-@Suite(.timeLimit(.minutes(10))) struct CommandStatusTests {
+@Suite(.timeLimit(.minutes(30))) struct CommandStatusTests {
     /// MDTS 10 = 4 MiB: one Read/Write of 1024 pages needs two PRP list pages.
     @Test(arguments: [512, 4096])
     func fourMiBThroughChainedPRPLists(blockSize: Int) async throws {

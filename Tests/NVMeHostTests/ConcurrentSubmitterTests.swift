@@ -28,7 +28,7 @@ enum NamespaceStore: String, CaseIterable, Sendable, CustomTestStringConvertible
 /// byte against a model. Each task owns a region of LBAs, so no two requests race
 /// for the same bytes and every read has exactly one right answer; a shared region
 /// written once before the run is read by everyone while the others write.
-@Suite(.timeLimit(.minutes(10))) struct ConcurrentSubmitterTests {
+@Suite(.timeLimit(.minutes(30))) struct ConcurrentSubmitterTests {
     static let pairs = 3
     static let tasksPerPair = 6
     static let regionBlocks = 4096  // 2 MiB per task

@@ -8,7 +8,7 @@ import Testing
 
 /// The headline figure: MMIO doorbell writes per command, with and without the
 /// doorbell buffer, on a busy queue (32 requests in flight on one pair).
-@Suite(.timeLimit(.minutes(10))) struct CounterTests {
+@Suite(.timeLimit(.minutes(30))) struct CounterTests {
     static let inFlight = 32
     static let perTask = 60
 

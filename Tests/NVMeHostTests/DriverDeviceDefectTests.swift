@@ -12,7 +12,7 @@ import Testing
 /// a reading against Linux nvme-pci, QEMU hw/nvme and SPDK found (and fails with
 /// the defect put back). The racy ones are meant for ThreadSanitizer
 /// (`scripts/test --sanitizers`); without it they still check the outcome.
-@Suite(.timeLimit(.minutes(10))) struct DriverDeviceDefectTests {
+@Suite(.timeLimit(.minutes(30))) struct DriverDeviceDefectTests {
     // MARK: 1. A reset must not replay stale commands
 
     @Test("a commit during bring-up after a reset does not hand the new queue the old tail", arguments: [false, true])

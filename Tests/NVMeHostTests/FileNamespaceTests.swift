@@ -9,7 +9,7 @@ import Testing
 
 /// A file namespace behind the controller: what NVMe writes and flushes is in the
 /// file, deallocation makes holes, Get Allocation Map (82h) tells the truth.
-@Suite(.timeLimit(.minutes(10))) struct FileNamespaceTests {
+@Suite(.timeLimit(.minutes(30))) struct FileNamespaceTests {
     @Test(arguments: FileLocation.available)
     func dataFlushHolesAndAllocationMap(location: FileLocation) async throws {
         let file = TemporaryFile(in: location.directory)

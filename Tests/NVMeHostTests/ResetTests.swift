@@ -9,7 +9,7 @@ import Testing
 
 /// Controller resets with commands in flight: requeued and retried, or failed with a
 /// typed error once the retries are used up; never lost, never hung.
-@Suite(.timeLimit(.minutes(10))) struct ResetTests {
+@Suite(.timeLimit(.minutes(30))) struct ResetTests {
     /// Stepped: commands sit in the SQ (the controller never ran), `reset()` requeues
     /// them and they complete after bring-up with their data.
     @Test(arguments: [true, false])

@@ -63,7 +63,7 @@ final class WrapWorkload: @unchecked Sendable {
     }
 }
 
-@Suite(.timeLimit(.minutes(10))) struct RingWrapTests {
+@Suite(.timeLimit(.minutes(30))) struct RingWrapTests {
     /// 2, 3, 4 and one random depth, drawn from a fresh seed: its cases print that
     /// seed, so `NVME_NBD_TEST_SEED` replays the depth and the steps.
     static let depthSeed = TestSeed.fresh(0x7772_6170)
