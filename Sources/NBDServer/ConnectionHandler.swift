@@ -52,20 +52,20 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var actions: [NBDTransmission.Action] = []
     /// Set while actions are carried out: a request answered at once then is
     /// queued in `finishedMeanwhile` instead of re-entering the state machine.
-    private var performing = false
-    private var finishedMeanwhile: [Int] = []
+    var performing = false
+    var finishedMeanwhile: [Int] = []
     private var readPaused = false
     private var readHeld = false
-    private var inChannelRead = false
-    private var flushScheduled = false
+    var inChannelRead = false
+    var flushScheduled = false
     var lingerTimer: Scheduled<Void>?
 
     // The memory budget.
     private let budgetWaiter: Int
     /// Bytes of the budget this connection holds.
-    private var budgetHeld = 0
+    var budgetHeld = 0
     /// Of those, bytes of read replies queued but not yet flushed.
-    private var heldUntilFlush = 0
+    var heldUntilFlush = 0
 
     /// What only exists in the transmission phase.
     struct Session {
@@ -333,60 +333,5 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
         written.futureResult.whenComplete { _ in b.value.close() }
-    }
-
-    // MARK: Replies
-
-    /// Writes the replies queued so far; the memory of read replies among them
-    /// is given back to the budget once they are written (or fail).
-    private func flushReplies() {
-        flushScheduled = false
-        if heldUntilFlush > 0 {
-            let bytes = heldUntilFlush
-            heldUntilFlush = 0
-            let b = bound
-            let written = context.eventLoop.makePromise(of: Void.self)
-            context.write(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
-            written.futureResult.whenComplete { _ in b.value.giveBack(bytes) }
-        }
-        context.flush()
-    }
-
-    private func giveBack(_ bytes: Int) {
-        budgetHeld -= bytes
-        server.memoryBudget.release(bytes)
-    }
-}
-
-extension NBDConnectionHandler: ReplySink {
-    /// Queues `buffer` and arranges one flush for everything queued in this tick.
-    func send(_ buffer: ByteBuffer) {
-        guard phase != .closed else { return }
-        context.write(wrapOutboundOut(buffer), promise: nil)
-        guard !flushScheduled else { return }
-        flushScheduled = true
-        if !inChannelRead {
-            let b = bound
-            context.eventLoop.execute {
-                let h = b.value
-                if h.flushScheduled { h.flushReplies() }
-            }
-        }
-    }
-
-    func requestFinished(_ request: NBDRequest, cost: Int) {
-        session?.timing?.finish(request)
-        if cost > 0 {
-            if request.type == .read && phase != .closed {
-                heldUntilFlush += cost
-            } else {
-                giveBack(cost)
-            }
-        }
-        if performing {
-            finishedMeanwhile.append(cost)
-        } else {
-            step { $0.completed(cost: cost, &$1, into: &$2) }
-        }
     }
 }
