@@ -7,25 +7,30 @@ let strict: [SwiftSetting] = [
 /// Targets that hold no unsafe code: the compiler checks it (SE-0458).
 let memorySafe: [SwiftSetting] = strict + [.strictMemorySafety()]
 
+/// Products of swift-nio, in the order given.
+func nio(_ names: String...) -> [Target.Dependency] {
+    names.map { .product(name: $0, package: "swift-nio") }
+}
+// Computed, not stored: a stored global `Target.Dependency` crashed the 6.3
+// manifest runner while it wrote the package out (signal 11 in Set.encode).
+var atomics: Target.Dependency { .product(name: "Atomics", package: "swift-atomics") }
+var logging: Target.Dependency { .product(name: "Logging", package: "swift-log") }
+
+/// A test target in Swift 6 mode that links the helpers every test target shares.
+func tests(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
+    .testTarget(name: name, dependencies: dependencies + ["TestSupport"], swiftSettings: strict)
+}
+
 // Linux only: the server and its storage engines use io_uring, eventfd,
 // BLKGETSIZE64/BLKDISCARD and Linux's sendmsg/epoll through SwiftNIO; no other
 // platform builds (hence no `platforms:` claim).
 let package = Package(
     name: "nvme-nbd",
-    products: [
-        .executable(name: "nvme-nbd", targets: ["nvme-nbd"]),
-        .library(name: "NVMe", targets: ["NVMe"]),
-        .library(name: "NVMeController", targets: ["NVMeController"]),
-        .library(name: "NVMeHost", targets: ["NVMeHost"]),
-        .library(name: "PCIe", targets: ["PCIe"]),
-        .library(name: "NBDProtocol", targets: ["NBDProtocol"]),
-        .library(name: "NBDServer", targets: ["NBDServer"]),
-        .library(name: "DMA", targets: ["DMA"]),
-        .library(name: "ConcurrencyHelpers", targets: ["ConcurrencyHelpers"]),
-        .library(name: "BlockBackends", targets: ["BlockBackends"]),
-        .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
-        .library(name: "NBDMetrics", targets: ["NBDMetrics"]),
-    ],
+    products: [.executable(name: "nvme-nbd", targets: ["nvme-nbd"])]
+        + [
+            "NVMe", "NVMeController", "NVMeHost", "PCIe", "NBDProtocol", "NBDServer", "DMA", "ConcurrencyHelpers",
+            "BlockBackends", "FuzzTargets", "NBDMetrics",
+        ].map { .library(name: $0, targets: [$0]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
@@ -42,12 +47,12 @@ let package = Package(
         // Locks, the monotonic clock and counter blocks every threaded layer uses.
         .target(
             name: "ConcurrencyHelpers",
-            dependencies: [.product(name: "Atomics", package: "swift-atomics")],
+            dependencies: [atomics],
             swiftSettings: strict),
         // DMA-able host memory and the atomic accesses the rings and doorbell buffers need.
         .target(
             name: "DMA",
-            dependencies: ["ConcurrencyHelpers", .product(name: "Atomics", package: "swift-atomics")],
+            dependencies: ["ConcurrencyHelpers", atomics],
             swiftSettings: strict),
         // The Linux storage interfaces Swift's Glibc cannot see (built with _GNU_SOURCE):
         // fallocate, pwritev2, O_DIRECT, block-device ioctls, statx DIO alignment, io_uring.
@@ -72,7 +77,7 @@ let package = Package(
             name: "NVMeController",
             dependencies: [
                 "NVMe", "DMA", "ConcurrencyHelpers", "PCIe", "BlockBackends",
-                .product(name: "Atomics", package: "swift-atomics"),
+                atomics,
             ],
             swiftSettings: strict),
         // The driver: it sees a PCI function and its own memory, never the device.
@@ -80,31 +85,21 @@ let package = Package(
             name: "NVMeHost",
             dependencies: [
                 "NVMe", "DMA", "ConcurrencyHelpers", "PCIe",
-                .product(name: "Atomics", package: "swift-atomics"),
+                atomics,
             ],
             swiftSettings: strict),
         // NBD wire format and handshake as pure state machines over bytes.
-        .target(
-            name: "NBDProtocol",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: memorySafe),
+        .target(name: "NBDProtocol", dependencies: nio("NIOCore"), swiftSettings: memorySafe),
         // DMA to and from SwiftNIO byte buffers: the one place pointers into them escape.
-        .target(
-            name: "ByteBufferDMA",
-            dependencies: ["DMA", "NVMeHost", .product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: strict),
+        .target(name: "ByteBufferDMA", dependencies: ["DMA", "NVMeHost"] + nio("NIOCore"), swiftSettings: strict),
         // SwiftNIO server binding NBD connections to NVMe host queue pairs.
         .target(
             name: "NBDServer",
             dependencies: [
                 "NBDProtocol", "NVMe", "NVMeHost", "NVMeController", "BlockBackends", "DMA", "ConcurrencyHelpers",
                 "ByteBufferDMA", "CLinuxIO", "ServiceLife",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "NIOTLS", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
+            ] + nio("NIOCore", "NIOPosix") + [.product(name: "NIOSSL", package: "swift-nio-ssl")] + nio("NIOTLS")
+                + [logging],
             swiftSettings: memorySafe),
         // Prometheus metrics over HTTP (`--metrics`) and the client side `nvme-nbd top`
         // reads them with: kept apart so NBDServer does not depend on Prometheus.
@@ -114,30 +109,19 @@ let package = Package(
                 "NBDServer", "NVMeController", "NVMeHost", "ConcurrencyHelpers",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
+            ] + nio("NIOCore", "NIOPosix", "NIOHTTP1") + [logging],
             swiftSettings: memorySafe),
         .executableTarget(
             name: "nvme-nbd",
             dependencies: [
                 "NBDServer", "NVMe", "NVMeController", "NVMeHost", "BlockBackends", "ServiceLife",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "NBDMetrics",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-            ],
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), "NBDMetrics", logging,
+            ] + nio("NIOCore", "NIOPosix"),
             swiftSettings: memorySafe),
         // Fuzz entry points: libFuzzer executables in Fuzz/ and the corpus replay tests call them.
         .target(
             name: "FuzzTargets",
-            dependencies: [
-                "NBDProtocol", "NVMe", "NVMeController", "DMA", "BlockBackends",
-                .product(name: "NIOCore", package: "swift-nio"),
-            ],
+            dependencies: ["NBDProtocol", "NVMe", "NVMeController", "DMA", "BlockBackends"] + nio("NIOCore"),
             swiftSettings: strict),
         // libnbd, for tests and benchmarks only: the server never links it.
         .systemLibrary(name: "CNBD", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
@@ -151,52 +135,21 @@ let package = Package(
             name: "storage-engine-bench", dependencies: ["BlockBackends"],
             path: "examples/storage-engine-bench", swiftSettings: strict),
 
-        // Helpers every test target shares (a seeded generator).
+        // Helpers every test target shares (a seeded generator); `tests` adds it.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
-        .testTarget(name: "NVMeTests", dependencies: ["NVMe", "TestSupport"], swiftSettings: strict),
-        .testTarget(
-            name: "BlockBackendsTests",
-            dependencies: ["BlockBackends", "CLinuxIO", "DMA", "ConcurrencyHelpers", "TestSupport"],
-            swiftSettings: strict),
-        .testTarget(
-            name: "NVMeControllerTests",
-            dependencies: [
-                "NVMe", "DMA", "ConcurrencyHelpers", "NVMeController", "NVMeHost", "BlockBackends", "TestSupport",
-            ],
-            swiftSettings: strict),
-        .testTarget(
-            name: "NVMeHostTests",
-            dependencies: [
-                "NVMe", "DMA", "ConcurrencyHelpers", "NVMeController", "NVMeHost", "BlockBackends", "TestSupport",
-            ],
-            swiftSettings: strict),
-        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"], swiftSettings: strict),
-        .testTarget(
-            name: "NBDProtocolTests",
-            dependencies: [
-                "NBDProtocol", "TestSupport",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOTestUtils", package: "swift-nio"),
-            ],
-            swiftSettings: strict),
-        .testTarget(
-            name: "NBDMetricsTests",
-            dependencies: [
-                "NBDMetrics", "NBDServer", "NBDProtocol", "TestSupport",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strict),
-        .testTarget(
-            name: "NBDServerTests",
-            dependencies: [
+        tests("NVMeTests", ["NVMe"]),
+        tests("BlockBackendsTests", ["BlockBackends", "CLinuxIO", "DMA", "ConcurrencyHelpers"]),
+        tests(
+            "NVMeControllerTests", ["NVMe", "DMA", "ConcurrencyHelpers", "NVMeController", "NVMeHost", "BlockBackends"]),
+        tests("NVMeHostTests", ["NVMe", "DMA", "ConcurrencyHelpers", "NVMeController", "NVMeHost", "BlockBackends"]),
+        tests("FuzzRegressionTests", ["FuzzTargets"]),
+        tests("NBDProtocolTests", ["NBDProtocol"] + nio("NIOCore", "NIOTestUtils")),
+        tests("NBDMetricsTests", ["NBDMetrics", "NBDServer", "NBDProtocol"] + nio("NIOCore", "NIOPosix") + [logging]),
+        tests(
+            "NBDServerTests",
+            [
                 "NBDServer", "NBDProtocol", "CNBD", "ServiceLife", "NVMeController", "NVMeHost", "BlockBackends", "DMA",
-                "ConcurrencyHelpers", "TestSupport",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strict),
+                "ConcurrencyHelpers",
+            ] + nio("NIOCore", "NIOPosix") + [logging]),
     ]
 )
