@@ -13,10 +13,8 @@ intact. Prints PASS/FAIL per case; exits 1 on any failure. Every wait is
 bounded. The wire format is in nbdwire.py next to this file.
 """
 import os
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,27 +31,15 @@ BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, ".build/release/n
 results = []
 
 
-class Server:
+class Server(wire.Server):
+    """The server on a private Unix socket (`sock`); ready on READY=1. Every case
+    runs its server in `with Server(...) as srv:`, which stops it however the
+    case ends (the exit status is not checked)."""
+
     def __init__(self, *args):
-        self.dir = tempfile.mkdtemp(prefix="nvme-nbd-hostile.")
-        self.sock = os.path.join(self.dir, "s.sock")
-        self.log = open(os.path.join(self.dir, "server.log"), "w+")
-        self.proc = subprocess.Popen([BIN, "serve", "--unix", self.sock, "--log-level", "warning", *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if os.path.exists(self.sock):
-                try:
-                    s = socket.socket(socket.AF_UNIX)
-                    s.connect(self.sock)
-                    s.close()
-                    return
-                except OSError:
-                    pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("server did not start: " + open(self.log.name).read())
+        workdir = tempfile.mkdtemp(prefix="nvme-nbd-hostile.")
+        self.sock = os.path.join(workdir, "s.sock")
+        super().__init__(BIN, "--unix", self.sock, *args, workdir=workdir, expect_status=None)
 
     def rss_kib(self):
         for line in open(f"/proc/{self.proc.pid}/status"):
@@ -66,29 +52,6 @@ class Server:
         resident memory grew by less than `mib` MiB since `rss0_kib` (rss_kib())."""
         grown = self.rss_kib() - rss0_kib
         assert grown < mib << 10, f"server grew by {grown >> 10} MiB {while_what}"
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    # A context manager: every case runs its server in `with Server(...) as srv:`,
-    # which stops it however the case ends.
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                return 124
-        return self.proc.returncode
 
     def client(self):
         h = nbd.NBD()

@@ -32,10 +32,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
 
 import nbd  # python3-libnbd (run with /usr/bin/python3)
+
+import nbdwire as wire
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, ".build/release/nvme-nbd"))
@@ -46,60 +47,11 @@ SIZE = 64 << 20
 results = []
 
 
-class Server:
-    """nvme-nbd started with NOTIFY_SOCKET; ready when READY=1 arrives."""
+class Server(wire.Server):
+    """nvme-nbd (`serve` unless serve=False) in its own folder under WORK; ready on READY=1."""
 
-    def __init__(self, *args, serve=True, env=None, wait_ready=True, stdout=None):
-        self.dir = tempfile.mkdtemp(prefix="srv.", dir=WORK)
-        self.notify_path = os.path.join(self.dir, "notify")
-        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify.bind(self.notify_path)
-        self.log_path = os.path.join(self.dir, "server.log")
-        self.log = open(self.log_path, "w+")
-        e = dict(os.environ if env is None else env)
-        e.setdefault("NOTIFY_SOCKET", self.notify_path)
-        argv = [BIN] + (["serve"] if serve else []) + ["--log-level", "warning", *args]
-        self.proc = subprocess.Popen(argv, stdout=stdout if stdout is not None else self.log,
-                                     stderr=self.log, env=e)
-        if wait_ready:
-            state = self.next_state()
-            if state is None or "READY=1" not in state:
-                self.kill()
-                raise AssertionError(f"no READY=1 from {argv}: {state!r}; log: {self.output()}")
-
-    def next_state(self, timeout=WAIT):
-        """The next notification datagram, or None when the server exits or the bound passes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([self.notify], [], [], 0.2)
-            if r:
-                return self.notify.recv(4096).decode()
-            if self.proc.poll() is not None:
-                r, _, _ = select.select([self.notify], [], [], 0)
-                return self.notify.recv(4096).decode() if r else None
-        return None
-
-    def output(self):
-        self.log.flush()
-        return open(self.log_path).read()
-
-    def wait(self, timeout=WAIT):
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"server did not exit within {timeout} s")
-
-    def stop(self):
-        """SIGTERM and the exit status (graceful stop: 0)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.wait()
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+    def __init__(self, *args, **kw):
+        super().__init__(BIN, *args, workdir=WORK, timeout=WAIT, **kw)
 
 
 def run_cli(*args, timeout=WAIT, env=None):
@@ -112,6 +64,33 @@ def connect(uri):
     h = nbd.NBD()
     h.connect_uri(uri)
     return h
+
+
+def served_size(uri):
+    """The size a client connecting to `uri` is told (the connection then closed)."""
+    h = connect(uri)
+    size = h.get_size()
+    h.shutdown()
+    return size
+
+
+def write_read_back(uri, fill):
+    """A client at `uri` sees SIZE bytes, writes 4 KiB of `fill` at 0 and reads it back."""
+    h = connect(uri)
+    assert h.get_size() == SIZE, h.get_size()
+    h.pwrite(fill * 4096, 0)
+    assert h.pread(4096, 0) == fill * 4096
+    h.shutdown()
+
+
+def refused(uri, why):
+    """A client connecting to `uri` must be refused; `why` says what it would mean otherwise."""
+    try:
+        h = connect(uri)
+    except nbd.Error:
+        return
+    h.shutdown()
+    raise AssertionError(why)
 
 
 def unix_uri(path, name=""):
@@ -154,8 +133,7 @@ def _():
 def _():
     img = make_image("positional.img")
     sock = os.path.join(WORK, "positional.sock")
-    s = Server("-U", sock, img)
-    try:
+    with Server("-U", sock, img):
         h = connect(unix_uri(sock))
         assert h.get_size() == SIZE, h.get_size()
         h.pwrite(b"\xa5" * 4096, 1 << 20)
@@ -164,29 +142,21 @@ def _():
         with open(img, "rb") as f:
             f.seek(1 << 20)
             assert f.read(4096) == b"\xa5" * 4096
-    finally:
-        assert s.stop() == 0
 
 
 @case("`nvme-nbd -k PATH FILE` (no subcommand, qemu-nbd's -k) serves the file")
 def _():
     img = make_image("nosub.img", 2 << 20)
     sock = os.path.join(WORK, "nosub.sock")
-    s = Server("-k", sock, img, serve=False)
-    try:
-        h = connect(unix_uri(sock))
-        assert h.get_size() == 2 << 20
-        h.shutdown()
-    finally:
-        assert s.stop() == 0
+    with Server("-k", sock, img, serve=False):
+        assert served_size(unix_uri(sock)) == 2 << 20
 
 
 @case("-r/--read-only: READ_ONLY advertised, writes refused with EPERM, file unchanged")
 def _():
     img = make_image("ro.img", 4 << 20)
     sock = os.path.join(WORK, "ro.sock")
-    s = Server("-r", "-U", sock, img)
-    try:
+    with Server("-r", "-U", sock, img):
         h = connect(unix_uri(sock))
         assert h.is_read_only()
         try:
@@ -196,78 +166,45 @@ def _():
             assert e.errno == "EPERM", e
         h.shutdown()
         assert open(img, "rb").read(512) == b"\0" * 512
-    finally:
-        assert s.stop() == 0
 
 
 @case("-p PORT -t (and -b ADDR -p PORT): TCP on 127.0.0.1")
 def _():
     port = next(PORTS)
-    s = Server("-p", str(port), "-t", "--export", f"size={SIZE}")
-    try:
-        h = connect(f"nbd://127.0.0.1:{port}")
-        assert h.get_size() == SIZE
-        h.shutdown()
-    finally:
-        assert s.stop() == 0
+    with Server("-p", str(port), "-t", "--export", f"size={SIZE}"):
+        assert served_size(f"nbd://127.0.0.1:{port}") == SIZE
     port = next(PORTS)
-    s = Server("-b", "127.0.0.1", "-p", str(port), "--export", f"size={SIZE}")
-    try:
-        h = connect(f"nbd://127.0.0.1:{port}")
-        assert h.get_size() == SIZE
-        h.shutdown()
-    finally:
-        assert s.stop() == 0
+    with Server("-b", "127.0.0.1", "-p", str(port), "--export", f"size={SIZE}"):
+        assert served_size(f"nbd://127.0.0.1:{port}") == SIZE
 
 
 @case("--listen PORT (digits only): the default host 127.0.0.1 on that port")
 def _():
     port = next(PORTS)
-    s = Server("--listen", str(port), "--export", f"size={SIZE}")
-    try:
+    with Server("--listen", str(port), "--export", f"size={SIZE}") as s:
         assert f"127.0.0.1:{port}" in s.output(), s.output()
-        h = connect(f"nbd://127.0.0.1:{port}")
-        assert h.get_size() == SIZE
-        h.shutdown()
-    finally:
-        assert s.stop() == 0
+        assert served_size(f"nbd://127.0.0.1:{port}") == SIZE
 
 
 @case("-x NAME names the FILE export; the empty name is not served")
 def _():
     img = make_image("named.img", 4 << 20)
     sock = os.path.join(WORK, "named.sock")
-    s = Server("-x", "disk", "-U", sock, img)
-    try:
-        h = connect(unix_uri(sock, "disk"))
-        assert h.get_size() == 4 << 20
-        h.shutdown()
-        try:
-            connect(unix_uri(sock, ""))
-            raise AssertionError("export '' answered although only 'disk' exists")
-        except nbd.Error:
-            pass
-    finally:
-        assert s.stop() == 0
+    with Server("-x", "disk", "-U", sock, img):
+        assert served_size(unix_uri(sock, "disk")) == 4 << 20
+        refused(unix_uri(sock, ""), "export '' answered although only 'disk' exists")
 
 
 @case("-e 2 (--shared): two clients served at once, a third refused")
 def _():
     sock = os.path.join(WORK, "shared.sock")
-    s = Server("-e", "2", "-U", sock, "--export", "size=1M")
-    try:
+    with Server("-e", "2", "-U", sock, "--export", "size=1M"):
         a, b = connect(unix_uri(sock)), connect(unix_uri(sock))
         a.pread(512, 0)
         b.pread(512, 0)
-        try:
-            connect(unix_uri(sock))
-            raise AssertionError("a third client was served with -e 2")
-        except nbd.Error:
-            pass
+        refused(unix_uri(sock), "a third client was served with -e 2")
         a.shutdown()
         b.shutdown()
-    finally:
-        assert s.stop() == 0
 
 
 @case("CLI errors name the problem")
@@ -289,8 +226,7 @@ def _():
 @case("second server on a live socket: refused naming the path, the first keeps serving")
 def _():
     sock = os.path.join(WORK, "live.sock")
-    first = Server("-U", sock, "--export", "size=1M")
-    try:
+    with Server("-U", sock, "--export", "size=1M"):
         h = connect(unix_uri(sock))
         h.pwrite(b"1" * 512, 0)
         second = Server("-U", sock, "--export", "size=1M", wait_ready=False)
@@ -304,8 +240,6 @@ def _():
         assert h2.pread(512, 0) == b"1" * 512
         h2.shutdown()
         h.shutdown()
-    finally:
-        assert first.stop() == 0
 
 
 @case("stale socket (nobody listening) is replaced")
@@ -314,13 +248,8 @@ def _():
     dead = socket.socket(socket.AF_UNIX)
     dead.bind(sock)
     dead.close()  # the socket file stays, nobody accepts on it
-    s = Server("-U", sock, "--export", "size=1M")
-    try:
-        h = connect(unix_uri(sock))
-        assert h.get_size() == 1 << 20
-        h.shutdown()
-    finally:
-        assert s.stop() == 0
+    with Server("-U", sock, "--export", "size=1M"):
+        assert served_size(unix_uri(sock)) == 1 << 20
     assert not os.path.exists(sock), "socket not removed at exit"
 
 
@@ -330,11 +259,8 @@ def _():
 def _():
     pid_path = os.path.join(WORK, "server.pid")
     sock = os.path.join(WORK, "pid.sock")
-    s = Server("-U", sock, "--pid-file", pid_path, "--export", "size=1M")
-    try:
+    with Server("-U", sock, "--pid-file", pid_path, "--export", "size=1M") as s:
         assert open(pid_path).read() == f"{s.proc.pid}\n", open(pid_path).read()
-    finally:
-        assert s.stop() == 0
     assert not os.path.exists(pid_path), "pid file left behind"
 
 
@@ -344,8 +270,7 @@ def _():
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind("\0" + name)
     sock = os.path.join(WORK, "notify.sock")
-    s = Server("-U", sock, "--export", "size=1M", env=dict(os.environ, NOTIFY_SOCKET="@" + name), wait_ready=False)
-    try:
+    with Server("-U", sock, "--export", "size=1M", env=dict(os.environ, NOTIFY_SOCKET="@" + name), wait_ready=False) as s:
         r, _, _ = select.select([listener], [], [], WAIT)
         assert r, "no notification within the bound"
         ready = listener.recv(4096).decode()
@@ -356,8 +281,6 @@ def _():
         s.proc.send_signal(signal.SIGTERM)
         r, _, _ = select.select([listener], [], [], WAIT)
         assert r and listener.recv(4096) == b"STOPPING=1"
-    finally:
-        assert s.stop() == 0
 
 
 # ------------------------------------------------------------------ socket activation
@@ -401,11 +324,7 @@ def _():
         p = activated(listener, "--export", f"size={SIZE}")
         try:
             # The socket already listens: a client may connect before the server runs.
-            h = connect(f"nbd://127.0.0.1:{port}")
-            assert h.get_size() == SIZE
-            h.pwrite(b"t" * 4096, 0)
-            assert h.pread(4096, 0) == b"t" * 4096
-            h.shutdown()
+            write_read_back(f"nbd://127.0.0.1:{port}", b"t")
         finally:
             p.send_signal(signal.SIGTERM)
             _, err = p.communicate(timeout=WAIT)
@@ -429,11 +348,7 @@ def _():
         # is exec'd (same pid) when the first client connects.
         r, _, _ = select.select([p.stderr], [], [], WAIT)
         assert r and "Listening on" in p.stderr.readline(), "systemd-socket-activate did not listen"
-        h = connect(f"nbd://127.0.0.1:{port}")
-        assert h.get_size() == SIZE
-        h.pwrite(b"s" * 4096, 0)
-        assert h.pread(4096, 0) == b"s" * 4096
-        h.shutdown()
+        write_read_back(f"nbd://127.0.0.1:{port}", b"s")
     finally:
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=WAIT)
@@ -511,14 +426,11 @@ def _():
 @case("SIGTERM to a --run server goes to the command, whose exit status the server returns")
 def _():
     cmd = 'trap "exit 3" TERM; echo started; while :; do sleep 0.05; done'
-    s = Server("-U", "-", "--export", "size=1M", "--run", cmd, stdout=subprocess.PIPE)
-    try:
+    with Server("-U", "-", "--export", "size=1M", "--run", cmd, stdout=subprocess.PIPE, expect_status=3) as s:
         r, _, _ = select.select([s.proc.stdout], [], [], WAIT)
         assert r and s.proc.stdout.readline() == b"started\n", "the command did not start"
         s.proc.send_signal(signal.SIGTERM)
         assert s.wait() == 3, s.output()
-    finally:
-        s.kill()
 
 
 def main():

@@ -24,14 +24,14 @@ PASS/FAIL per case and "tls: N passed, M failed"; exits 1 on any failure.
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
 
 import nbd  # python3-libnbd (run with /usr/bin/python3)
+
+import nbdwire as wire
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, ".build/release/nvme-nbd"))
@@ -56,6 +56,26 @@ def certtool(*args, template=None):
     run(*argv)
 
 
+CLIENT = "cn = client\ntls_www_client\n"  # the certificate template of a client
+
+
+def self_signed_ca(key, cert, name):
+    """A CA: a new private key and its self-signed certificate."""
+    certtool("--generate-privkey", "--outfile", key)
+    certtool("--generate-self-signed", "--load-privkey", key, "--outfile", cert,
+             template=f"cn = {name}\nca\ncert_signing_key\nexpiration_days = 2\n")
+
+
+def signed(ca_key, ca_cert, prefix, template):
+    """prefix-key.pem and prefix-cert.pem, a certificate for a new key signed by the CA;
+    `template` names the subject and its use (certtool(1) template lines)."""
+    key = prefix + "-key.pem"
+    certtool("--generate-privkey", "--outfile", key)
+    certtool("--generate-certificate", "--load-ca-certificate", ca_cert, "--load-ca-privkey", ca_key,
+             "--load-privkey", key, "--outfile", prefix + "-cert.pem",
+             template=template + "encryption_key\nsigning_key\nexpiration_days = 2\n")
+
+
 def make_credentials():
     """pki/ (server: ca-cert.pem, server-cert.pem, server-key.pem), client/
     (ca-cert.pem, client-cert.pem, client-key.pem), anon/ (ca-cert.pem only),
@@ -64,32 +84,17 @@ def make_credentials():
     for d in dirs.values():
         os.makedirs(d)
     ca_key, ca_cert = os.path.join(WORK, "ca-key.pem"), os.path.join(dirs["pki"], "ca-cert.pem")
-    certtool("--generate-privkey", "--outfile", ca_key)
-    certtool("--generate-self-signed", "--load-privkey", ca_key, "--outfile", ca_cert,
-             template="cn = nvme-nbd test CA\nca\ncert_signing_key\nexpiration_days = 2\n")
-    server_key = os.path.join(dirs["pki"], "server-key.pem")
-    certtool("--generate-privkey", "--outfile", server_key)
-    certtool("--generate-certificate", "--load-ca-certificate", ca_cert, "--load-ca-privkey", ca_key,
-             "--load-privkey", server_key, "--outfile", os.path.join(dirs["pki"], "server-cert.pem"),
-             template="organization = nvme-nbd test\ncn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\n"
-                      "tls_www_server\nencryption_key\nsigning_key\nexpiration_days = 2\n")
-    client_key = os.path.join(dirs["client"], "client-key.pem")
-    certtool("--generate-privkey", "--outfile", client_key)
-    certtool("--generate-certificate", "--load-ca-certificate", ca_cert, "--load-ca-privkey", ca_key,
-             "--load-privkey", client_key, "--outfile", os.path.join(dirs["client"], "client-cert.pem"),
-             template="cn = client\ntls_www_client\nencryption_key\nsigning_key\nexpiration_days = 2\n")
+    self_signed_ca(ca_key, ca_cert, "nvme-nbd test CA")
+    signed(ca_key, ca_cert, os.path.join(dirs["pki"], "server"),
+           "organization = nvme-nbd test\ncn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\n"
+           "tls_www_server\n")
+    signed(ca_key, ca_cert, os.path.join(dirs["client"], "client"), CLIENT)
     for d in ("client", "anon", "rogue"):
         shutil.copy(ca_cert, os.path.join(dirs[d], "ca-cert.pem"))
     # A client certificate signed by a CA the server does not trust.
     rogue_ca_key, rogue_ca = os.path.join(WORK, "rogue-ca-key.pem"), os.path.join(WORK, "rogue-ca.pem")
-    certtool("--generate-privkey", "--outfile", rogue_ca_key)
-    certtool("--generate-self-signed", "--load-privkey", rogue_ca_key, "--outfile", rogue_ca,
-             template="cn = rogue CA\nca\ncert_signing_key\nexpiration_days = 2\n")
-    rogue_key = os.path.join(dirs["rogue"], "client-key.pem")
-    certtool("--generate-privkey", "--outfile", rogue_key)
-    certtool("--generate-certificate", "--load-ca-certificate", rogue_ca, "--load-ca-privkey", rogue_ca_key,
-             "--load-privkey", rogue_key, "--outfile", os.path.join(dirs["rogue"], "client-cert.pem"),
-             template="cn = client\ntls_www_client\nencryption_key\nsigning_key\nexpiration_days = 2\n")
+    self_signed_ca(rogue_ca_key, rogue_ca, "rogue CA")
+    signed(rogue_ca_key, rogue_ca, os.path.join(dirs["rogue"], "client"), CLIENT)
     psk, wrong = os.path.join(WORK, "keys.psk"), os.path.join(WORK, "wrong.psk")
     run("psktool", "-u", "alice", "-p", psk)
     run("psktool", "-u", "alice", "-p", wrong)
@@ -97,61 +102,14 @@ def make_credentials():
     return dirs, psk, wrong
 
 
-class Server:
-    """nvme-nbd on one 127.0.0.1 port; ready once the port accepts."""
+class Server(wire.Server):
+    """nvme-nbd on one 127.0.0.1 port, logging at info level; ready on READY=1.
+    expect_start=False: for a server that must refuse to start (wait() for its status)."""
 
     def __init__(self, *args, expect_start=True):
         self.port = next(PORTS)
-        self.log_path = os.path.join(WORK, f"server-{self.port}.log")
-        self.log = open(self.log_path, "w+")
-        argv = [BIN, "serve", "--log-level", "info", "--listen", f"127.0.0.1:{self.port}",
-                "--export", f"size={SIZE}", *args]
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log)
-        if not expect_start:
-            return
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited {self.proc.returncode}: {self.output()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.kill()
-        raise AssertionError(f"server did not listen: {self.output()}")
-
-    def output(self):
-        self.log.flush()
-        with open(self.log_path) as f:
-            return f.read()
-
-    def wait_exit(self):
-        try:
-            return self.proc.wait(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError("server did not exit")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            assert self.wait_exit() == 0, f"exit status {self.proc.returncode}: {self.output()}"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.kill()
-
-    @property
-    def uri(self):
-        return f"nbd://127.0.0.1:{self.port}"
+        super().__init__(BIN, "--listen", f"127.0.0.1:{self.port}", "--export", f"size={SIZE}", *args,
+                         workdir=WORK, log_level="info", wait_ready=expect_start, timeout=WAIT)
 
 
 def client(server, tls=nbd.TLS_REQUIRE, certificates=None, psk=None, username=None):
@@ -180,16 +138,14 @@ def raw_option_reply(port, option):
     """Sends one option with no data in plain text; the reply type, or None
     when the server closes the connection instead."""
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as c:
-        f = c.makefile("rb")
-        greeting = f.read(18)
-        assert greeting[:16] == b"NBDMAGICIHAVEOPT", greeting
-        c.sendall(struct.pack(">I", 1) + b"IHAVEOPT" + struct.pack(">II", option, 0))
-        header = f.read(20)
-        if len(header) < 20:
+        wire.read_greeting(c)
+        wire.send_client_flags(c, wire.CLIENT_FIXED_NEWSTYLE)
+        wire.send_option(c, option)
+        try:
+            opt, reply, _ = wire.read_option_reply(c)
+        except EOFError:
             return None
-        magic, opt, reply, length = struct.unpack(">QIII", header)
-        assert magic == 0x3E889045565A9 and opt == option, header
-        f.read(length)
+        assert opt == option, (opt, option)
         return reply
 
 
@@ -232,8 +188,8 @@ def main():
             refused(lambda: client(s, tls=nbd.TLS_DISABLE), "requires TLS")
             # The bytes themselves: NBD_OPT_LIST gets NBD_REP_ERR_TLS_REQD, and
             # NBD_OPT_EXPORT_NAME before STARTTLS closes the connection.
-            assert raw_option_reply(s.port, 3) == 0x80000005
-            assert raw_option_reply(s.port, 1) is None
+            assert raw_option_reply(s.port, wire.OPT_LIST) == wire.REP_ERR_TLS_REQD
+            assert raw_option_reply(s.port, wire.OPT_EXPORT_NAME) is None
             # nbdinfo with an nbds:// URI (TLS required by the scheme).
             out = run("nbdinfo", "--size", f"nbds://localhost:{s.port}/?tls-certificates={dirs['anon']}").stdout
             assert out.strip() == str(SIZE), out
@@ -241,7 +197,6 @@ def main():
             h = client(s, certificates=dirs["anon"])
             read_write(h, 4 << 20)
             h.shutdown()
-            s.stop()
 
     @case("on: plain and TLS clients are both served, and see the same data")
     def _():
@@ -257,7 +212,6 @@ def main():
             assert secure.pread(4096, 0) == data
             plain.shutdown()
             secure.shutdown()
-            s.stop()
 
     @case("off: STARTTLS refused with ERR_POLICY, TLS_ALLOW falls back, TLS_REQUIRE refused")
     def _():
@@ -267,7 +221,6 @@ def main():
             read_write(h)
             h.shutdown()
             refused(lambda: client(s, certificates=dirs["anon"]), "TLS", "policy")
-            s.stop()
 
     @case("verify-peer: no certificate and another CA's refused and logged; a CA-signed one served")
     def _():
@@ -277,7 +230,7 @@ def main():
             h = client(s, certificates=dirs["client"])
             read_write(h)
             h.shutdown()
-            s.stop()
+            assert s.stop() == 0, s.output()
             log = s.output()
             assert log.count("TLS handshake failed") + log.count("during the TLS handshake") >= 2, log
             assert "peer=127.0.0.1" in log or "127.0.0.1" in log, log
@@ -296,7 +249,7 @@ def main():
             h = client(s, psk=psk, username="alice")
             read_write(h, 8 << 20)
             h.shutdown()
-            s.stop()
+            assert s.stop() == 0, s.output()
             assert "TLS handshake failed" in s.output(), s.output()
 
     @case("start-up errors name the missing file or the bad PSK line")
@@ -304,19 +257,19 @@ def main():
         empty = os.path.join(WORK, "empty-pki")
         os.makedirs(empty)
         s = Server("--tls", "require", "--tls-certificates", empty, expect_start=False)
-        assert s.wait_exit() != 0
+        assert s.wait() != 0
         assert "server-cert.pem" in s.output(), s.output()
         s = Server("--tls", "on", "--tls-verify-peer", "--tls-certificates", dirs["client"], expect_start=False)
-        assert s.wait_exit() != 0
+        assert s.wait() != 0
         assert "server-cert.pem" in s.output(), s.output()
         bad = os.path.join(WORK, "bad.psk")
         with open(bad, "w") as f:
             f.write("alice:00ff\nbob:xyz1\n")
         s = Server("--tls", "require", "--tls-psk", bad, expect_start=False)
-        assert s.wait_exit() != 0
+        assert s.wait() != 0
         assert "line 2" in s.output(), s.output()
         s = Server("--tls-psk", psk, expect_start=False)
-        assert s.wait_exit() != 0
+        assert s.wait() != 0
         assert "--tls on or --tls require" in s.output(), s.output()
 
     passed = sum(1 for _, e in results if e is None)
