@@ -21,7 +21,7 @@ struct MemoryBudgetTests {
         #expect(Self.budget == 1 << 30)
         // Minutes of blocking sockets: on a thread of its own, not the cooperative pool.
         let findings = try await onOwnThread { try Self.run() }
-        for failure in findings.failures { Issue.record(Comment(rawValue: failure)) }
+        findings.record()
     }
 
     /// The measurement; returns what did not hold.

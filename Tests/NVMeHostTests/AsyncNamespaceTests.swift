@@ -256,7 +256,7 @@ import Testing
             let (buffers, done, failures) = try Self.startPageReads(qp, rig.memory, pages: 8)
             #expect(gate.waitUntilHolding(2))
             let driver = rig.driver
-            let reset = BackgroundThread { () -> String? in
+            let reset = OwnThread { () -> String? in
                 do { _ = try driver.reset(); return nil } catch { return "\(error)" }
             }
             try await Task.sleep(for: .milliseconds(200))

@@ -78,7 +78,7 @@ import Testing
         let rig = try Rig(c)
         defer { rig.close() }
         let stop = Shared(false)
-        let reader = BackgroundThread { () -> Int in
+        let reader = OwnThread { () -> Int in
             var n = 0
             while !stop.value {
                 n += rig.driver.namespaces.count + Int(rig.driver.limits.maximumTransferBytes & 1)
@@ -193,7 +193,7 @@ import Testing
         let asq = device.read64(bar0: RegisterOffset.asq)
         let acq = device.read64(bar0: RegisterOffset.acq)
         let stop = Shared(false)
-        let writer = BackgroundThread { () -> Int in
+        let writer = OwnThread { () -> Int in
             var n = 0
             while !stop.value {
                 // The same values again: harmless, but recorded under the lock while
@@ -264,40 +264,40 @@ import Testing
 
     @Test("shutdown runs once per CC.SHN 00b → non-zero, and clearing SHN clears SHST")
     func shutdownTransitions() throws {
-        let rig = try Rig.stepped()
-        defer { rig.close() }
-        let device = rig.controller
-        let cc = device.read32(bar0: RegisterOffset.cc)
-        let shn: UInt32 = 1 << 14
-        func shst() -> UInt8 { ControllerStatus(raw: device.read32(bar0: RegisterOffset.csts)).shutdownStatus }
-        device.writeCCAndStep(cc | shn)
-        #expect(shst() == 0b10)
-        #expect(device.counters.snapshot()[.shutdowns] == 1)
-        device.writeCCAndStep(cc | shn)  // the same CC again
-        #expect(device.counters.snapshot()[.shutdowns] == 1, "a repeated SHN ran the shutdown again")
-        device.writeCCAndStep(cc)
-        #expect(shst() == 0b00, "SHST kept after SHN was cleared")
-        device.writeCCAndStep(cc | shn)
-        #expect(device.counters.snapshot()[.shutdowns] == 2)
+        try Rig.withEnabled { rig, cc in
+            let device = rig.controller
+            let shn: UInt32 = 1 << 14
+            func shst() -> UInt8 { ControllerStatus(raw: device.read32(bar0: RegisterOffset.csts)).shutdownStatus }
+            device.writeCCAndStep(cc | shn)
+            #expect(shst() == 0b10)
+            #expect(device.counters.snapshot()[.shutdowns] == 1)
+            device.writeCCAndStep(cc | shn)  // the same CC again
+            #expect(device.counters.snapshot()[.shutdowns] == 1, "a repeated SHN ran the shutdown again")
+            device.writeCCAndStep(cc)
+            #expect(shst() == 0b00, "SHST kept after SHN was cleared")
+            device.writeCCAndStep(cc | shn)
+            #expect(device.counters.snapshot()[.shutdowns] == 2)
+
+        }
     }
 
     // MARK: 10. A failed enable reports CSTS.CFS
 
     @Test("an enable the controller cannot honour sets CSTS.CFS at once")
     func failedEnableSetsFatalStatus() throws {
-        let rig = try Rig.stepped()
-        defer { rig.close() }
-        let device = rig.controller
-        let cc = device.read32(bar0: RegisterOffset.cc)
-        device.writeCCAndStep(0)
-        device.write32(bar0: RegisterOffset.aqa, 0)  // one-entry admin queues: invalid
-        device.writeCCAndStep(cc)
-        let csts = ControllerStatus(raw: device.read32(bar0: RegisterOffset.csts))
-        #expect(!csts.ready)
-        #expect(csts.fatal, "a failed enable left CSTS.CFS clear: the host would wait out CAP.TO")
-        // The driver brings it back.
-        _ = try rig.driver.reset()
-        #expect(ControllerStatus(raw: device.read32(bar0: RegisterOffset.csts)).ready)
+        try Rig.withEnabled { rig, cc in
+            let device = rig.controller
+            device.writeCCAndStep(0)
+            device.write32(bar0: RegisterOffset.aqa, 0)  // one-entry admin queues: invalid
+            device.writeCCAndStep(cc)
+            let csts = ControllerStatus(raw: device.read32(bar0: RegisterOffset.csts))
+            #expect(!csts.ready)
+            #expect(csts.fatal, "a failed enable left CSTS.CFS clear: the host would wait out CAP.TO")
+            // The driver brings it back.
+            _ = try rig.driver.reset()
+            #expect(ControllerStatus(raw: device.read32(bar0: RegisterOffset.csts)).ready)
+
+        }
     }
 
     // MARK: The PCIe seam: MSI-X mask writes are traps; held messages arrive on unmask
@@ -326,6 +326,16 @@ import Testing
         device.step()
         #expect(device.counters.snapshot()[.mmioMSIXWrites] == writes + 2)
         #expect(qp.processCompletions() == 1)
+    }
+}
+
+extension Rig {
+    /// Runs `body` with a started stepped rig and the CC value its driver enabled
+    /// the controller with (the register tests flip bits of it), closing the rig after.
+    static func withEnabled(_ body: (Rig, UInt32) throws -> Void) throws {
+        let rig = try Rig.stepped()
+        defer { rig.close() }
+        try body(rig, rig.controller.read32(bar0: RegisterOffset.cc))
     }
 }
 

@@ -158,7 +158,7 @@ import Testing
             #expect(await eventually { qp.counters.snapshot()[.commandsSubmitted] >= 2 })
             try await Task.sleep(for: .milliseconds(20))
         }
-        let reset = BackgroundThread { () -> Result<Int, NVMeError> in
+        let reset = OwnThread { () -> Result<Int, NVMeError> in
             do throws(NVMeError) { return .success(try rig.driver.reset()) } catch { return .failure(error) }
         }
         // The reset's CC.EN = 0 is recorded (the register reads back 0) while its trap
@@ -229,7 +229,7 @@ import Testing
                         return n
                     }
                 }
-                let resets = BackgroundThread { () -> Int in
+                let resets = OwnThread { () -> Int in
                     var done = 0
                     for _ in 0..<10 {
                         usleep(3000)
@@ -358,7 +358,7 @@ final class WriteBatch: @unchecked Sendable {
 
     func start(threads: Int) {
         for t in 0..<threads {
-            _ = BackgroundThread { [self] in
+            _ = OwnThread { [self] in
                 for i in stride(from: t, to: count, by: threads) {
                     qp.write(lba: UInt64(i * 8), blocks: 8, from: buffers[i]) { [self] r in
                         let error: NVMeError?

@@ -29,28 +29,6 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) async -> Bool {
     return true
 }
 
-/// Runs `body` on a plain thread (not the cooperative pool) and lets async code wait for it.
-final class BackgroundThread<T: Sendable>: @unchecked Sendable {
-    private let lock = ConditionMutex()
-    private var result: T?
-
-    init(_ body: @escaping @Sendable () -> T) {
-        let t = Thread { [self] in
-            let r = body()
-            lock.withLock { result = r }
-        }
-        t.stackSize = 1 << 20
-        t.start()
-    }
-
-    var finished: T? { lock.withLock { result } }
-
-    func value(timeoutSeconds: Double = 30) async -> T? {
-        _ = await eventually(timeoutSeconds) { finished != nil }
-        return finished
-    }
-}
-
 // MARK: A backend the test can stall
 
 /// Wraps a backend; while the gate is closed every operation blocks the calling

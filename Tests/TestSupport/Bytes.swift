@@ -30,6 +30,24 @@ public func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
 
 // MARK: Byte comparison
 
+/// How `actual` differs from `expected`: the counts, or how many bytes differ and
+/// the first difference; nil when they are equal (memcmp).
+public func byteDifference(_ actual: UnsafeRawBufferPointer, _ expected: UnsafeRawBufferPointer) -> String? {
+    guard actual.count == expected.count else { return "got \(actual.count) bytes, expected \(expected.count)" }
+    if actual.count == 0 || memcmp(actual.baseAddress!, expected.baseAddress!, actual.count) == 0 { return nil }
+    var first = 0
+    while actual[first] == expected[first] { first += 1 }
+    var differing = 0
+    for i in first..<actual.count where actual[i] != expected[i] { differing += 1 }
+    return
+        "\(differing) of \(actual.count) bytes differ, first at index \(first): got \(actual[first]), expected \(expected[first])"
+}
+
+/// ``byteDifference(_:_:)`` of two arrays.
+public func byteDifference(_ actual: [UInt8], _ expected: [UInt8]) -> String? {
+    actual.withUnsafeBytes { a in expected.withUnsafeBytes { e in byteDifference(a, e) } }
+}
+
 /// Compares byte for byte (memcmp) and, when they differ, records one issue with
 /// how many bytes differ and the first difference. `#expect(a == b)` on large
 /// arrays makes Swift Testing diff them, which takes minutes for megabytes.
@@ -38,22 +56,9 @@ public func expectBytes(
     _ actual: UnsafeRawBufferPointer, _ expected: UnsafeRawBufferPointer, _ note: @autoclosure () -> String = "",
     sourceLocation: SourceLocation = #_sourceLocation
 ) -> Bool {
-    func prefix() -> String {
-        let text = note()
-        return text.isEmpty ? "" : text + ": "
-    }
-    guard actual.count == expected.count else {
-        Issue.record("\(prefix())got \(actual.count) bytes, expected \(expected.count)", sourceLocation: sourceLocation)
-        return false
-    }
-    if actual.count == 0 || memcmp(actual.baseAddress!, expected.baseAddress!, actual.count) == 0 { return true }
-    var first = 0
-    while actual[first] == expected[first] { first += 1 }
-    var differing = 0
-    for i in first..<actual.count where actual[i] != expected[i] { differing += 1 }
-    Issue.record(
-        "\(prefix())\(differing) of \(actual.count) bytes differ, first at index \(first): got \(actual[first]), expected \(expected[first])",
-        sourceLocation: sourceLocation)
+    guard let difference = byteDifference(actual, expected) else { return true }
+    let text = note()
+    Issue.record("\(text.isEmpty ? "" : text + ": ")\(difference)", sourceLocation: sourceLocation)
     return false
 }
 
