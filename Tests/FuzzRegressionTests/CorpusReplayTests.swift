@@ -41,21 +41,31 @@ import Testing
         }
     }
 
-    @Test func handshakeCorpus() throws {
-        let n = try Self.replay("handshake", NBDFuzzers.handshake)
-        #expect(n > 0, "the handshake corpus is missing")
-        Self.random(count: 3000, seed: 1, maxLength: 600, NBDFuzzers.handshake)
+    /// One fuzz entry point, its corpus folder and the random inputs run through it.
+    struct Target: Sendable, CustomTestStringConvertible {
+        var corpus: String
+        var randomInputs: Int
+        var seed: UInt64
+        var maxLength: Int
+        var entry: @Sendable (UnsafeRawBufferPointer) -> Void
+        var testDescription: String { corpus }
+
+        static let all = [
+            Target(corpus: "handshake", randomInputs: 3000, seed: 1, maxLength: 600) { NBDFuzzers.handshake($0) },
+            Target(corpus: "requests", randomInputs: 3000, seed: 2, maxLength: 600) { NBDFuzzers.requests($0) },
+            Target(corpus: "controller", randomInputs: 300, seed: 3, maxLength: 2000) { ControllerFuzzer.run($0) },
+        ]
     }
 
-    @Test func requestCorpus() throws {
-        let n = try Self.replay("requests", NBDFuzzers.requests)
-        #expect(n > 0, "the request corpus is missing")
-        Self.random(count: 3000, seed: 2, maxLength: 600, NBDFuzzers.requests)
-    }
-
-    @Test func controllerCorpus() throws {
-        let n = try Self.replay("controller", ControllerFuzzer.run)
-        #expect(n > 0, "the controller corpus is missing")
-        Self.random(count: 300, seed: 3, maxLength: 2000, ControllerFuzzer.run)
+    /// Thousands of inputs through synchronous code: on a thread of its own, so the
+    /// cooperative pool stays free for the async tests beside it.
+    @Test(arguments: Target.all)
+    func corpus(_ target: Target) async throws {
+        let replayed = try await onOwnThread {
+            let n = try Self.replay(target.corpus, target.entry)
+            Self.random(count: target.randomInputs, seed: target.seed, maxLength: target.maxLength, target.entry)
+            return n
+        }
+        #expect(replayed > 0, "the \(target.corpus) corpus is missing")
     }
 }

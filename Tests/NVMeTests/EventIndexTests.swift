@@ -5,68 +5,80 @@ import Testing
 /// `EventIndex.needsEvent` against its definition: ring exactly when EventIdx lies
 /// in the wrapped range [old, new) of a queue of `size` entries.
 @Suite struct EventIndexTests {
+    // The three sweeps below run millions of checks: each runs on a thread of its
+    // own (`checkOnOwnThread`) so that the cooperative pool stays free for the
+    // async tests beside it.
+
     /// Every (EventIdx, new, old) triple for every queue size up to 64.
-    @Test func exhaustiveSmallQueues() {
-        var checked = 0
-        for size in 1...64 {
-            for old in 0..<size {
-                for new in 0..<size {
-                    for ei in 0..<size {
-                        let expected = EventIndex.liesInWrappedRange(
-                            eventIndex: ei, new: new, old: old, queueSize: size)
-                        let actual = EventIndex.needsEvent(eventIndex: UInt16(ei), new: UInt16(new), old: UInt16(old))
-                        if expected != actual {
-                            Issue.record("size \(size) old \(old) new \(new) ei \(ei): expected \(expected)")
-                            return
+    @Test func exhaustiveSmallQueues() async throws {
+        try await checkOnOwnThread { findings in
+            var checked = 0
+            for size in 1...64 {
+                for old in 0..<size {
+                    for new in 0..<size {
+                        for ei in 0..<size {
+                            let expected = EventIndex.liesInWrappedRange(
+                                eventIndex: ei, new: new, old: old, queueSize: size)
+                            let actual = EventIndex.needsEvent(
+                                eventIndex: UInt16(ei), new: UInt16(new), old: UInt16(old))
+                            guard expected == actual else {
+                                findings.check(
+                                    false, "size \(size) old \(old) new \(new) ei \(ei): expected \(expected)")
+                                return
+                            }
+                            checked += 1
                         }
-                        checked += 1
                     }
                 }
             }
+            findings.check(checked == (1...64).reduce(0) { $0 + $1 * $1 * $1 }, "\(checked) triples checked")
         }
-        #expect(checked == (1...64).reduce(0) { $0 + $1 * $1 * $1 })
     }
 
     /// Every queue size from 1 to 4096: every (old, new) pair at the distances where
     /// the answer can change, with EventIdx at every boundary of the range and a
     /// spread of values inside and outside it; plus random triples.
-    @Test func everyQueueSizeTo4096() {
+    @Test func everyQueueSizeTo4096() async throws {
         let seed = TestSeed.fixed(0x4E56_4D65)
-        var rng = seed.generator()
-        for size in 1...4096 {
-            var olds: Set<Int> = [0, size - 1, size / 2]
-            for _ in 0..<3 { olds.insert(Int(rng.next() % UInt64(size))) }
-            for old in olds {
-                var distances: Set<Int> = [0, 1, size - 1, size / 2]
-                distances.insert(Int(rng.next() % UInt64(size)))
-                for d in distances where d < size {
-                    let new = (old + d) % size
-                    var eis: Set<Int> = [
-                        old, new, (old + size - 1) % size, (new + size - 1) % size,
-                        (old + 1) % size, (new + 1) % size, 0, size - 1,
-                    ]
-                    for _ in 0..<8 { eis.insert(Int(rng.next() % UInt64(size))) }
-                    for ei in eis {
-                        check(size: size, old: old, new: new, ei: ei, seed: seed)
+        try await checkOnOwnThread { findings in
+            var rng = seed.generator()
+            for size in 1...4096 {
+                var olds: Set<Int> = [0, size - 1, size / 2]
+                for _ in 0..<3 { olds.insert(Int(rng.next() % UInt64(size))) }
+                for old in olds {
+                    var distances: Set<Int> = [0, 1, size - 1, size / 2]
+                    distances.insert(Int(rng.next() % UInt64(size)))
+                    for d in distances where d < size {
+                        let new = (old + d) % size
+                        var eis: Set<Int> = [
+                            old, new, (old + size - 1) % size, (new + size - 1) % size,
+                            (old + 1) % size, (new + 1) % size, 0, size - 1,
+                        ]
+                        for _ in 0..<8 { eis.insert(Int(rng.next() % UInt64(size))) }
+                        for ei in eis {
+                            Self.check(&findings, size: size, old: old, new: new, ei: ei, seed: seed)
+                        }
                     }
                 }
             }
         }
     }
 
-    @Test func randomTriplesUpTo65536() {
+    @Test func randomTriplesUpTo65536() async throws {
         let seed = TestSeed.fixed(65536)
-        var rng = seed.generator()
-        for _ in 0..<200_000 {
-            let size = Int(rng.next() % 65536) + 1
-            check(
-                size: size, old: Int(rng.next() % UInt64(size)), new: Int(rng.next() % UInt64(size)),
-                ei: Int(rng.next() % UInt64(size)), seed: seed)
+        try await checkOnOwnThread { findings in
+            var rng = seed.generator()
+            for _ in 0..<200_000 {
+                let size = Int(rng.next() % 65536) + 1
+                Self.check(
+                    &findings, size: size, old: Int(rng.next() % UInt64(size)), new: Int(rng.next() % UInt64(size)),
+                    ei: Int(rng.next() % UInt64(size)), seed: seed)
+            }
+            // The largest queue, at the wrap.
+            Self.check(&findings, size: 65536, old: 65535, new: 0, ei: 65535)
+            Self.check(&findings, size: 65536, old: 65535, new: 1, ei: 0)
+            Self.check(&findings, size: 65536, old: 65534, new: 65535, ei: 0)
         }
-        // The largest queue, at the wrap.
-        check(size: 65536, old: 65535, new: 0, ei: 65535)
-        check(size: 65536, old: 65535, new: 1, ei: 0)
-        check(size: 65536, old: 65534, new: 65535, ei: 0)
     }
 
     /// Hand-worked cases from Linux's comment on `nvme_dbbuf_need_event`.
@@ -82,9 +94,14 @@ import Testing
         #expect(EventIndex.needsEvent(eventIndex: c.ei, new: c.new, old: c.old) == c.expected)
     }
 
-    private func check(size: Int, old: Int, new: Int, ei: Int, seed: TestSeed? = nil) {
+    private static func check(
+        _ findings: inout Findings, size: Int, old: Int, new: Int, ei: Int, seed: TestSeed? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let expected = EventIndex.liesInWrappedRange(eventIndex: ei, new: new, old: old, queueSize: size)
         let actual = EventIndex.needsEvent(eventIndex: UInt16(ei), new: UInt16(new), old: UInt16(old))
-        #expect(expected == actual, "size \(size) old \(old) new \(new) ei \(ei)\(seed.map { ", \($0)" } ?? "")")
+        findings.check(
+            expected == actual, "size \(size) old \(old) new \(new) ei \(ei)\(seed.map { ", \($0)" } ?? "")",
+            sourceLocation: sourceLocation)
     }
 }
