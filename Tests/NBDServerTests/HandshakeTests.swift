@@ -84,12 +84,7 @@ struct HandshakeTests {
     @Test("NBD_OPT_LIST shows every export (libnbd option mode)", arguments: Transport.allCases)
     func listExports(transport: Transport) throws {
         try withServer(exports: Self.exports) { f in
-            let c = try NBDClient()
-            try c.setOptMode(true)
-            switch transport {
-            case .tcp: try c.connect(uri: f.uri(export: ""))
-            case .unix: try c.connect(unix: f.unixPath)
-            }
+            let c = try f.client(transport, metaContext: false, optMode: true)
             let list = try c.optList()
             #expect(list.map(\.0) == ["", "disk2", "ro"])
             #expect(list.first { $0.0 == "disk2" }?.1 == "the second disk")
@@ -130,8 +125,7 @@ struct HandshakeTests {
     func goUnknownExport(transport: Transport) throws {
         try withServer(exports: Self.exports) { f in
             let raw = try f.raw(transport)
-            _ = try raw.readGreeting()
-            try raw.sendClientFlags()
+            try raw.startOptions()
             try raw.sendOption(.go(exportName: "nope"))
             #expect(try raw.readOptionReply().type == .errorUnknown)
             try raw.sendOption(.info(exportName: "missing"))
@@ -154,14 +148,12 @@ struct HandshakeTests {
     func exportNameOption(transport: Transport) throws {
         try withServer(exports: Self.exports) { f in
             let bad = try f.raw(transport)
-            _ = try bad.readGreeting()
-            try bad.sendClientFlags()
+            try bad.startOptions()
             try bad.sendOption(.exportName("nope"))
             #expect(bad.closesWithoutReply())
 
             let good = try f.raw(transport)
-            _ = try good.readGreeting()
-            try good.sendClientFlags()
+            try good.startOptions()
             try good.sendOption(.exportName("disk2"))
             let (size, flags) = try good.readExportNameReply()
             #expect(size == 32 << 20)
@@ -184,8 +176,7 @@ struct HandshakeTests {
 
             // Bad option magic.
             let a = try f.raw(.tcp)
-            _ = try a.readGreeting()
-            try a.sendClientFlags()
+            try a.startOptions()
             var b = ByteBuffer()
             b.writeMultipleIntegers(UInt64(0x1234_5678_9ABC_DEF0), UInt32(1), UInt32(0))
             try a.send(b)
@@ -193,22 +184,19 @@ struct HandshakeTests {
 
             // Unknown client flags.
             let c = try f.raw(.unix)
-            _ = try c.readGreeting()
-            try c.sendClientFlags(NBDClientFlags(rawValue: 0x80))
+            try c.startOptions(NBDClientFlags(rawValue: 0x80))
             #expect(c.closesWithoutReply())
 
             // ABORT is acknowledged, then the connection closes.
             let d = try f.raw(.tcp)
-            _ = try d.readGreeting()
-            try d.sendClientFlags()
+            try d.startOptions()
             try d.sendOption(.abort)
             #expect(try d.readOptionReply().type == .ack)
             #expect(d.waitForClose())
 
             // SET_META_CONTEXT before STRUCTURED_REPLY is invalid, but not fatal.
             let e = try f.raw(.unix)
-            _ = try e.readGreeting()
-            try e.sendClientFlags()
+            try e.startOptions()
             try e.sendOption(.setMetaContext(exportName: "", queries: ["base:allocation"]))
             #expect(try e.readOptionReply().type == .errorInvalid)
             try e.sendOption(.list)
@@ -263,8 +251,7 @@ struct HandshakeTests {
         try withServer(configure: { $0.limits.maximumConnections = 1 }) { f in
             let first = try f.client(.tcp)
             let raw = try f.raw(.unix)
-            _ = try raw.readGreeting()
-            try raw.sendClientFlags()
+            try raw.startOptions()
             try raw.sendOption(.go(exportName: ""))
             #expect(try raw.readOptionReply().type == .errorShutdown)
             try raw.sendOption(.abort)

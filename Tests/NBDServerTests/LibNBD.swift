@@ -58,30 +58,29 @@ final class NBDClient {
 
     // MARK: Settings (before connecting)
 
-    func setRequestStructuredReplies(_ on: Bool) throws(LibNBDError) {
-        try check(nbd_set_request_structured_replies(h, on), "set_request_structured_replies")
+    /// What libnbd is told before it connects (nbd_set_request_structured_replies(3),
+    /// nbd_add_meta_context(3), nbd_set_strict_mode(3), nbd_set_full_info(3),
+    /// nbd_set_opt_mode(3)); the defaults are libnbd's own.
+    struct Settings {
+        var structuredReplies = true
+        var metaContexts: [String] = []
+        /// `0` lets requests through that libnbd would refuse locally, so the
+        /// server's answer is what the test sees; nil: libnbd's default.
+        var strictMode: UInt32? = nil
+        var fullInfo = false
+        /// Stop after the handshake's start so the test sends options itself.
+        var optMode = false
     }
 
-    func addMetaContext(_ name: String) throws(LibNBDError) {
-        try check(nbd_add_meta_context(h, name), "add_meta_context")
-    }
-
-    /// `0` lets requests through that libnbd would refuse locally, so the
-    /// server's answer is what the test sees.
-    func setStrictMode(_ flags: UInt32) throws(LibNBDError) {
-        try check(nbd_set_strict_mode(h, flags), "set_strict_mode")
-    }
-
-    func setExportName(_ name: String) throws(LibNBDError) {
-        try check(nbd_set_export_name(h, name), "set_export_name")
-    }
-
-    func setFullInfo(_ on: Bool) throws(LibNBDError) {
-        try check(nbd_set_full_info(h, on), "set_full_info")
-    }
-
-    func setOptMode(_ on: Bool) throws(LibNBDError) {
-        try check(nbd_set_opt_mode(h, on), "set_opt_mode")
+    convenience init(_ settings: Settings) throws(LibNBDError) {
+        try self.init()
+        try check(nbd_set_request_structured_replies(h, settings.structuredReplies), "set_request_structured_replies")
+        for context in settings.metaContexts {
+            try check(nbd_add_meta_context(h, context), "add_meta_context \(context)")
+        }
+        if let flags = settings.strictMode { try check(nbd_set_strict_mode(h, flags), "set_strict_mode") }
+        if settings.fullInfo { try check(nbd_set_full_info(h, true), "set_full_info") }
+        if settings.optMode { try check(nbd_set_opt_mode(h, true), "set_opt_mode") }
     }
 
     // MARK: Connecting
@@ -90,7 +89,9 @@ final class NBDClient {
         try check(nbd_connect_uri(h, uri), "connect_uri \(uri)")
     }
 
-    func connect(unix path: String) throws(LibNBDError) {
+    /// Connects to the Unix socket at `path`, asking for export `name`.
+    func connect(unix path: String, export name: String) throws(LibNBDError) {
+        try check(nbd_set_export_name(h, name), "set_export_name")
         try check(nbd_connect_unix(h, path), "connect_unix \(path)")
     }
 

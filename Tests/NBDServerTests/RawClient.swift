@@ -140,6 +140,12 @@ final class RawClient: @unchecked Sendable {
         try send(b)
     }
 
+    /// Reads the greeting and sends the client flags: the option phase begins.
+    func startOptions(_ flags: NBDClientFlags = [.fixedNewstyle, .noZeroes]) throws {
+        _ = try readGreeting()
+        try sendClientFlags(flags)
+    }
+
     func sendOption(_ option: NBDOptionRequest) throws {
         var b = ByteBuffer()
         b.writeNBDOption(option)
@@ -179,8 +185,7 @@ final class RawClient: @unchecked Sendable {
     func handshake(export: String = "", structured: Bool = true, metaContext: Bool = true) throws
         -> (size: UInt64, flags: NBDTransmissionFlags)
     {
-        _ = try readGreeting()
-        try sendClientFlags()
+        try startOptions()
         if structured {
             try sendOption(.structuredReply)
             let r = try readOptionReplies()

@@ -84,22 +84,19 @@ final class ServerFixture: @unchecked Sendable {
     func uri(export: String) -> String { "nbd://127.0.0.1:\(port)/\(export)" }
 
     /// A connected libnbd handle. `metaContext` asks for `base:allocation`;
-    /// `strict: false` lets libnbd send what it would otherwise refuse locally.
+    /// `strict: false` lets libnbd send what it would otherwise refuse locally;
+    /// `optMode` stops it in the option phase (``NBDClient/Settings``).
     func client(
         _ transport: Transport, export: String = "", structured: Bool = true, metaContext: Bool = true,
-        strict: Bool = true, fullInfo: Bool = false
+        strict: Bool = true, fullInfo: Bool = false, optMode: Bool = false
     ) throws -> NBDClient {
-        let c = try NBDClient()
-        try c.setRequestStructuredReplies(structured)
-        if metaContext { try c.addMetaContext("base:allocation") }
-        if !strict { try c.setStrictMode(0) }
-        if fullInfo { try c.setFullInfo(true) }
+        let c = try NBDClient(
+            .init(
+                structuredReplies: structured, metaContexts: metaContext ? ["base:allocation"] : [],
+                strictMode: strict ? nil : 0, fullInfo: fullInfo, optMode: optMode))
         switch transport {
-        case .tcp:
-            try c.connect(uri: uri(export: export))
-        case .unix:
-            try c.setExportName(export)
-            try c.connect(unix: unixPath)
+        case .tcp: try c.connect(uri: uri(export: export))
+        case .unix: try c.connect(unix: unixPath, export: export)
         }
         return c
     }
