@@ -121,24 +121,38 @@ func expectExactCover(
     _ extents: [AllocationExtent], offset: UInt64, length: UInt64, _ note: String = "",
     sourceLocation: SourceLocation = #_sourceLocation
 ) {
-    let note = note.isEmpty ? "" : " (\(note))"
-    if length == 0 {
-        #expect(extents.isEmpty, "\(extents)\(note)", sourceLocation: sourceLocation)
-        return
-    }
-    #expect(extents.first?.offset == offset, "\(extents)\(note)", sourceLocation: sourceLocation)
-    var position = offset
-    for (i, extent) in extents.enumerated() {
-        #expect(extent.offset == position, "gap or overlap at \(i): \(extents)\(note)", sourceLocation: sourceLocation)
-        #expect(extent.length > 0, "empty extent at \(i): \(extents)\(note)", sourceLocation: sourceLocation)
-        if i > 0 {
-            #expect(
-                extents[i - 1].isAllocated != extent.isAllocated, "unmerged at \(i): \(extents)\(note)",
-                sourceLocation: sourceLocation)
+    var findings = Findings()
+    findings.checkExactCover(extents, offset: offset, length: length, note, sourceLocation: sourceLocation)
+    findings.record()
+}
+
+extension Findings {
+    /// ``expectExactCover(_:offset:length:_:sourceLocation:)`` for a plain thread.
+    mutating func checkExactCover(
+        _ extents: [AllocationExtent], offset: UInt64, length: UInt64, _ note: String = "",
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        let note = note.isEmpty ? "" : " (\(note))"
+        if length == 0 {
+            check(extents.isEmpty, "\(extents)\(note)", sourceLocation: sourceLocation)
+            return
         }
-        position = extent.offset + extent.length
+        check(extents.first?.offset == offset, "\(extents)\(note)", sourceLocation: sourceLocation)
+        var position = offset
+        for (i, extent) in extents.enumerated() {
+            check(
+                extent.offset == position, "gap or overlap at \(i): \(extents)\(note)", sourceLocation: sourceLocation)
+            check(extent.length > 0, "empty extent at \(i): \(extents)\(note)", sourceLocation: sourceLocation)
+            if i > 0 {
+                check(
+                    extents[i - 1].isAllocated != extent.isAllocated, "unmerged at \(i): \(extents)\(note)",
+                    sourceLocation: sourceLocation)
+            }
+            position = extent.offset + extent.length
+        }
+        check(
+            position == offset + length, "cover ends at \(position): \(extents)\(note)", sourceLocation: sourceLocation)
     }
-    #expect(position == offset + length, "cover ends at \(position): \(extents)\(note)", sourceLocation: sourceLocation)
 }
 
 /// Expected extents from a list of (start, end, allocated) with merging applied.

@@ -87,8 +87,15 @@ struct FileBackendTests {
         "FUA and fallocate fallbacks give the same data",
         arguments: BackendKind.files,
         ["none", "dsync", "zeroRange", "zeroRange+allocate", "zeroRange+punchHole", "all"])
-    func fallbacks(kind: BackendKind, disabled: String) throws {
-        let (directory, path) = try scratch(kind)
+    func fallbacks(kind: BackendKind, disabled: String) async throws {
+        // Seconds of fsync'd writes and zeroing: on a thread of its own, so the
+        // cooperative pool stays free for the async tests beside it.
+        try await checkOnOwnThread { findings in try Self.fallbacks(kind: kind, disabled: disabled, &findings) }
+    }
+
+    static func fallbacks(kind: BackendKind, disabled: String, _ findings: inout Findings) throws {
+        let directory = try TemporaryDirectory(under: kind.parentDirectory!)
+        let path = directory.path + "/disk.img"
         defer { withExtendedLifetime(directory) {} }
         // Bigger than the 1 MiB zero buffer, so the fallbacks loop.
         let size: UInt64 = 3 << 20
@@ -121,18 +128,18 @@ struct FileBackendTests {
                 try backend.deallocate(at: offset, length: length)
             }
             model.replaceSubrange(Int(offset)..<Int(offset + length), with: repeatElement(0, count: Int(length)))
-            expectBytes(
+            findings.checkBytes(
                 try backend.bytes(at: 0, count: Int(size)), model,
                 "after \(offset)+\(length) \(String(describing: deallocate)), \(seed)")
         }
         try backend.flush()
         let contents = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        expectBytes(contents, model, "\(seed)")
+        findings.checkBytes(contents, model, "\(seed)")
         let map = try backend.allocationMap(at: 0, length: size)
-        expectExactCover(map, offset: 0, length: size)
+        findings.checkExactCover(map, offset: 0, length: size)
         if all {
             // Nothing could punch: zeroes were written, the file stays fully allocated.
-            #expect(map == [AllocationExtent(offset: 0, length: size, isAllocated: true)])
+            findings.check(map == [AllocationExtent(offset: 0, length: size, isAllocated: true)], "\(map)")
         }
     }
 
