@@ -15,7 +15,9 @@ struct RequestDecoderTests {
         return buffer
     }
 
-    /// Decodes `stream` in the given chunking through a processor.
+    /// Decodes `stream` in the given chunking through a processor. Byte by byte, a
+    /// stream of megabytes is seconds of synchronous work: the tests that do it call
+    /// this on a thread of their own (`onOwnThread`), keeping the cooperative pool free.
     private static func decodeAll(
         _ stream: ByteBuffer, chunking: Chunking, maximumPayload: Int = NBDRequestDecoder.defaultMaximumPayload
     ) throws -> (messages: [Message], unprocessed: Int) {
@@ -56,7 +58,7 @@ struct RequestDecoderTests {
     }
 
     @Test(arguments: Chunking.all)
-    func randomStreamIsIndependentOfChunking(_ chunking: Chunking) throws {
+    func randomStreamIsIndependentOfChunking(_ chunking: Chunking) async throws {
         let seed = TestSeed.fixed(7)
         var generator = seed.generator()
         let types: [NBDCommandType] = [.read, .write, .flush, .trim, .cache, .writeZeroes, .blockStatus, .disconnect]
@@ -81,13 +83,15 @@ struct RequestDecoderTests {
                 expected.append(.request(request, payload: nil))
             }
         }
-        let (messages, unprocessed) = try Self.decodeAll(stream, chunking: chunking, maximumPayload: 1024)
+        let (messages, unprocessed) = try await onOwnThread { [stream] in
+            try Self.decodeAll(stream, chunking: chunking, maximumPayload: 1024)
+        }
         #expect(messages == expected, "\(seed)")
         #expect(unprocessed == 0, "\(seed)")
     }
 
     @Test(arguments: Chunking.all)
-    func writePayloadIsAssembledExactly(_ chunking: Chunking) throws {
+    func writePayloadIsAssembledExactly(_ chunking: Chunking) async throws {
         let seed = TestSeed.fixed(99)
         var generator = seed.generator()
         let payload = ByteBuffer.random(count: 70_000, using: &generator)
@@ -95,7 +99,7 @@ struct RequestDecoderTests {
         let flush = NBDRequest(type: .flush, cookie: 2, offset: 0, length: 0)
         let stream = Self.encode(write, payload: payload) + Self.encode(flush)
         let chunking = chunking == .byteByByte ? Chunking.random(seed: 5, maximum: 3) : chunking
-        let (messages, _) = try Self.decodeAll(stream, chunking: chunking)
+        let (messages, _) = try await onOwnThread { try Self.decodeAll(stream, chunking: chunking) }
         #expect(messages == [.request(write, payload: payload), .request(flush, payload: nil)], "\(seed)")
     }
 
