@@ -10,25 +10,40 @@ import Testing
 /// EventIdx says so, and whenever the controller has parked the next doorbell
 /// write must trap (no lost wake-up).
 @Suite struct SteppedEventIndexTests {
+    /// 20 000 steps per case of synchronous driver and controller work: on a thread
+    /// of its own (`checkOnOwnThread`), so the cooperative pool stays free.
     @Test(arguments: [2, 4, 8, 64], EventIndexPolicy.allCases)
-    func hostTrapsExactlyWhenEventIdxSaysSo(depth: Int, policy: EventIndexPolicy) throws {
+    func hostTrapsExactlyWhenEventIdxSaysSo(depth: Int, policy: EventIndexPolicy) async throws {
+        try await checkOnOwnThread { findings in
+            try Self.hostTrapsExactlyWhenEventIdxSaysSo(depth: depth, policy: policy, &findings)
+        }
+    }
+
+    static func hostTrapsExactlyWhenEventIdxSaysSo(depth: Int, policy: EventIndexPolicy, _ findings: inout Findings)
+        throws
+    {
         var c = Rig.Config.stepped(depth: depth)
         c.controller.eventIndexPolicy = policy
         let rig = try Rig(c)
         defer { rig.close() }
-        #expect(rig.driver.shadowDoorbellsEnabled)
+        findings.check(rig.driver.shadowDoorbellsEnabled, "shadow doorbells off")
         let qp = rig.qp
-        let (shadowPage, eiPage) = try #require(rig.driver.doorbellBufferAddresses)
-        let sqShadow = try #require(rig.memory.word(at: shadowPage + 8))  // SQ 1 tail: 2*1*4
-        let sqEI = try #require(rig.memory.word(at: eiPage + 8))
-        let cqShadow = try #require(rig.memory.word(at: shadowPage + 12))  // CQ 1 head: (2*1+1)*4
-        let cqEI = try #require(rig.memory.word(at: eiPage + 12))
+        guard let (shadowPage, eiPage) = rig.driver.doorbellBufferAddresses,
+            let sqShadow = rig.memory.word(at: shadowPage + 8),  // SQ 1 tail: 2*1*4
+            let sqEI = rig.memory.word(at: eiPage + 8),
+            let cqShadow = rig.memory.word(at: shadowPage + 12),  // CQ 1 head: (2*1+1)*4
+            let cqEI = rig.memory.word(at: eiPage + 12)
+        else {
+            findings.check(false, "no doorbell buffer words")
+            return
+        }
 
         let seed = TestSeed.fixed(UInt64(depth) &+ (policy == .qemu ? 1000 : 0))
         var rng = seed.generator()
         var parked = false
         var submitted = 0, completed = 0, traps = 0, parkedSubmissions = 0, cqTraps = 0
         let box = Counter()
+        let failedFlushes = Counter()
         for _ in 0..<20_000 {
             switch rng.next() % 8 {
             case 0...3:
@@ -37,19 +52,20 @@ import Testing
                 let ei = UInt16(sqEI.loadRelaxed())
                 let before = qp.counters.snapshot()[.sqMMIODoorbellWrites]
                 qp.submit(SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1)) { e in
-                    #expect(e.status.isSuccess, "\(seed)")
+                    if !e.status.isSuccess { failedFlushes.bump() }
                     box.bump()
                 }
                 submitted += 1
                 let new = UInt16(sqShadow.loadRelaxed())
-                #expect(Int(new) == (Int(old) + 1) % depth, "\(seed)")
+                findings.check(Int(new) == (Int(old) + 1) % depth, "\(seed)")
                 let trapped = qp.counters.snapshot()[.sqMMIODoorbellWrites] - before
                 let expected = EventIndex.needsEvent(eventIndex: ei, new: new, old: old)
-                #expect(trapped == (expected ? 1 : 0), "old \(old) new \(new) ei \(ei), \(seed)")
+                findings.check(trapped == (expected ? 1 : 0), "old \(old) new \(new) ei \(ei), \(seed)")
                 if trapped == 1 { traps += 1 }
                 if parked {
                     // The controller is asleep: this submission must have woken it.
-                    #expect(trapped == 1, "lost wake-up: parked controller, no trap (old \(old) ei \(ei)), \(seed)")
+                    findings.check(
+                        trapped == 1, "lost wake-up: parked controller, no trap (old \(old) ei \(ei)), \(seed)")
                     parkedSubmissions += 1
                     parked = false
                 }
@@ -59,9 +75,12 @@ import Testing
             case 6:
                 if rig.controller.runUntilIdle() {
                     // Parking is only allowed with every submission consumed.
-                    let state = try #require(rig.controller.submissionQueueState(1))
-                    #expect(state.head == Int(sqShadow.loadRelaxed()), "parked with work pending, \(seed)")
-                    #expect(state.head == state.tail, "\(seed)")
+                    guard let state = rig.controller.submissionQueueState(1) else {
+                        findings.check(false, "no state for SQ 1, \(seed)")
+                        return
+                    }
+                    findings.check(state.head == Int(sqShadow.loadRelaxed()), "parked with work pending, \(seed)")
+                    findings.check(state.head == state.tail, "\(seed)")
                     parked = true
                 }
             default:
@@ -74,10 +93,10 @@ import Testing
                 let trapped = qp.counters.snapshot()[.cqMMIODoorbellWrites] - before
                 if n > 0 {
                     let expected = EventIndex.needsEvent(eventIndex: ei, new: new, old: old)
-                    #expect(trapped == (expected ? 1 : 0), "CQ old \(old) new \(new) ei \(ei), \(seed)")
+                    findings.check(trapped == (expected ? 1 : 0), "CQ old \(old) new \(new) ei \(ei), \(seed)")
                     cqTraps += Int(trapped)
                 } else {
-                    #expect(trapped == 0, "\(seed)")
+                    findings.check(trapped == 0, "\(seed)")
                 }
             }
         }
@@ -86,14 +105,15 @@ import Testing
             rig.controller.runUntilIdle()
             completed += qp.processCompletions()
         }
-        #expect(box.value == submitted, "\(seed)")
+        findings.check(box.value == submitted, "\(seed)")
+        findings.check(failedFlushes.value == 0, "\(failedFlushes.value) flushes failed, \(seed)")
         // QEMU's policy traps on every submission batch, so at depth 2 (one command
         // at a time) on every submission.
-        #expect(traps > 0 && (traps < submitted || policy == .qemu), "traps \(traps) of \(submitted), \(seed)")
-        #expect(parkedSubmissions > 0, "\(seed)")
+        findings.check(traps > 0 && (traps < submitted || policy == .qemu), "traps \(traps) of \(submitted), \(seed)")
+        findings.check(parkedSubmissions > 0, "\(seed)")
         let stats = rig.controller.counters.snapshot()
-        #expect(stats[.flushes] == UInt64(submitted), "\(seed)")
-        #expect(stats[.mmioSQTailDoorbellWrites] == UInt64(traps), "\(seed)")
+        findings.check(stats[.flushes] == UInt64(submitted), "\(seed)")
+        findings.check(stats[.mmioSQTailDoorbellWrites] == UInt64(traps), "\(seed)")
     }
 
     /// The two policies differ where they should: with the controller awake and
