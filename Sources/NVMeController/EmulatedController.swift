@@ -100,8 +100,7 @@ public final class EmulatedController: PCIFunction, @unchecked Sendable {
         storageNotes = notes
         mailbox = TrapMailbox(handsOff: !stepped, wake: wake)
         core = ControllerCore(
-            memory: memory, namespaces: namespaces, runtimes: runtimes, wake: wake, options: options,
-            counters: counters, mailbox: mailbox)
+            memory: memory, runtimes: runtimes, wake: wake, options: options, counters: counters, mailbox: mailbox)
         vectors = core.vectors
         traps.reserveCapacity(64)
         if !stepped { start() }
