@@ -35,34 +35,40 @@ import Darwin
 /// Rules may be added and removed from any thread while I/O runs; one `Mutex` guards
 /// them and the counters.
 public final class FaultInjectingBackend: BlockBackend {
-    /// Kinds of backend operation a rule applies to.
+    /// One kind of backend operation. The case name is the operation's name: the
+    /// `operation` of a ``BackendError`` and a word of ``Operations/description``.
+    public enum Operation: UInt8, CaseIterable, Sendable {
+        case read, write, flush, deallocate, writeZeroes, allocationMap
+    }
+
+    /// Kinds of backend operation a rule applies to: bit `n` is the ``Operation``
+    /// with raw value `n`.
     public struct Operations: OptionSet, Hashable, Sendable, CustomStringConvertible {
         public let rawValue: UInt8
         public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// The set holding `operation` alone.
+        public init(_ operation: Operation) { self.init(rawValue: 1 << operation.rawValue) }
 
-        public static let read = Operations(rawValue: 1 << 0)
-        public static let write = Operations(rawValue: 1 << 1)
-        public static let flush = Operations(rawValue: 1 << 2)
-        public static let deallocate = Operations(rawValue: 1 << 3)
-        public static let writeZeroes = Operations(rawValue: 1 << 4)
-        public static let allocationMap = Operations(rawValue: 1 << 5)
+        public static let read = Operations(.read)
+        public static let write = Operations(.write)
+        public static let flush = Operations(.flush)
+        public static let deallocate = Operations(.deallocate)
+        public static let writeZeroes = Operations(.writeZeroes)
+        public static let allocationMap = Operations(.allocationMap)
         /// Every operation that changes data: write, deallocate, writeZeroes.
         public static let mutating: Operations = [.write, .deallocate, .writeZeroes]
-        public static let all: Operations = [.read, .write, .flush, .deallocate, .writeZeroes, .allocationMap]
+        public static let all = Operation.allCases.reduce(into: Operations()) { $0.insert(Operations($1)) }
 
-        /// Each operation and its name: the `operation` of a ``BackendError`` and the
-        /// words of ``description``.
-        private static let names: [(Operations, String)] = [
-            (.read, "read"), (.write, "write"), (.flush, "flush"), (.deallocate, "deallocate"),
-            (.writeZeroes, "writeZeroes"), (.allocationMap, "allocationMap"),
-        ]
+        /// The operations this set holds, in declaration order.
+        public var operations: [Operation] { Operation.allCases.filter { contains(Operations($0)) } }
 
         /// The name of the one operation this set holds (as ``BackendError`` spells it).
-        var name: String { Self.names.first { $0.0 == self }?.1 ?? description }
-
-        public var description: String {
-            "[" + Self.names.filter { contains($0.0) }.map(\.1).joined(separator: ", ") + "]"
+        var name: String {
+            let held = operations
+            return held.count == 1 ? "\(held[0])" : description
         }
+
+        public var description: String { "[" + operations.map { "\($0)" }.joined(separator: ", ") + "]" }
     }
 
     /// When and how to fail.

@@ -1,6 +1,7 @@
 #if os(Linux)
 import CLinuxIO
 import Glibc
+import Synchronization
 
 /// Deallocate and Write Zeroes of a ``FileBackend`` (see the type's table).
 extension FileBackend {
@@ -51,39 +52,17 @@ extension FileBackend {
         offset: UInt64, length: UInt64, deallocate: Bool, quickly: Bool,
         operation: String
     ) throws(BackendError) {
-        if !deallocate, supportsZeroRange.load(ordering: .relaxed) {
-            switch fallocateRange(
-                clinux_FALLOC_FL_ZERO_RANGE | clinux_FALLOC_FL_KEEP_SIZE, offset: offset, length: length)
-            {
-            case .done: return
-            case .unsupported(let permanently):
-                if permanently { supportsZeroRange.store(false, ordering: .relaxed) }
-            case .failed(let e):
-                throw BackendError(.system(errno: e), operation: operation, offset: offset, length: length)
+        let zeroRange = clinux_FALLOC_FL_ZERO_RANGE | clinux_FALLOC_FL_KEEP_SIZE
+        if !deallocate, try tryFallocate(zeroRange, while: supportsZeroRange, offset, length, operation) { return }
+        let punchHole = clinux_FALLOC_FL_PUNCH_HOLE | clinux_FALLOC_FL_KEEP_SIZE
+        if try tryFallocate(punchHole, while: supportsPunchHole, offset, length, operation) {
+            // The range reads as zeroes now. Without DEAC, allocate it again where
+            // the file system can (keeping the "stays allocated" promise). A failure
+            // (ENOSPC and the like): the zeroes are there, the reservation is not.
+            if !deallocate {
+                _ = try tryFallocate(clinux_FALLOC_FL_KEEP_SIZE, while: supportsAllocate, offset, length, operation)
             }
-        }
-        if supportsPunchHole.load(ordering: .relaxed) {
-            switch fallocateRange(
-                clinux_FALLOC_FL_PUNCH_HOLE | clinux_FALLOC_FL_KEEP_SIZE, offset: offset, length: length)
-            {
-            case .done:
-                // The range reads as zeroes now. Without DEAC, allocate it again where
-                // the file system can (keeping the "stays allocated" promise).
-                guard !deallocate, supportsAllocate.load(ordering: .relaxed) else { return }
-                switch fallocateRange(clinux_FALLOC_FL_KEEP_SIZE, offset: offset, length: length) {
-                case .done: return
-                case .unsupported(let permanently):
-                    if permanently { supportsAllocate.store(false, ordering: .relaxed) }
-                    return
-                case .failed(let e):
-                    // ENOSPC and the like: the zeroes are there, the reservation is not.
-                    throw BackendError(.system(errno: e), operation: operation, offset: offset, length: length)
-                }
-            case .unsupported(let permanently):
-                if permanently { supportsPunchHole.store(false, ordering: .relaxed) }
-            case .failed(let e):
-                throw BackendError(.system(errno: e), operation: operation, offset: offset, length: length)
-            }
+            return
         }
         if quickly { throw BackendError(.zeroingNotFast, operation: operation, offset: offset, length: length) }
         try writeZeroBuffers(offset: offset, length: length, operation: operation)
@@ -96,17 +75,8 @@ extension FileBackend {
     /// `BLKZEROOUT` writes zero pages itself when the device has no Write Zeroes,
     /// so `quickly` refuses on such a device.
     private func zeroBlockDevice(offset: UInt64, length: UInt64, deallocate: Bool, quickly: Bool) throws(BackendError) {
-        if deallocate, supportsPunchHole.load(ordering: .relaxed) {
-            switch fallocateRange(
-                clinux_FALLOC_FL_PUNCH_HOLE | clinux_FALLOC_FL_KEEP_SIZE, offset: offset, length: length)
-            {
-            case .done: return
-            case .unsupported(let permanently):
-                if permanently { supportsPunchHole.store(false, ordering: .relaxed) }
-            case .failed(let e):
-                throw BackendError(.system(errno: e), operation: "writeZeroes", offset: offset, length: length)
-            }
-        }
+        let punchHole = clinux_FALLOC_FL_PUNCH_HOLE | clinux_FALLOC_FL_KEEP_SIZE
+        if deallocate, try tryFallocate(punchHole, while: supportsPunchHole, offset, length, "writeZeroes") { return }
         if quickly && !zeroesInHardware {
             throw BackendError(.zeroingNotFast, operation: "writeZeroes", offset: offset, length: length)
         }
@@ -131,6 +101,24 @@ extension FileBackend {
         /// aligned to its logical block size).
         case unsupported(permanently: Bool)
         case failed(Int32)
+    }
+
+    /// `fallocate(mode)` over the range unless `supported` says the file system
+    /// lacks the mode: `true` once done, `false` when not supported (clearing
+    /// `supported` when that is permanent); an error throws.
+    private func tryFallocate(
+        _ mode: CInt, while supported: borrowing Atomic<Bool>, _ offset: UInt64, _ length: UInt64,
+        _ operation: String
+    ) throws(BackendError) -> Bool {
+        guard supported.load(ordering: .relaxed) else { return false }
+        switch fallocateRange(mode, offset: offset, length: length) {
+        case .done: return true
+        case .unsupported(let permanently):
+            if permanently { supported.store(false, ordering: .relaxed) }
+            return false
+        case .failed(let e):
+            throw BackendError(.system(errno: e), operation: operation, offset: offset, length: length)
+        }
     }
 
     private func fallocateRange(_ mode: CInt, offset: UInt64, length: UInt64) -> FallocateOutcome {

@@ -107,25 +107,17 @@ public final class IOURingEngine: StorageEngine {
     private func startTransfer(_ kind: Request.Kind, offset: UInt64, vector: IOVector, fua: Bool, tag: Int) {
         let length = vector.byteCount
         let name = kind == .read ? "read" : "write"
-        guard offset <= backend.byteCount, UInt64(length) <= backend.byteCount - offset else {
-            return immediate.append(
-                (
-                    tag,
-                    .failed(
-                        BackendError(
-                            .outOfRange, operation: name, offset: offset,
-                            length: UInt64(length)))
-                ))
-        }
-        if kind == .write && backend.isReadOnly {
-            return immediate.append(
-                (
-                    tag,
-                    .failed(
-                        BackendError(
-                            .readOnly, operation: name, offset: offset,
-                            length: UInt64(length)))
-                ))
+        let refusal: BackendError.Kind? =
+            if offset > backend.byteCount || UInt64(length) > backend.byteCount - offset {
+                .outOfRange
+            } else if kind == .write && backend.isReadOnly {
+                .readOnly
+            } else {
+                nil
+            }
+        if let refusal {
+            let error = BackendError(refusal, operation: name, offset: offset, length: UInt64(length))
+            return immediate.append((tag, .failed(error)))
         }
         guard length > 0 else { return immediate.append((tag, .done)) }
         let route = backend.route(offset: offset, length: length, vector: vector)

@@ -1,14 +1,6 @@
-/// One bucket of a cumulative histogram: observations at most `upperBound`
-/// (`le`; `.infinity` for `+Inf`).
-public struct HistogramBucket: Hashable, Sendable {
-    public var upperBound: Double
-    public var count: Double
-
-    public init(upperBound: Double, count: Double) {
-        self.upperBound = upperBound
-        self.count = count
-    }
-}
+/// A cumulative histogram: the count of observations at most each upper bound
+/// (`le`; `.infinity` for `+Inf`), by upper bound.
+public typealias HistogramBuckets = [Double: Double]
 
 /// Quantiles from cumulative histogram buckets, as PromQL's
 /// `histogram_quantile` computes them: the rank `q × total` is located in its
@@ -17,10 +9,10 @@ public struct HistogramBucket: Hashable, Sendable {
 /// finite bound.
 public enum HistogramQuantile {
     /// The `q`-quantile (0...1) of `buckets`, or `nil` with no observations,
-    /// no `+Inf` bucket or `q` outside 0...1. Buckets may come in any order.
-    public static func quantile(_ q: Double, _ buckets: [HistogramBucket]) -> Double? {
+    /// no `+Inf` bucket or `q` outside 0...1.
+    public static func quantile(_ q: Double, _ buckets: HistogramBuckets) -> Double? {
         guard (0...1).contains(q) else { return nil }
-        let sorted = buckets.sorted { $0.upperBound < $1.upperBound }
+        let sorted = buckets.map { (upperBound: $0.key, count: $0.value) }.sorted { $0.upperBound < $1.upperBound }
         guard let last = sorted.last, last.upperBound == .infinity, last.count > 0 else { return nil }
         let rank = q * last.count
         var lowerBound = 0.0
@@ -40,11 +32,7 @@ public enum HistogramQuantile {
 
     /// `later - earlier`, bucket by bucket (matched by upper bound): what was
     /// observed between two scrapes.
-    public static func delta(_ later: [HistogramBucket], minus earlier: [HistogramBucket]) -> [HistogramBucket] {
-        var before: [Double: Double] = [:]
-        for b in earlier { before[b.upperBound] = b.count }
-        return later.map {
-            HistogramBucket(upperBound: $0.upperBound, count: max(0, $0.count - (before[$0.upperBound] ?? 0)))
-        }
+    public static func delta(_ later: HistogramBuckets, minus earlier: HistogramBuckets) -> HistogramBuckets {
+        later.reduce(into: [:]) { $0[$1.key] = max(0, $1.value - (earlier[$1.key] ?? 0)) }
     }
 }

@@ -3,7 +3,7 @@ public struct ExportTotals: Hashable, Sendable {
     public var requests = 0.0
     public var bytes = 0.0
     /// The latency histogram summed over request types.
-    public var latency: [HistogramBucket] = []
+    public var latency: HistogramBuckets = [:]
     public var mmioDoorbellWrites = 0.0
     public var interrupts = 0.0
     public var ioCommands = 0.0
@@ -14,7 +14,7 @@ public struct ExportTotals: Hashable, Sendable {
     /// Every export's totals in `scrape`, by export name.
     public static func byExport(_ scrape: PrometheusScrape) -> [String: ExportTotals] {
         var out: [String: ExportTotals] = [:]
-        var buckets: [String: [Double: Double]] = [:]
+        var buckets: [String: HistogramBuckets] = [:]
         for s in scrape.samples {
             guard let export = s.labels["export"] else { continue }
             var t = out[export] ?? ExportTotals()
@@ -34,8 +34,7 @@ public struct ExportTotals: Hashable, Sendable {
             out[export] = t
         }
         for (export, b) in buckets {
-            out[export]?.latency = b.map { HistogramBucket(upperBound: $0.key, count: $0.value) }
-                .sorted { $0.upperBound < $1.upperBound }
+            out[export]?.latency = b
         }
         return out
     }

@@ -25,26 +25,15 @@ public struct NBDBlockSpan: Hashable, Sendable {
         aligned = offset & mask == 0 && length & mask == 0
     }
 
-    /// The whole blocks inside `[offset, offset+length)` — what TRIM, a hint,
-    /// deallocates (partial blocks at the edges are left alone, as proto.md
-    /// allows) — or `nil` when there are none.
-    public static func wholeBlocks(offset: UInt64, length: UInt64, blockShift: Int) -> NBDBlockRange? {
+    /// The LBAs of the whole blocks inside `[offset, offset+length)` — what TRIM,
+    /// a hint, deallocates (partial blocks at the edges are left alone, as
+    /// proto.md allows) — or `nil` when there are none.
+    public static func wholeBlocks(offset: UInt64, length: UInt64, blockShift: Int) -> Range<UInt64>? {
         let shift = UInt64(blockShift)
         let mask = (UInt64(1) << shift) - 1
         let first = (offset + mask) >> shift
         let last = (offset + length) >> shift
-        return last > first ? NBDBlockRange(lba: first, blocks: last - first) : nil
-    }
-}
-
-/// Consecutive logical blocks.
-public struct NBDBlockRange: Hashable, Sendable {
-    public var lba: UInt64
-    public var blocks: UInt64
-
-    public init(lba: UInt64, blocks: UInt64) {
-        self.lba = lba
-        self.blocks = blocks
+        return last > first ? first..<last : nil
     }
 }
 
@@ -52,38 +41,35 @@ public struct NBDBlockRange: Hashable, Sendable {
 /// in the middle, read-modify-write of zeroes for the partial blocks at the
 /// edges (at most two).
 public struct NBDZeroingPlan: Hashable, Sendable {
-    /// Whole blocks for Write Zeroes.
-    public var middle: NBDBlockRange?
+    /// The LBAs of the whole blocks, for Write Zeroes (``NBDBlockSpan/wholeBlocks(offset:length:blockShift:)``).
+    public var middle: Range<UInt64>?
     /// Byte ranges inside partial blocks, zeroed by read-modify-write.
     public var edges: [Range<UInt64>]
 
     public init(offset: UInt64, length: UInt64, blockShift: Int) {
-        let mask = (UInt64(1) << UInt64(blockShift)) - 1
         let start = offset, stop = offset + length
-        let alignedStart = (start + mask) & ~mask
-        let alignedStop = stop & ~mask
-        if alignedStart >= alignedStop {
-            middle = nil
+        let whole = NBDBlockSpan.wholeBlocks(offset: offset, length: length, blockShift: blockShift)
+        middle = whole
+        guard let whole else {
             edges = length == 0 ? [] : [start..<stop]
-        } else {
-            middle = NBDBlockRange(
-                lba: alignedStart >> UInt64(blockShift), blocks: (alignedStop - alignedStart) >> UInt64(blockShift))
-            edges =
-                (start < alignedStart ? [start..<alignedStart] : []) + (alignedStop < stop ? [alignedStop..<stop] : [])
+            return
         }
+        let alignedStart = whole.lowerBound << UInt64(blockShift)
+        let alignedStop = whole.upperBound << UInt64(blockShift)
+        edges = (start < alignedStart ? [start..<alignedStart] : []) + (alignedStop < stop ? [alignedStop..<stop] : [])
     }
 }
 
-/// Splits `blocks` blocks from `lba` into pieces of at most `maximum` blocks
+/// Splits `blocks` blocks from `lba` into LBA ranges of at most `maximum` blocks
 /// (CACHE reads them in such chunks through one buffer).
-public func nbdChunks(lba: UInt64, blocks: Int, maximum: Int) -> [NBDBlockRange] {
+public func nbdChunks(lba: UInt64, blocks: Int, maximum: Int) -> [Range<UInt64>] {
     precondition(maximum > 0)
-    var out: [NBDBlockRange] = []
+    var out: [Range<UInt64>] = []
     var at = lba
     var left = blocks
     while left > 0 {
         let n = min(left, maximum)
-        out.append(NBDBlockRange(lba: at, blocks: UInt64(n)))
+        out.append(at..<at + UInt64(n))
         at += UInt64(n)
         left -= n
     }

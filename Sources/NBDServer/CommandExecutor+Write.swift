@@ -52,7 +52,7 @@ extension CommandExecutor {
         let fua = r.flags.contains(.fua)
         let qp = queuePair
         queuePair.deallocate(
-            ranges: [(range.lba, range.blocks)], deferDoorbell: batching,
+            ranges: [(range.lowerBound, UInt64(range.count))], deferDoorbell: batching,
             completion: onLoop { e, result in
                 if fua, case .success = result {
                     qp.flush(completion: e.onLoop { e, flushed in e.finish(r, flushed, cost: 0) })
@@ -81,7 +81,7 @@ extension CommandExecutor {
         if let middle = plan.middle {
             steps.append { done in
                 qp.writeZeroes(
-                    lba: middle.lba, blocks: middle.blocks, deallocate: deallocate, fua: fua,
+                    lba: middle.lowerBound, blocks: UInt64(middle.count), deallocate: deallocate, fua: fua,
                     fastOnly: fastOnly, completion: done)
             }
         }
@@ -103,7 +103,7 @@ extension CommandExecutor {
         guard let buffer = arenaBuffer(min(s.bytes, chunkBlocks << export.blockShift), for: r, cost: 0) else { return }
         let qp = queuePair
         let steps: [NVMeStep] = nbdChunks(lba: s.lba, blocks: s.blocks, maximum: chunkBlocks).map { chunk in
-            { done in qp.read(lba: chunk.lba, blocks: Int(chunk.blocks), into: buffer, completion: done) }
+            { done in qp.read(lba: chunk.lowerBound, blocks: chunk.count, into: buffer, completion: done) }
         }
         runSequentially(
             steps[...],

@@ -83,40 +83,44 @@ public struct NVMeStatus: Hashable, Sendable, CustomStringConvertible {
     /// Namespace is Write Protected (§4.6.1.2.1, Figure 94, 20h).
     public static let namespaceWriteProtected = NVMeStatus(type: .generic, code: 0x20, doNotRetry: true)
 
-    public var name: String {
-        switch (codeType, code) {
-        case (0, 0x00): "Successful Completion"
-        case (0, 0x01): "Invalid Command Opcode"
-        case (0, 0x02): "Invalid Field in Command"
-        case (0, 0x03): "Command ID Conflict"
-        case (0, 0x04): "Data Transfer Error"
-        case (0, 0x05): "Commands Aborted due to Power Loss Notification"
-        case (0, 0x06): "Internal Error"
-        case (0, 0x07): "Command Abort Requested"
-        case (0, 0x08): "Command Aborted due to SQ Deletion"
-        case (0, 0x0B): "Invalid Namespace or Format"
-        case (0, 0x0C): "Command Sequence Error"
-        case (0, 0x13): "Invalid PRP Offset"
-        case (0, 0x20): "Namespace is Write Protected"
-        case (0, 0x80): "LBA Out of Range"
-        case (0, 0x81): "Capacity Exceeded"
-        case (0, 0x82): "Namespace Not Ready"
-        case (1, 0x00): "Completion Queue Invalid"
-        case (1, 0x01): "Invalid Queue Identifier"
-        case (1, 0x02): "Invalid Queue Size"
-        case (1, 0x03): "Abort Command Limit Exceeded"
-        case (1, 0x05): "Asynchronous Event Request Limit Exceeded"
-        case (1, 0x08): "Invalid Interrupt Vector"
-        case (1, 0x09): "Invalid Log Page"
-        case (1, 0x0C): "Invalid Queue Deletion"
-        case (1, 0x0D): "Feature Identifier Not Saveable"
-        case (1, 0x82): "Attempted Write to Read Only Range"
-        case (2, 0x80): "Write Fault"
-        case (2, 0x81): "Unrecovered Read Error"
-        case (7, 0xC0): "Zeroing Not Fast (vendor specific)"
-        default: "Status SCT \(codeType) SC 0x\(String(code, radix: 16))"
-        }
-    }
+    /// Status Code Type and Status Code, without More and Do Not Retry: what
+    /// ``name`` looks up.
+    private var key: UInt16 { UInt16(codeType) << 8 | UInt16(code) }
+
+    /// The specification's name of each status above.
+    private static let names: [UInt16: String] = [
+        success.key: "Successful Completion",
+        invalidCommandOpcode.key: "Invalid Command Opcode",
+        invalidField.key: "Invalid Field in Command",
+        commandIDConflict.key: "Command ID Conflict",
+        dataTransferError.key: "Data Transfer Error",
+        commandAbortedPowerLoss.key: "Commands Aborted due to Power Loss Notification",
+        internalError.key: "Internal Error",
+        commandAbortRequested.key: "Command Abort Requested",
+        commandAbortedSQDeletion.key: "Command Aborted due to SQ Deletion",
+        invalidNamespaceOrFormat.key: "Invalid Namespace or Format",
+        commandSequenceError.key: "Command Sequence Error",
+        invalidPRPOffset.key: "Invalid PRP Offset",
+        namespaceWriteProtected.key: "Namespace is Write Protected",
+        lbaOutOfRange.key: "LBA Out of Range",
+        capacityExceeded.key: "Capacity Exceeded",
+        namespaceNotReady.key: "Namespace Not Ready",
+        completionQueueInvalid.key: "Completion Queue Invalid",
+        invalidQueueIdentifier.key: "Invalid Queue Identifier",
+        invalidQueueSize.key: "Invalid Queue Size",
+        abortCommandLimitExceeded.key: "Abort Command Limit Exceeded",
+        asynchronousEventRequestLimitExceeded.key: "Asynchronous Event Request Limit Exceeded",
+        invalidInterruptVector.key: "Invalid Interrupt Vector",
+        invalidLogPage.key: "Invalid Log Page",
+        invalidQueueDeletion.key: "Invalid Queue Deletion",
+        featureIdentifierNotSaveable.key: "Feature Identifier Not Saveable",
+        attemptedWriteToReadOnlyRange.key: "Attempted Write to Read Only Range",
+        writeFault.key: "Write Fault",
+        unrecoveredReadError.key: "Unrecovered Read Error",
+        zeroingNotFast.key: "Zeroing Not Fast (vendor specific)",
+    ]
+
+    public var name: String { Self.names[key] ?? "Status SCT \(codeType) SC 0x\(String(code, radix: 16))" }
 
     public var description: String {
         name + (doNotRetry ? " (DNR)" : "")

@@ -17,9 +17,10 @@ import NVMe
 final class ControllerCore {
     let memory: HostMemory
     let options: ControllerOptions
-    let namespaces: [Namespace]
-    /// The namespaces as run: their engines and in-flight counts (same order).
+    /// The namespaces as run: their engines and in-flight counts, by NSID − 1.
     let runtimes: [NamespaceRuntime]
+    /// The namespaces, by NSID − 1 (``runtimes``' namespaces).
+    let namespaces: [Namespace]
     /// What a parked controller waits on when storage runs asynchronously (the
     /// engines signal it; traps too). `nil` when every namespace is inline.
     let wake: WakeSignal?
@@ -62,13 +63,13 @@ final class ControllerCore {
     var storageInFlightPeak = 0
 
     init(
-        memory: HostMemory, namespaces: [Namespace], runtimes: [NamespaceRuntime], wake: WakeSignal?,
-        options: ControllerOptions, counters: ControllerCounters, mailbox: TrapMailbox
+        memory: HostMemory, runtimes: [NamespaceRuntime], wake: WakeSignal?, options: ControllerOptions,
+        counters: ControllerCounters, mailbox: TrapMailbox
     ) {
         self.memory = memory
         self.options = options
-        self.namespaces = namespaces
         self.runtimes = runtimes
+        namespaces = runtimes.map(\.namespace)
         self.wake = wake
         self.counters = counters
         self.mailbox = mailbox

@@ -69,14 +69,13 @@ public final class EmulatedController: PCIFunction, @unchecked Sendable {
         self.options = options
         self.namespaces = namespaces
         isStepped = stepped
-        // Doorbells of every possible queue, then the table on the next 4 KiB boundary.
+        // Doorbells of every possible queue, then the table on the next 4 KiB boundary
+        // and the Pending Bit Array right after it.
         let doorbellEnd =
             Int(RegisterOffset.doorbellBase) + 2 * (options.maximumIOQueuePairs + 1)
             * (4 << Int(options.doorbellStride))
         let table = (doorbellEnd + 4095) / 4096 * 4096
-        msix = MSIXCapability(
-            vectors: options.interruptVectors, tableOffset: UInt32(table),
-            pendingBitArrayOffset: UInt32(table + options.interruptVectors * Int(MSIXTable.entrySize)))
+        msix = MSIXCapability(vectors: options.interruptVectors, tableOffset: UInt32(table))
         var wake: WakeSignal? = nil
         if namespaces.contains(where: { $0.io != .inline }) {
             do {
@@ -101,8 +100,7 @@ public final class EmulatedController: PCIFunction, @unchecked Sendable {
         storageNotes = notes
         mailbox = TrapMailbox(handsOff: !stepped, wake: wake)
         core = ControllerCore(
-            memory: memory, namespaces: namespaces, runtimes: runtimes, wake: wake, options: options,
-            counters: counters, mailbox: mailbox)
+            memory: memory, runtimes: runtimes, wake: wake, options: options, counters: counters, mailbox: mailbox)
         vectors = core.vectors
         traps.reserveCapacity(64)
         if !stepped { start() }

@@ -116,8 +116,8 @@ public final class NVMeDriver: @unchecked Sendable {
             AdminQueueAttributes(
                 submissionQueueSize0: UInt16(adminDepth - 1), completionQueueSize0: UInt16(adminDepth - 1)
             ).raw)
-        function.write64(bar0: RegisterOffset.asq, adminQueue.sqAddress)
-        function.write64(bar0: RegisterOffset.acq, adminQueue.cqAddress)
+        function.write64(bar0: RegisterOffset.asq, adminQueue.sq.address)
+        function.write64(bar0: RegisterOffset.acq, adminQueue.cq.address)
         function.write32(
             bar0: RegisterOffset.cc,
             ControllerConfiguration(
@@ -212,12 +212,12 @@ public final class NVMeDriver: @unchecked Sendable {
         for qp in queuePairs {
             _ = try adminCommand(
                 SubmissionQueueEntry(
-                    opcode: AdminOpcode.createIOCompletionQueue.rawValue, prp1: qp.cqAddress,
+                    opcode: AdminOpcode.createIOCompletionQueue.rawValue, prp1: qp.cq.address,
                     cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
                     cdw11: UInt32(qp.interrupt.vector) << 16 | 0b11), operation: "Create I/O CQ \(qp.id)")
             _ = try adminCommand(
                 SubmissionQueueEntry(
-                    opcode: AdminOpcode.createIOSubmissionQueue.rawValue, prp1: qp.sqAddress,
+                    opcode: AdminOpcode.createIOSubmissionQueue.rawValue, prp1: qp.sq.address,
                     cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
                     cdw11: UInt32(qp.id) << 16 | 0b1), operation: "Create I/O SQ \(qp.id)")
         }

@@ -24,10 +24,8 @@ public final class QueuePair: @unchecked Sendable {
     let function: any PCIFunction
     let memory: HostMemory
     let interrupt: InterruptLine
-    let sqAddress: UInt64
-    let cqAddress: UInt64
-    private let sqBase: UnsafeMutableRawPointer
-    private let cqBase: UnsafeMutableRawPointer
+    let sq: QueueRing
+    let cq: QueueRing
     private let listPages: [UInt64]
 
     /// Guards everything below. Doorbells are rung with it held, so tail values
@@ -101,26 +99,25 @@ public final class QueuePair: @unchecked Sendable {
             function: function, register: RegisterOffset.doorbell(queue: id, completion: false, stride: stride))
         cqDoorbell = Doorbell(
             function: function, register: RegisterOffset.doorbell(queue: id, completion: true, stride: stride))
-        let sqBytes = depth * SubmissionQueueEntry.size
-        let cqBytes = depth * CompletionQueueEntry.size
-        guard let sq = memory.allocateContiguous(bytes: sqBytes) else {
-            throw NVMeError(.outOfDMAMemory(bytes: sqBytes), operation: "allocate SQ \(id)")
-        }
-        guard let cq = memory.allocateContiguous(bytes: cqBytes) else {
-            memory.freeContiguous(sq, bytes: sqBytes)
-            throw NVMeError(.outOfDMAMemory(bytes: cqBytes), operation: "allocate CQ \(id)")
+        let sq = try QueueRing(
+            memory: memory, depth: depth, entrySize: SubmissionQueueEntry.size, operation: "allocate SQ \(id)")
+        let cq: QueueRing
+        do {
+            cq = try QueueRing(
+                memory: memory, depth: depth, entrySize: CompletionQueueEntry.size, operation: "allocate CQ \(id)")
+        } catch {
+            sq.free(in: memory)
+            throw error
         }
         var lists: [UInt64] = []
         guard memory.allocatePages(depth - 1, into: &lists) else {
-            memory.freeContiguous(sq, bytes: sqBytes)
-            memory.freeContiguous(cq, bytes: cqBytes)
+            sq.free(in: memory)
+            cq.free(in: memory)
             throw NVMeError(
                 .outOfDMAMemory(bytes: (depth - 1) * HostMemory.pageSize), operation: "allocate PRP lists \(id)")
         }
-        sqAddress = sq
-        cqAddress = cq
-        sqBase = memory.pointer(at: sq, length: sqBytes)!
-        cqBase = memory.pointer(at: cq, length: cqBytes)!
+        self.sq = sq
+        self.cq = cq
         listPages = lists
         freeSlots = (0..<UInt16(depth - 1)).reversed()
         slots = Array(repeating: Slot(), count: depth - 1)
@@ -128,8 +125,8 @@ public final class QueuePair: @unchecked Sendable {
     }
 
     deinit {
-        memory.freeContiguous(sqAddress, bytes: depth * SubmissionQueueEntry.size)
-        memory.freeContiguous(cqAddress, bytes: depth * CompletionQueueEntry.size)
+        sq.free(in: memory)
+        cq.free(in: memory)
         memory.freePages(listPages)
         for s in slots { memory.freePages(s.extraListPages) }
     }
@@ -140,8 +137,8 @@ public final class QueuePair: @unchecked Sendable {
     /// were created on the device, or re-created after a reset).
     func activate(shadow: (sq: (SharedWord, SharedWord), cq: (SharedWord, SharedWord))?) {
         lock.withLock {
-            sqBase.initializeMemory(as: UInt8.self, repeating: 0, count: depth * SubmissionQueueEntry.size)
-            cqBase.initializeMemory(as: UInt8.self, repeating: 0, count: depth * CompletionQueueEntry.size)
+            sq.zero()
+            cq.zero()
             tail = 0
             head = 0
             phase = true
@@ -314,7 +311,7 @@ public final class QueuePair: @unchecked Sendable {
         // The SQ covers `depth` entries and tail < depth.
         e.encode(
             into: UnsafeMutableRawBufferPointer(
-                start: sqBase + tail * SubmissionQueueEntry.size,
+                start: sq.entry(tail),
                 count: SubmissionQueueEntry.size))
         tail += 1
         if tail == depth { tail = 0 }
@@ -374,7 +371,7 @@ public final class QueuePair: @unchecked Sendable {
         lock.withLock {
             while true {
                 // The CQ covers `depth` entries of 16 bytes and head < depth.
-                let slot = cqBase + head * CompletionQueueEntry.size
+                let slot = cq.entry(head)
                 let dw3 = UInt32(littleEndian: SharedWord(slot + 12).loadAcquire())
                 guard (dw3 & (1 << 16) != 0) == phase else { break }
                 let entry = CompletionQueueEntry(
@@ -440,7 +437,7 @@ public final class QueuePair: @unchecked Sendable {
     public var completionPending: Bool {
         lock.withLock {
             // The CQ covers `depth` entries and head < depth.
-            let dw3 = UInt32(littleEndian: SharedWord(cqBase + head * CompletionQueueEntry.size + 12).loadAcquire())
+            let dw3 = UInt32(littleEndian: SharedWord(cq.entry(head) + 12).loadAcquire())
             return (dw3 & (1 << 16) != 0) == phase
         }
     }

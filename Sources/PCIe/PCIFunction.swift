@@ -39,11 +39,16 @@ public struct MSIXCapability: Hashable, Sendable {
     /// Offset of the Pending Bit Array in BAR0.
     public var pendingBitArrayOffset: UInt32
 
-    public init(vectors: Int, tableOffset: UInt32, pendingBitArrayOffset: UInt32) {
+    /// A table of `vectors` entries at `tableOffset`, its Pending Bit Array at
+    /// `pendingBitArrayOffset` or, by default, right after the table.
+    public init(vectors: Int, tableOffset: UInt32, pendingBitArrayOffset: UInt32? = nil) {
         self.vectors = vectors
         self.tableOffset = tableOffset
-        self.pendingBitArrayOffset = pendingBitArrayOffset
+        self.pendingBitArrayOffset = pendingBitArrayOffset ?? tableOffset + UInt32(vectors) * MSIXTable.entrySize
     }
+
+    /// BAR0 offset just past the table.
+    public var tableEnd: UInt32 { tableOffset + UInt32(vectors) * MSIXTable.entrySize }
 
     /// BAR0 offset of vector `n`'s Vector Control word (bit 0: Mask Bit).
     public func vectorControl(_ n: Int) -> UInt32 {
@@ -52,7 +57,7 @@ public struct MSIXCapability: Hashable, Sendable {
 
     /// The vector whose Vector Control word is at `offset`, if it is one.
     public func vector(atVectorControl offset: UInt32) -> Int? {
-        guard offset >= tableOffset, offset < tableOffset + UInt32(vectors) * MSIXTable.entrySize,
+        guard offset >= tableOffset, offset < tableEnd,
             (offset - tableOffset) % MSIXTable.entrySize == MSIXTable.vectorControlOffset
         else { return nil }
         return Int((offset - tableOffset) / MSIXTable.entrySize)
@@ -60,7 +65,7 @@ public struct MSIXCapability: Hashable, Sendable {
 
     /// Whether `offset` lies in the table or the Pending Bit Array.
     public func contains(_ offset: UInt32) -> Bool {
-        (offset >= tableOffset && offset < tableOffset + UInt32(vectors) * MSIXTable.entrySize)
+        (offset >= tableOffset && offset < tableEnd)
             || (offset >= pendingBitArrayOffset && offset < pendingBitArrayOffset + UInt32((vectors + 63) / 64 * 8))
     }
 }
