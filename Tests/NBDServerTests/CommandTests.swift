@@ -34,8 +34,7 @@ struct CommandTests {
                 let idlePages = f.dmaPagesInUse(export: spec.name)
                 let c = try f.client(mode.transport, export: spec.name, structured: mode.structured)
                 var exercise = CommandExercise(
-                    fixture: f, client: c, export: spec.name, blockSize: spec.blockSize!,
-                    size: Self.size, structured: mode.structured, fileBacked: false,
+                    fixture: f, client: c, spec: spec, structured: mode.structured,
                     seed: .fixed(UInt64(0x5EED_0000 + i)))
                 try exercise.run()
                 try c.shutdown()
@@ -73,8 +72,7 @@ struct CommandTests {
             let c = try f.client(.unix, export: "file", structured: structured)
             #expect(try c.size == Int64(Self.size))
             var exercise = CommandExercise(
-                fixture: f, client: c, export: "file", blockSize: 512, size: Self.size,
-                structured: structured, fileBacked: true, seed: .fixed(0xF11E))
+                fixture: f, client: c, spec: spec, structured: structured, seed: .fixed(0xF11E))
             try exercise.run()
             try c.shutdown()
             #expect(f.statistics(export: "file").nbd[.errors] == 0)
@@ -130,30 +128,27 @@ struct CommandTests {
 struct CommandExercise {
     let fixture: ServerFixture
     let client: NBDClient
-    let export: String
-    let blockSize: Int
-    let size: Int
+    /// The export under test, as the server was given it (name, size, block size, backing).
+    let spec: ExportSpec
     let structured: Bool
-    let fileBacked: Bool
     let seed: TestSeed
     var rng: SplitMix64
     var shadow: Shadow
 
-    init(
-        fixture: ServerFixture, client: NBDClient, export: String, blockSize: Int, size: Int, structured: Bool,
-        fileBacked: Bool, seed: TestSeed
-    ) {
+    init(fixture: ServerFixture, client: NBDClient, spec: ExportSpec, structured: Bool, seed: TestSeed) {
         self.fixture = fixture
         self.client = client
-        self.export = export
-        self.blockSize = blockSize
-        self.size = size
+        self.spec = spec
         self.structured = structured
-        self.fileBacked = fileBacked
         self.seed = seed
         rng = seed.generator()
-        shadow = Shadow(size: size)
+        shadow = Shadow(size: Int(spec.size!))
     }
+
+    var export: String { spec.name }
+    var blockSize: Int { spec.blockSize! }
+    var size: Int { Int(spec.size!) }
+    var fileBacked: Bool { if case .file = spec.backing { true } else { false } }
 
     let fua = UInt32(LIBNBD_CMD_FLAG_FUA)
     let noHole = UInt32(LIBNBD_CMD_FLAG_NO_HOLE)

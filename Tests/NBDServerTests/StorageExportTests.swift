@@ -32,9 +32,7 @@ struct StorageExportTests {
             cache: storage.cache, io: storage.io)
         try withServer(exports: [spec], queues: 2) { f in
             let c = try f.client(.unix, export: "file", structured: true)
-            var exercise = CommandExercise(
-                fixture: f, client: c, export: "file", blockSize: 512, size: Self.size,
-                structured: true, fileBacked: true, seed: .fixed(0xD15C))
+            var exercise = CommandExercise(fixture: f, client: c, spec: spec, structured: true, seed: .fixed(0xD15C))
             try exercise.run()
             try c.shutdown()
             let stats = f.statistics(export: "file")
