@@ -35,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // The NVMe specification as Swift values: no I/O.
@@ -129,6 +130,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(
+                    name: "ServiceLifecycle", package: "swift-service-lifecycle",
+                    moduleAliases: ["ConcurrencyHelpers": "LifecycleConcurrencyHelpers"]),
+                .product(
+                    name: "UnixSignals", package: "swift-service-lifecycle",
+                    moduleAliases: ["ConcurrencyHelpers": "LifecycleConcurrencyHelpers"]),
             ],
             swiftSettings: memorySafe),
         // Fuzz entry points: libFuzzer executables in Fuzz/ and the corpus replay tests call them.
