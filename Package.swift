@@ -40,6 +40,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // The NVMe specification as Swift values: no I/O.
@@ -116,6 +117,12 @@ let package = Package(
             dependencies: [
                 "NBDServer", "NVMe", "NVMeController", "NVMeHost", "BlockBackends", "ServiceLife",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), "NBDMetrics", logging,
+                .product(
+                    name: "ServiceLifecycle", package: "swift-service-lifecycle",
+                    moduleAliases: ["ConcurrencyHelpers": "LifecycleConcurrencyHelpers"]),
+                .product(
+                    name: "UnixSignals", package: "swift-service-lifecycle",
+                    moduleAliases: ["ConcurrencyHelpers": "LifecycleConcurrencyHelpers"]),
             ] + nio("NIOCore", "NIOPosix"),
             swiftSettings: memorySafe),
         // Fuzz entry points: libFuzzer executables in Fuzz/ and the corpus replay tests call them.

@@ -4,13 +4,6 @@ import Glibc
 import Musl
 #endif
 
-/// A file that could not be replaced: which one, and the errno of the step that failed.
-public struct AtomicFileError: Error, Hashable, Sendable, CustomStringConvertible {
-    public var path: String
-    public var error: SystemErrno
-    public var description: String { "\(path): \(error)" }
-}
-
 /// Replaces the file at `path` with `bytes` atomically: a temporary file in the same
 /// directory (`PATH.PID.tmp`), written in full, then rename(2), so a reader sees
 /// the old file or the new one, never a partial one.
@@ -19,10 +12,11 @@ public struct AtomicFileError: Error, Hashable, Sendable, CustomStringConvertibl
 /// empty `TemporaryDirectory.XXXXXX` behind in the temporary directory on every call
 /// (hundreds per test run here), which a server writing `--stats-json` on every
 /// SIGUSR1 must not do.
-public func replaceFileAtomically(_ path: String, with bytes: [UInt8]) throws(AtomicFileError) {
+/// A failure names the file and the errno of the step that failed.
+public func replaceFileAtomically(_ path: String, with bytes: [UInt8]) throws(PathError) {
     let temporary = path + ".\(getpid()).tmp"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw AtomicFileError(path: path, error: SystemErrno(errno)) }
+    guard fd >= 0 else { throw PathError(doing: "cannot replace", path: path, error: SystemErrno(errno)) }
     var done = 0
     var failure: Int32 = 0
     while done < bytes.count {
@@ -38,6 +32,6 @@ public func replaceFileAtomically(_ path: String, with bytes: [UInt8]) throws(At
     if failure == 0, rename(temporary, path) != 0 { failure = errno }
     if failure != 0 {
         unlink(temporary)
-        throw AtomicFileError(path: path, error: SystemErrno(failure))
+        throw PathError(doing: "cannot replace", path: path, error: SystemErrno(failure))
     }
 }

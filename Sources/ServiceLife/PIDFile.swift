@@ -4,13 +4,6 @@ import Glibc
 import Musl
 #endif
 
-/// A `--pid-file` that could not be written.
-public struct PIDFileError: Error, Hashable, Sendable, CustomStringConvertible {
-    public var path: String
-    public var error: SystemErrno
-    public var description: String { "--pid-file \(path): \(error)" }
-}
-
 /// The server's pid in a file ("PID\n", as nbdkit and qemu-nbd write it),
 /// written once every listener is ready and removed when the server exits.
 public struct PIDFile: Sendable {
@@ -18,12 +11,13 @@ public struct PIDFile: Sendable {
 
     /// Writes this process's pid to `path` atomically (a temporary file in the
     /// same directory, then rename(2)), so a reader never sees a partial file.
-    public init(writingTo path: String) throws(PIDFileError) {
+    /// A failure is named `--pid-file PATH: ...`.
+    public init(writingTo path: String) throws(PathError) {
         self.path = path
         do {
             try replaceFileAtomically(path, with: Array("\(getpid())\n".utf8))
         } catch {
-            throw PIDFileError(path: path, error: error.error)
+            throw PathError(doing: "--pid-file", path: path, error: error.error)
         }
     }
 

@@ -7,11 +7,13 @@ public struct SignalWaitError: Error, Hashable, Sendable, CustomStringConvertibl
     public var description: String { "cannot block or wait for signals \(signals): \(error)" }
 }
 
-/// Signals taken by a thread that waits for them (sigwait(3)) instead of by a
-/// handler. ``block(_:)`` must run before the process starts other threads:
-/// they inherit the mask, so a signal stays pending until ``wait(_:)`` takes
-/// it. (A dispatch signal source is armed asynchronously after `resume()`; a
-/// SIGTERM sent in that window, while the disposition was SIG_IGN, was lost.)
+/// Signals kept pending from the first instruction until the server takes
+/// them. ``block(_:)`` must run before the process starts other threads: they
+/// inherit the mask, so a signal sent during start-up stays pending (never
+/// delivered to a default handler that would kill the process) until a
+/// signalfd(2) reads it — libdispatch's signal sources on Linux, which
+/// swift-service-lifecycle's `UnixSignalsSequence` uses, read blocked signals
+/// that way, including ones pending before the source was registered.
 public enum SignalWaiter {
     public static func block(_ signals: [Int32]) throws(SignalWaitError) {
         let r = signals.map { Int32($0) }.withUnsafeBufferPointer {
@@ -20,10 +22,4 @@ public enum SignalWaiter {
         guard r == 0 else { throw SignalWaitError(signals: signals, error: SystemErrno(negated: r)) }
     }
 
-    /// Blocks until one of `signals` (blocked with ``block(_:)``) is pending and returns it.
-    public static func wait(_ signals: [Int32]) throws(SignalWaitError) -> Int32 {
-        let r = signals.withUnsafeBufferPointer { cservice_wait_signal($0.baseAddress, Int32($0.count)) }
-        guard r > 0 else { throw SignalWaitError(signals: signals, error: SystemErrno(negated: r)) }
-        return r
-    }
 }

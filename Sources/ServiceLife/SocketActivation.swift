@@ -9,8 +9,11 @@ import Musl
 /// A listening socket handed over by the process that started this one
 /// (systemd socket activation, libnbd's `nbd_connect_systemd_socket_activation`).
 public struct InheritedListener: Sendable, Hashable, CustomStringConvertible {
-    public enum Family: Sendable, Hashable {
-        case unix, inet, inet6
+    /// The address family, named as the log shows it.
+    public enum Family: String, Sendable, Hashable {
+        case unix
+        case inet = "tcp"
+        case inet6 = "tcp6"
     }
     /// The descriptor (3, 4, ...).
     public var descriptor: Int32
@@ -24,15 +27,7 @@ public struct InheritedListener: Sendable, Hashable, CustomStringConvertible {
         self.name = name
     }
 
-    public var description: String {
-        let f: String
-        switch family {
-        case .unix: f = "unix"
-        case .inet: f = "tcp"
-        case .inet6: f = "tcp6"
-        }
-        return "fd \(descriptor) (\(f)\(name.map { ", \($0)" } ?? ""))"
-    }
+    public var description: String { "fd \(descriptor) (\(family.rawValue)\(name.map { ", \($0)" } ?? ""))" }
 }
 
 /// Why the inherited descriptors cannot be used.

@@ -15,3 +15,13 @@ public struct SystemErrno: Error, Hashable, Sendable, CustomStringConvertible {
         return "\(String(cString: text)) (errno \(code))"
     }
 }
+
+/// A system call on a path that failed (replacing a file, writing the pid
+/// file, probing a Unix socket): what was being done, the path, and the errno.
+public struct PathError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What was being done, as the message's first words ("--pid-file", "cannot check Unix socket").
+    public var doing: String
+    public var path: String
+    public var error: SystemErrno
+    public var description: String { "\(doing) \(path): \(error)" }
+}

@@ -14,25 +14,18 @@ public enum UnixSocketState: Sendable, Equatable {
     case notASocket
 }
 
-/// A Unix socket path that cannot be probed.
-public struct UnixSocketProbeError: Error, Hashable, Sendable, CustomStringConvertible {
-    public var path: String
-    public var error: SystemErrno
-    public var description: String { "cannot check Unix socket \(path): \(error)" }
-}
-
 public enum UnixSocketProbe {
     /// Looks at `path`: lstat(2), then a non-blocking connect(2) when it is a
     /// socket. A connection accepted or pending (a full backlog) is a live
     /// listener; ECONNREFUSED is a stale socket file.
-    public static func state(of path: String) throws(UnixSocketProbeError) -> UnixSocketState {
+    public static func state(of path: String) throws(PathError) -> UnixSocketState {
         let r = cservice_probe_unix_socket(path)
         switch r {
         case Int32(CSERVICE_PROBE_ABSENT): return .absent
         case Int32(CSERVICE_PROBE_STALE): return .stale
         case Int32(CSERVICE_PROBE_LIVE): return .live
         case Int32(CSERVICE_PROBE_NOT_SOCKET): return .notASocket
-        default: throw UnixSocketProbeError(path: path, error: SystemErrno(negated: r))
+        default: throw PathError(doing: "cannot check Unix socket", path: path, error: SystemErrno(negated: r))
         }
     }
 }

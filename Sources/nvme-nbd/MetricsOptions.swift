@@ -13,19 +13,23 @@ struct MetricsOptions: ParsableArguments {
             valueName: "host:port"))
     var address: String?
 
-    func validate() throws {
-        if let address {
-            do { _ = try MetricsAddress.parse(address) } catch { throw ValidationError(error.description) }
+    /// The checked `--metrics` address; nil without the option.
+    var endpointAddress: MetricsAddress? {
+        get throws(ValidationError) {
+            guard let address else { return nil }
+            do { return try MetricsAddress.parse(address) } catch { throw ValidationError(error.description) }
         }
     }
+
+    func validate() throws { _ = try endpointAddress }
 
     /// Binds the endpoint and makes its series `config`'s request observer,
     /// before the server starts; `nil` without `--metrics`.
     func start(_ config: inout NBDServer.Configuration, logger: Logger) throws -> MetricsEndpoint? {
-        guard let address else { return nil }
+        guard let address = try endpointAddress else { return nil }
         let metrics = ServerMetrics(exportNames: config.exports.map(\.name))
         do {
-            let endpoint = try MetricsEndpoint(address: MetricsAddress.parse(address), metrics: metrics, logger: logger)
+            let endpoint = try MetricsEndpoint(address: address, metrics: metrics, logger: logger)
             config.requestObserver = metrics
             FileHandle.standardError.write(Data("nvme-nbd: metrics at http://\(endpoint.boundAddress)/metrics\n".utf8))
             return endpoint

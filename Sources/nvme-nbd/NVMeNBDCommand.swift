@@ -82,19 +82,14 @@ struct ExportOptionsGroup: ParsableArguments {
     }
 
     func validate() throws {
-        guard (2...4096).contains(queueDepth) else {
-            throw ValidationError("--queue-depth \(queueDepth): accepted 2...4096")
+        try (2...4096).check(queueDepth, "--queue-depth")
+        for (value, option) in [
+            (pollMicroseconds, "--poll-us"), (deepPollMicroseconds, "--deep-poll-us"),
+            (storagePollMicroseconds, "--storage-poll-us"),
+        ] {
+            try (0...10_000_000).check(value, option)
         }
-        guard (0...10_000_000).contains(pollMicroseconds) else {
-            throw ValidationError("--poll-us \(pollMicroseconds): accepted 0...10000000")
-        }
-        guard (0...10_000_000).contains(deepPollMicroseconds) else {
-            throw ValidationError("--deep-poll-us \(deepPollMicroseconds): accepted 0...10000000")
-        }
-        guard (0...10_000_000).contains(storagePollMicroseconds) else {
-            throw ValidationError("--storage-poll-us \(storagePollMicroseconds): accepted 0...10000000")
-        }
-        guard (1...10).contains(mdts) else { throw ValidationError("--mdts \(mdts): accepted 1...10") }
+        try (1...10).check(mdts, "--mdts")
         _ = try specs()
     }
 
@@ -108,6 +103,14 @@ struct ExportOptionsGroup: ParsableArguments {
         o.eventIndexPolicy = eventIndexPolicy
         o.maximumDataTransferSize = UInt8(mdts)
         return o
+    }
+}
+
+extension ClosedRange<Int> {
+    /// Every integer option's range check, and its one message: "OPTION VALUE: accepted LOW...HIGH".
+    func check(_ value: Int, _ option: String, unit: String = "") throws(ValidationError) {
+        guard !contains(value) else { return }
+        throw ValidationError("\(option) \(value): accepted \(lowerBound)...\(upperBound)\(unit)")
     }
 }
 

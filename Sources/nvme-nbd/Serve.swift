@@ -5,7 +5,7 @@ import Logging
 import NBDMetrics
 import NBDServer
 import ServiceLife
-import Synchronization
+import ServiceLifecycle
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,11 +26,7 @@ struct Serve: ParsableCommand {
         completion: .file())
     var file: String?
 
-    @Option(
-        name: .customLong("listen"),
-        help: ArgumentHelp(
-            "TCP address to listen on: HOST:PORT, [V6ADDR]:PORT, HOST (port 10809) or PORT (127.0.0.1). Repeatable.",
-            valueName: "host:port"))
+    @Option(name: .customLong("listen"), help: NBDServerAddress.help)
     var listen: [String] = []
 
     @Option(
@@ -90,11 +86,7 @@ struct Serve: ParsableCommand {
         completion: .file())
     var pidFile: String?
 
-    @Option(
-        name: .customLong("run"),
-        help: ArgumentHelp(
-            "Captive mode (nbdkit-captive(1)): once serving, run CMD with /bin/sh -c, with $uri, $nbd, $unixsocket, $port and $exportname in its environment; stop serving when it exits and exit with its status.",
-            valueName: "cmd"))
+    @Option(name: .customLong("run"), help: CaptiveEnvironment.help)
     var runCommand: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
@@ -135,11 +127,7 @@ struct Serve: ParsableCommand {
             valueName: "size"))
     var memoryBudget = "1G"
 
-    @Option(
-        name: .customLong("tls"),
-        help: ArgumentHelp(
-            "TLS (NBD_OPT_STARTTLS), as nbdkit and qemu-nbd: off; on (plain and TLS clients); require (every option but STARTTLS and ABORT gets NBD_REP_ERR_TLS_REQD).",
-            valueName: "off|on|require"))
+    @Option(name: .customLong("tls"), help: TLSModeArgument.help)
     var tls: TLSModeArgument = .off
 
     @Option(
@@ -165,27 +153,16 @@ struct Serve: ParsableCommand {
     var version = false
 
     func validate() throws {
-        guard (1...64).contains(queues) else { throw ValidationError("--queues \(queues): accepted 1...64") }
+        try (1...64).check(queues, "--queues")
         guard maxConnections >= 0 else {
             throw ValidationError("-e/--shared/--max-connections \(maxConnections): accepted 0 (no limit) or more")
         }
-        guard (1...3600).contains(handshakeTimeout) else {
-            throw ValidationError("--handshake-timeout \(handshakeTimeout): accepted 1...3600 seconds")
-        }
-        guard (0...1_000_000).contains(hostPollMicroseconds) else {
-            throw ValidationError("--host-poll-us \(hostPollMicroseconds): accepted 0...1000000")
-        }
-        guard (0...65536).contains(hostPollDepth) else {
-            throw ValidationError("--host-poll-depth \(hostPollDepth): accepted 0...65536")
-        }
-        guard (1...65536).contains(maxInFlight) else {
-            throw ValidationError("--max-in-flight \(maxInFlight): accepted 1...65536")
-        }
-        guard let budget = ExportSpec.parseSize(memoryBudget), budget >= 1 << 20, budget <= 1 << 50 else {
-            throw ValidationError(
-                "--memory-budget \(memoryBudget): accepted 1M...1P, as bytes or with a K/M/G/T suffix")
-        }
-        if let port, !(0...65535).contains(port) { throw ValidationError("-p/--port \(port): accepted 0...65535") }
+        try (1...3600).check(handshakeTimeout, "--handshake-timeout", unit: " seconds")
+        try (0...1_000_000).check(hostPollMicroseconds, "--host-poll-us")
+        try (0...65536).check(hostPollDepth, "--host-poll-depth")
+        try (1...65536).check(maxInFlight, "--max-in-flight")
+        _ = try memoryBudgetBytes
+        if let port { try (0...65535).check(port, "-p/--port") }
         if let bind, bind.isEmpty { throw ValidationError("-b/--bind needs an address (such as 127.0.0.1 or ::1)") }
         for l in listen {
             do { _ = try NBDServerAddress.parse(l) } catch { throw ValidationError("\(error)") }
@@ -210,6 +187,17 @@ struct Serve: ParsableCommand {
         }
         _ = try exportSpecs()
         _ = try tlsSettings()
+    }
+
+    /// `--memory-budget` in bytes, checked: 1 MiB to 1 PiB.
+    var memoryBudgetBytes: Int {
+        get throws(ValidationError) {
+            guard let bytes = ExportSpec.parseSize(memoryBudget), bytes >= 1 << 20, bytes <= 1 << 50 else {
+                throw ValidationError(
+                    "--memory-budget \(memoryBudget): accepted 1M...1P, as bytes or with a K/M/G/T suffix")
+            }
+            return Int(bytes)
+        }
     }
 
     /// --tls and its credentials; nil with --tls off. The files themselves are
@@ -283,11 +271,11 @@ struct Serve: ParsableCommand {
             return
         }
         // First, while this is the only thread: every thread started later (event
-        // loops, controllers, dispatch) inherits the mask, and the signal thread
-        // below takes these signals with sigwait. One sent during start-up waits.
-        let handledSignals = [SIGINT, SIGTERM, SIGUSR1]
+        // loops, controllers, dispatch, the cooperative pool) inherits the mask, so
+        // one sent during start-up waits until the service group's signal sources
+        // (signalfd) take it.
         do {
-            try SignalWaiter.block(handledSignals)
+            try SignalWaiter.block([SIGINT, SIGTERM, SIGUSR1])
         } catch {
             FileHandle.standardError.write(Data("nvme-nbd: \(error)\n".utf8))
             throw ExitCode(1)
@@ -371,7 +359,7 @@ struct Serve: ParsableCommand {
         config.limits.maximumConnections = maxConnections == 0 ? Int.max : maxConnections
         config.limits.handshakeTimeoutSeconds = Int64(handshakeTimeout)
         config.limits.maximumInFlightRequests = maxInFlight
-        config.limits.memoryBudgetBytes = Int(ExportSpec.parseSize(memoryBudget) ?? 1 << 30)
+        config.limits.memoryBudgetBytes = try memoryBudgetBytes
         config.limits.completionPollNanoseconds = UInt64(hostPollMicroseconds) * 1000
         config.limits.completionPollDepth = hostPollDepth
 
@@ -401,35 +389,12 @@ struct Serve: ParsableCommand {
                 logger.error("cannot write --stats-json \(statsPath): \(error)")
             }
         }
-        let life = ServerLife()
-        Thread.detachNewThread {
-            while true {
-                let sig: Int32
-                do {
-                    sig = try SignalWaiter.wait(handledSignals)
-                } catch {
-                    logger.error("\(error)")
-                    return
-                }
-                if sig == SIGUSR1 {
-                    writeStats()
-                    logger.info("statistics written")
-                } else {
-                    life.signalled(sig)
-                }
-            }
-        }
 
-        // Every listener is ready: pid file, then the service manager, then the captive command.
-        var exitStatus: Int32 = 0
+        // Every listener is ready: pid file, then the service manager, then (in the group) the captive command.
         var pid: PIDFile?
         var startupError: String?
         if let pidFile {
-            do {
-                pid = try PIDFile(writingTo: pidFile)
-            } catch {
-                startupError = "\(error)"
-            }
+            do { pid = try PIDFile(writingTo: pidFile) } catch { startupError = "\(error)" }
         }
         if startupError == nil {
             do {
@@ -441,36 +406,42 @@ struct Serve: ParsableCommand {
                 logger.warning("\(error)")
             }
         }
-        if startupError == nil, let runCommand {
-            let variables = CaptiveEnvironment.variables(
-                endpoints: server.endpoints, exportName: config.exports.first?.name ?? "")
-            do {
-                if let command = try life.start(command: runCommand, variables: variables) {
-                    logger.info("--run: started process \(command.pid)")
-                    Thread.detachNewThread {
-                        do {
-                            life.commandEnded(try command.wait())
-                        } catch {
-                            logger.error("\(error)")
-                            life.commandEnded(CaptiveExit(status: 1, signal: nil))
-                        }
-                    }
-                }
-            } catch {
-                startupError = "\(error)"
+
+        let nbd = NBDServerService(server: server, logger: logger)
+        let metricsService = metricsEndpoint.map { MetricsEndpointService(endpoint: $0) }
+        let captive = runCommand.map {
+            CaptiveCommandService(
+                command: $0,
+                variables: CaptiveEnvironment.variables(
+                    endpoints: server.endpoints, exportName: config.exports.first?.name ?? ""),
+                logger: logger)
+        }
+        // Stopped in reverse order: the command, SIGUSR1 handling, the NBD server, the metrics endpoint.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let metricsService { services.append(.init(service: metricsService)) }
+        services.append(.init(service: nbd))
+        services.append(.init(service: StatisticsOnSignalService(writeStatistics: writeStats, logger: logger)))
+        if let captive {
+            services.append(
+                .init(
+                    service: captive, successTerminationBehavior: .gracefullyShutdownGroup,
+                    failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        // With --run, SIGINT/SIGTERM belong to the command (CaptiveCommandService passes them on).
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services, gracefulShutdownSignals: captive == nil ? [.sigterm, .sigint] : [],
+                logger: logger))
+        let started = startupError == nil
+        waitFor {
+            if started {
+                do { try await group.run() } catch { logger.error("\(error)") }
+            } else {
+                await nbd.stop()
+                await metricsService?.stop()
             }
         }
 
-        if startupError == nil { life.waitForStop() }
-        if let exit = life.commandExit {
-            logger.info("--run command ended: \(exit); shutting down")
-            exitStatus = exit.status
-        } else {
-            logger.info("shutting down")
-        }
-        _ = try? ServiceNotify.notify("STOPPING=1")
-        server.shutdown()
-        metricsEndpoint?.close()
         writeStats()
         for e in server.statistics() {
             logger.info(
@@ -480,83 +451,25 @@ struct Serve: ParsableCommand {
         pid?.remove()
         removePrivateDirectory()
         if let startupError { throw failure(startupError) }
-        if exitStatus != 0 { throw ExitCode(exitStatus) }
+        switch captive?.outcome {
+        case .failedToStart(let message): throw failure(message)
+        case .exited(let exit) where exit.status != 0: throw ExitCode(exit.status)
+        default: break
+        }
     }
 }
 
-/// What ends `serve`: SIGINT/SIGTERM, or with `--run` the command's exit (the
-/// signals are then passed on to the command, which decides: nbdkit-captive(1)
-/// stops when the command exits).
-final class ServerLife: Sendable {
-    private struct State {
-        var command: CaptiveCommand?
-        var stopRequested = false
-        var commandExit: CaptiveExit?
+/// Runs `body` on Swift's global executor and blocks this thread (the main
+/// thread, outside the cooperative pool) until it returns. `serve` stays a
+/// synchronous command so that its first instruction blocks the signals before
+/// any thread, the pool's included, exists.
+func waitFor(_ body: @escaping @Sendable () async -> Void) {
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        await body()
+        done.signal()
     }
-    private let state = Mutex(State())
-    private let stop = DispatchSemaphore(value: 0)
-
-    func signalled(_ sig: Int32) {
-        let command = state.withLock { s -> CaptiveCommand? in
-            if s.command == nil || s.commandExit != nil { s.stopRequested = true }
-            return s.commandExit == nil ? s.command : nil
-        }
-        if let command {
-            command.forward(signal: sig)
-        } else {
-            stop.signal()
-        }
-    }
-
-    /// Starts the captive command unless a signal already asked the server to stop.
-    func start(command: String, variables: [(String, String)]) throws(CaptiveCommandError) -> CaptiveCommand? {
-        try state.withLock { s throws(CaptiveCommandError) -> CaptiveCommand? in
-            guard !s.stopRequested else { return nil }
-            let c = try CaptiveCommand(command: command, variables: variables)
-            s.command = c
-            return c
-        }
-    }
-
-    func commandEnded(_ exit: CaptiveExit) {
-        state.withLock { $0.commandExit = exit }
-        stop.signal()
-    }
-
-    var commandExit: CaptiveExit? { state.withLock { $0.commandExit } }
-
-    func waitForStop() { stop.wait() }
-}
-
-/// The variables nbdkit-captive(1) gives a `--run` command. nbdkit sets them as
-/// shell variables; nvme-nbd exports them, so `$uri` works in the command line as
-/// with nbdkit and programs it starts (fio's `--uri`) see them too.
-enum CaptiveEnvironment {
-    static func variables(endpoints: [ListenerEndpoint], exportName: String) -> [(String, String)] {
-        let path = exportName.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? exportName
-        var uri = ""
-        var port = ""
-        var unixSocket = ""
-        for e in endpoints {
-            switch e {
-            case .unix(let p) where unixSocket.isEmpty: unixSocket = p
-            case .tcp(let host, let p) where port.isEmpty:
-                port = "\(p)"
-                // A wildcard address is reached through localhost (nbdkit's URI form).
-                let shown = host == "0.0.0.0" || host == "::" ? "localhost" : (host.contains(":") ? "[\(host)]" : host)
-                if unixSocket.isEmpty && uri.isEmpty { uri = "nbd://\(shown):\(p)/\(path)" }
-            default: break
-            }
-        }
-        if !unixSocket.isEmpty {
-            var allowed = CharacterSet.urlQueryAllowed
-            allowed.remove(charactersIn: "&+")
-            uri =
-                "nbd+unix:///\(path)?socket=\(unixSocket.addingPercentEncoding(withAllowedCharacters: allowed) ?? unixSocket)"
-        }
-        if uri.hasSuffix("/") { uri.removeLast() }
-        return [("uri", uri), ("nbd", uri), ("port", port), ("unixsocket", unixSocket), ("exportname", exportName)]
-    }
+    done.wait()
 }
 
 /// `--tls off|on|require`.
@@ -569,11 +482,21 @@ struct TLSModeArgument: ExpressibleByArgument, Sendable {
         self.mode = mode
     }
     static var allValueStrings: [String] { TLSSettings.Mode.allCases.map(\.rawValue) }
+    /// `--tls`'s help: the modes, as nbdkit and qemu-nbd name them.
+    static var help: ArgumentHelp {
+        ArgumentHelp(
+            "TLS (NBD_OPT_STARTTLS), as nbdkit and qemu-nbd: off; on (plain and TLS clients); require (every option but STARTTLS and ABORT gets NBD_REP_ERR_TLS_REQD).",
+            valueName: allValueStrings.joined(separator: "|"))
+    }
     var defaultValueDescription: String { mode.rawValue }
 }
 
-/// `--listen` parsing, shared with the server.
+/// `--listen` parsing, shared with the server, and the syntax it accepts.
 enum NBDServerAddress {
+    static let help = ArgumentHelp(
+        "TCP address to listen on: HOST:PORT, [V6ADDR]:PORT, HOST (port 10809) or PORT (127.0.0.1). Repeatable.",
+        valueName: "host:port")
+
     static func parse(_ s: String) throws -> (String, Int) {
         try NBDServer.parseListenAddress(s)
     }

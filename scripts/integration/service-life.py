@@ -16,7 +16,9 @@ service, against the real binary:
   systemd-socket-activate;
 - --run: its exit status (and 128+signal), $uri/$nbd/$unixsocket/$port/
   $exportname for -U -, -U PATH and TCP, data written by the command in the
-  file after a clean drain, SIGTERM passed on to the command.
+  file after a clean drain, SIGTERM passed on to the command;
+- SIGTERM with 64 writes in flight: every one answered (done or ESHUTDOWN),
+  some finishing after the signal, each one done found in the file, exit 0.
 
 Every server tells it is ready through NOTIFY_SOCKET (sd_notify(3)), so there
 is no polling for sockets; every wait is bounded. TCP listeners use
@@ -431,6 +433,48 @@ def _():
         assert r and s.proc.stdout.readline() == b"started\n", "the command did not start"
         s.proc.send_signal(signal.SIGTERM)
         assert s.wait() == 3, s.output()
+
+
+@case("SIGTERM with requests in flight: each one answered, the writes that succeeded flushed to the file, exit 0")
+def _():
+    img = make_image("drain.img", 64 << 20)
+    sock = os.path.join(WORK, "drain.sock")
+    s = Server("-U", sock, img)
+    try:
+        h = connect(unix_uri(sock))
+        n, size = 64, 1 << 20
+        blocks = [nbd.Buffer.from_bytearray(bytearray([i + 1]) * size) for i in range(n)]
+        pending = {h.aio_pwrite(blocks[i], i * size): i for i in range(n)}
+        written, refused = [], []
+        signalled = False
+        deadline = time.monotonic() + WAIT
+        while pending and time.monotonic() < deadline:
+            if written and not signalled:
+                # The server is taking the writes in: the next ones are on their way.
+                s.proc.send_signal(signal.SIGTERM)
+                signalled, before = True, len(written)
+            for cookie in list(pending):
+                try:
+                    if h.aio_command_completed(cookie):
+                        written.append(pending.pop(cookie))
+                except nbd.Error:
+                    refused.append(pending.pop(cookie))  # ESHUTDOWN, or the connection closed after the drain
+            if pending:
+                try:
+                    h.poll(200)
+                except nbd.Error:
+                    pass
+        assert signalled and not pending, f"{len(pending)} writes never answered"
+        assert len(written) > before, f"no write in flight finished after SIGTERM ({len(refused)} refused)"
+        assert s.wait() == 0, s.output()
+        with open(img, "rb") as f:
+            for i in written:
+                f.seek(i * size)
+                assert f.read(size) == bytes([i + 1]) * size, f"write {i} answered but not in the file"
+        print(f"  {before} writes done before SIGTERM, {len(written) - before} after it (drained), "
+              f"{len(refused)} refused once the shutdown began")
+    finally:
+        s.kill()
 
 
 def main():

@@ -9,6 +9,10 @@
 #   write a tree of files with known SHA-256 sums, umount, fsck -fn, mount,
 #   verify every sum, umount, disconnect, stop the server with SIGTERM and
 #   check that it exits 0 (and, for the real server, wrote --stats-json).
+# The tls configuration serves memory with --tls require --tls-verify-peer
+# (certificates the host made in $VM_SHARE/tls), checks that a plain
+# nbd-client is refused, connects with nbd-client's TLS options and runs only
+# the steps in TLS_STEPS (no file system).
 #
 # Output: one "RESULT <name> PASS|FAIL <detail>" line per check and
 # "TIMING <name> <seconds>" lines. Every wait is bounded. Once a step of a
@@ -19,12 +23,14 @@
 #   VM_SHARE          per-run read-write share (logs, fio JSON, stats)
 #   VMT_SERVER        nvme-nbd (default) | nbdkit (stand-in)
 #   VMT_BIN           the nvme-nbd binary (host path, visible through 9p)
-#   VMT_CONFIGS       subset of: mem_sdb_on mem_sdb_off file
+#   VMT_CONFIGS       subset of: mem_sdb_on mem_sdb_off file tls
 #   VMT_MEM_SIZE      memory export size (K/M/G/T suffixes), default 512M
 #   VMT_FILE_IMG      file-backend image (created by the host in VM_SHARE)
 #   VMT_FILE_LBA      512 | 4096 (default 4096; also nbd-client -b)
 #   VMT_FILE_NAME     export name of the file export (default "disk")
 #   VMT_FIO_SIZE      total fio region (default 64M, split over 2 jobs)
+#   VMT_TLS_FIO_SIZE  the same for the tls configuration (default 8M: every
+#                     byte is encrypted twice in emulated code, ~0.5 MB/s)
 #   VMT_LOG_LEVEL     server --log-level (default notice)
 #   VMT_LD_LIBRARY_PATH  prepended to LD_LIBRARY_PATH for the server, if set
 set -u
@@ -32,18 +38,21 @@ set -u
 S="${VM_SHARE:?VM_SHARE not set}"
 SERVER="${VMT_SERVER:-nvme-nbd}"
 BIN="${VMT_BIN:-}"
-CONFIGS="${VMT_CONFIGS:-mem_sdb_on mem_sdb_off file}"
+CONFIGS="${VMT_CONFIGS:-mem_sdb_on mem_sdb_off file tls}"
 MEM_SIZE="${VMT_MEM_SIZE:-512M}"
 FILE_IMG="${VMT_FILE_IMG:-}"
 FILE_LBA="${VMT_FILE_LBA:-4096}"
 FILE_NAME="${VMT_FILE_NAME:-disk}"
 FIO_SIZE="${VMT_FIO_SIZE:-64M}"
+TLS_FIO_SIZE="${VMT_TLS_FIO_SIZE:-8M}"
 LOG_LEVEL="${VMT_LOG_LEVEL:-notice}"
 DEV=/dev/nbd0
 NBDSYS=/sys/block/nbd0
 MNT=/run/nbdmnt
 TREE=/tmp/tree
 SUMS="$S/tree.sha256"
+TLS_DIR="$S/tls"
+TLS_STEPS="server_start plain_refused connect size multiconn fio_verify disconnect server_stop stats_json"
 
 # Bounds (seconds). TCG is slow; these are generous per step, the host's
 # VM_TIMEOUT bounds the whole run.
@@ -73,6 +82,13 @@ result() { # result STEP PASS|FAIL DETAIL...
     [ "$_s" = PASS ] || [ -n "$CFG_FAILED" ] || CFG_FAILED="$_n"
 }
 timing() { echo "TIMING $CFG.$1 $2"; }
+wants() { # true if configuration $CFG runs STEP: tls runs TLS_STEPS, the others all but plain_refused
+    if [ "$CFG" = tls ]; then
+        case " $TLS_STEPS " in *" $1 "*) return 0 ;; esac
+        return 1
+    fi
+    [ "$1" != plain_refused ]
+}
 skipped() { # true (and reports FAIL) if an earlier step of $CFG failed
     [ -z "$CFG_FAILED" ] && return 1
     echo "RESULT $CFG.$1 FAIL skipped: $CFG_FAILED failed"
@@ -134,6 +150,13 @@ start_server() { # uses CFG; sets SRV_PID SOCK EXPORT_BYTES CLIENT_ARGS
                     --shadow-doorbells "$sdb" --stats-json "$S/$CFG.stats.json" \
                     --log-level "$LOG_LEVEL"
             fi ;;
+        tls)
+            EXPORT_BYTES="$(to_bytes "$MEM_SIZE")"
+            CLIENT_ARGS="-enable-tls -cacertfile $TLS_DIR/ca-cert.pem -certfile $TLS_DIR/client-cert.pem"
+            CLIENT_ARGS="$CLIENT_ARGS -keyfile $TLS_DIR/client-key.pem -tlshostname localhost"
+            set -- "$BIN" serve --unix "$SOCK" --export "size=$MEM_SIZE" \
+                --tls require --tls-certificates "$TLS_DIR" --tls-verify-peer \
+                --stats-json "$S/$CFG.stats.json" --log-level "$LOG_LEVEL" ;;
         file)
             [ -n "$FILE_IMG" ] && [ -f "$FILE_IMG" ] || { SRV_ERR="no file image '$FILE_IMG'"; return 1; }
             EXPORT_BYTES="$(stat -c %s "$FILE_IMG")"
@@ -217,6 +240,18 @@ run_config() {
     fi
     timing server_start "$(since "$cfg_t0")"
 
+    # --tls require: a client without TLS gets NBD_REP_ERR_TLS_REQD, and nbd0 stays free
+    if wants plain_refused && ! skipped plain_refused; then
+        if run plain_refused "$T_CONNECT" nbd-client -unix "$SOCK" "$DEV" -t "$T_NBD_IO"; then
+            result plain_refused FAIL "plain nbd-client connected: $(tail_log plain_refused)"
+            timeout "$T_DISC" nbd-client -d "$DEV" >/dev/null 2>&1; wait_disconnected
+        elif [ "$RUN_RC" = 124 ] || nbd_connected; then
+            result plain_refused FAIL "rc=$RUN_RC, $(nbd_connected && echo "$DEV connected"): $(tail_log plain_refused)"
+        else
+            result plain_refused PASS "refused (rc=$RUN_RC): $(tail_log plain_refused 1)"
+        fi
+    fi
+
     # connect, two connections
     # shellcheck disable=SC2086  # CLIENT_ARGS is split on purpose
     if ! skipped connect; then
@@ -256,7 +291,8 @@ run_config() {
     # fio random write + verify: two jobs on disjoint halves (one per CPU,
     # so both connections carry I/O)
     if ! skipped fio_verify; then
-        half="$(( $(to_bytes "$FIO_SIZE") / 2 ))"
+        fio_size="$FIO_SIZE"; [ "$CFG" = tls ] && fio_size="$TLS_FIO_SIZE"
+        half="$(( $(to_bytes "$fio_size") / 2 ))"
         if run fio_verify "$T_FIO" fio --name=randwrite-verify --filename="$DEV" \
                 --ioengine=libaio --direct=1 --rw=randwrite --bssplit=4k/50:16k/30:64k/20 \
                 --iodepth=16 --numjobs=2 --size="$half" --offset_increment="$half" \
@@ -273,14 +309,14 @@ run_config() {
     fi
 
     # filesystem
-    if ! skipped mkfs; then
+    if wants mkfs && ! skipped mkfs; then
         if run mkfs "$T_MKFS" mkfs.ext4 -F -L nvmenbd -E lazy_itable_init=0,lazy_journal_init=0 "$DEV"; then
             result mkfs PASS "mkfs.ext4 in ${RUN_T}s"
         else
             result mkfs FAIL "rc=$RUN_RC after ${RUN_T}s: $(tail_log mkfs)"
         fi
     fi
-    if ! skipped write_tree; then
+    if wants write_tree && ! skipped write_tree; then
         mkdir -p "$MNT"; RUN_RC=mount
         if timeout 30 mount -t ext4 "$DEV" "$MNT" > "$S/$CFG.mount1.log" 2>&1 &&
            run write_tree "$T_COPY" sh -c 'cp -a "$1/." "$2/" && sync -f "$2"' sh "$TREE" "$MNT" &&
@@ -290,14 +326,14 @@ run_config() {
             result write_tree FAIL "rc=$RUN_RC: $(cat "$S/$CFG.mount1.log" "$S/$CFG.write_tree.log" 2>/dev/null | tail -n 3 | one_line)"
         fi
     fi
-    if ! skipped fsck; then
+    if wants fsck && ! skipped fsck; then
         if run fsck "$T_FSCK" fsck.ext4 -fn "$DEV"; then
             result fsck PASS "fsck.ext4 -fn clean in ${RUN_T}s ($(tail_log fsck 1))"
         else
             result fsck FAIL "rc=$RUN_RC: $(tail_log fsck 4)"
         fi
     fi
-    if ! skipped verify_tree; then
+    if wants verify_tree && ! skipped verify_tree; then
         blockdev --flushbufs "$DEV" 2>/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches
         if timeout 30 mount -t ext4 -o ro "$DEV" "$MNT" > "$S/$CFG.mount2.log" 2>&1; then
             if run verify_tree "$T_VERIFY" sh -c 'cd "$1" && sha256sum -c --quiet --strict "$2"' sh "$MNT" "$SUMS"; then

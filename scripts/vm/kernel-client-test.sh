@@ -7,6 +7,15 @@
 #   mem_sdb_off  memory export, shadow doorbells off
 #   file         file backend (sparse image the host creates in the run dir;
 #                export "disk", lba=4096, nbd-client -b 4096)
+#   tls          memory export behind `--tls require --tls-verify-peer`: the
+#                host makes a CA, a server and a client certificate with
+#                certtool (run dir tls/); the guest first checks that a plain
+#                nbd-client is refused, then connects with -enable-tls
+#                -cacertfile -certfile -keyfile -tlshostname localhost (Debian
+#                12's nbd-client 3.24 is built with GnuTLS: its TLS proxy
+#                hands the kernel the plain side) and runs the connect, size,
+#                multiconn, fio_verify, disconnect, server_stop and stats_json
+#                steps (no file system: TLS is what it checks)
 # starts `nvme-nbd serve --unix /run/...`, connects the kernel client with
 # `nbd-client -unix SOCK /dev/nbd0 -C 2`, checks size and connection count,
 # runs fio (libaio, O_DIRECT, random write + crc32c verify), mkfs.ext4, writes
@@ -21,6 +30,8 @@
 # RESULT names: setup.tree; per configuration C: C.server_start C.connect
 # C.size C.multiconn C.fio_verify C.mkfs C.write_tree C.fsck C.verify_tree
 # C.disconnect C.server_stop C.stats_json (not with the nbdkit stand-in);
+# for tls: tls.server_start tls.plain_refused tls.connect tls.size
+# tls.multiconn tls.fio_verify tls.disconnect tls.server_stop tls.stats_json;
 # host.file_fsck host.file_checksums. A missing line counts as a failure.
 #
 # Usage (from anywhere):
@@ -34,8 +45,10 @@
 #                  `swift build -c release --product nvme-nbd --scratch-path .build-vm`
 #   VM_SERVER      nvme-nbd (default) | nbdkit (stand-in, validates the
 #                  harness without the real server; no stats_json checks)
-#   VM_CONFIGS     subset of "mem_sdb_on mem_sdb_off file" (default: all)
-#   VM_TIMEOUT     seconds for the whole guest run, boot included (default 280)
+#   VM_CONFIGS     subset of "mem_sdb_on mem_sdb_off file tls" (default: all)
+#   VM_TIMEOUT     seconds for the whole guest run, boot included (default
+#                  360; 280 before the tls configuration, which adds about
+#                  40-70 s of guest time to the 1.5-3 min of the others)
 #   VM_KEEP=1      keep the run dir (vm/share/run.*) even on success; it is
 #                  always kept on failure and its path is printed. It holds
 #                  console.log, output.txt, dmesg.txt, <config>.<step>.log,
@@ -45,6 +58,7 @@
 #   VM_FILE_SIZE   file-backend image size (default 256M)
 #   VM_FILE_LBA    512 | 4096 (default 4096)
 #   VM_FIO_SIZE    fio region, split over two jobs (default 64M)
+#   VM_TLS_FIO_SIZE  the same for the tls configuration (default 8M)
 #   VM_TREE_FILES  files in the checksummed tree (default 240)
 #   VM_LOG_LEVEL   server --log-level (default notice)
 #   VM_QUIET=0     stream the guest console (default 1: quiet)
@@ -66,8 +80,8 @@ REPO="$(cd "$HERE/../.." && pwd)"
 VM_DIR="${VM_DIR:-$REPO/vm}"
 export VM_DIR
 SERVER="${VM_SERVER:-nvme-nbd}"
-CONFIGS="${VM_CONFIGS:-mem_sdb_on mem_sdb_off file}"
-TIMEOUT="${VM_TIMEOUT:-280}"
+CONFIGS="${VM_CONFIGS:-mem_sdb_on mem_sdb_off file tls}"
+TIMEOUT="${VM_TIMEOUT:-360}"
 FILE_SIZE="${VM_FILE_SIZE:-256M}"
 
 say() { echo "kernel-client-test: $*" >&2; }
@@ -77,8 +91,11 @@ HOST_TIMINGS=()
 
 case "$SERVER" in nvme-nbd|nbdkit) ;; *) say "VM_SERVER must be nvme-nbd or nbdkit"; exit 2 ;; esac
 for c in $CONFIGS; do
-    case "$c" in mem_sdb_on|mem_sdb_off|file) ;; *) say "unknown configuration '$c' in VM_CONFIGS"; exit 2 ;; esac
+    case "$c" in mem_sdb_on|mem_sdb_off|file|tls) ;; *) say "unknown configuration '$c' in VM_CONFIGS"; exit 2 ;; esac
 done
+if [[ " $CONFIGS " == *" tls "* && "$SERVER" == nbdkit ]]; then
+    say "the tls configuration needs the real server (VM_SERVER=nvme-nbd)"; exit 2
+fi
 
 # ------------------------------------------------------------------ QEMU
 t=$(date +%s.%N)
@@ -149,6 +166,32 @@ if [[ " $CONFIGS " == *" file "* ]]; then
     truncate -s "$FILE_SIZE" "$IMG" || { say "cannot create $IMG"; exit 2; }
 fi
 
+# tls: a CA, the server's certificate (localhost) and a client certificate,
+# in nvme-nbd's --tls-certificates layout (the client's pair beside them).
+if [[ " $CONFIGS " == *" tls "* ]]; then
+    t=$(date +%s.%N)
+    command -v certtool >/dev/null || { say "certtool is missing (package gnutls-bin)"; exit 2; }
+    TLS="$RUN/tls"
+    mkdir -p "$TLS"
+    # certtool NAME TEMPLATE ARGS...: a key NAME-key.pem and a certificate NAME-cert.pem
+    cert() {
+        local name="$1" template="$2"; shift 2
+        printf '%s\nexpiration_days = 2\n' "$template" > "$TLS/$name.info"
+        certtool --generate-privkey --outfile "$TLS/$name-key.pem" 2>/dev/null &&
+            certtool "$@" --load-privkey "$TLS/$name-key.pem" --template "$TLS/$name.info" \
+                --outfile "$TLS/$name-cert.pem" >/dev/null 2>&1
+    }
+    signed=(--generate-certificate --load-ca-certificate "$TLS/ca-cert.pem" --load-ca-privkey "$TLS/ca-key.pem")
+    if ! { cert ca $'cn = nvme-nbd VM test CA\nca\ncert_signing_key' --generate-self-signed &&
+           cert server $'cn = localhost\ndns_name = localhost\ntls_www_server\nencryption_key\nsigning_key' "${signed[@]}" &&
+           cert client $'cn = vm-client\ntls_www_client\nencryption_key\nsigning_key' "${signed[@]}"; }; then
+        say "certtool could not make the tls certificates"; exit 2
+    fi
+    rm -f "$TLS"/*.info "$TLS/ca-key.pem"
+    chmod 644 "$TLS"/*.pem
+    HOST_TIMINGS+=("host.make_certs $(since "$t")")
+fi
+
 # The tree of files the guest writes onto the NBD file system, with its sums:
 # generated here (fast) rather than in the guest (/dev/urandom under TCG is
 # slow). Layout and sizes are deterministic, contents random: mostly small
@@ -177,9 +220,9 @@ HOST_TIMINGS+=("host.make_tree $(since "$t")")
 
 export VMT_SERVER="$SERVER" VMT_BIN="$BIN" VMT_CONFIGS="$CONFIGS" VMT_FILE_IMG="$IMG"
 export VMT_MEM_SIZE="${VM_MEM_SIZE:-512M}" VMT_FILE_LBA="${VM_FILE_LBA:-4096}"
-export VMT_FIO_SIZE="${VM_FIO_SIZE:-64M}"
+export VMT_FIO_SIZE="${VM_FIO_SIZE:-64M}" VMT_TLS_FIO_SIZE="${VM_TLS_FIO_SIZE:-8M}"
 export VMT_LOG_LEVEL="${VM_LOG_LEVEL:-notice}"
-export VM_PASS_ENV="VMT_SERVER VMT_BIN VMT_CONFIGS VMT_FILE_IMG VMT_MEM_SIZE VMT_FILE_LBA VMT_FIO_SIZE VMT_LOG_LEVEL VMT_LD_LIBRARY_PATH"
+export VM_PASS_ENV="VMT_SERVER VMT_BIN VMT_CONFIGS VMT_FILE_IMG VMT_MEM_SIZE VMT_FILE_LBA VMT_FIO_SIZE VMT_TLS_FIO_SIZE VMT_LOG_LEVEL VMT_LD_LIBRARY_PATH"
 # cache=none on the run share: each pread/pwrite of the file backend is one
 # 9p round trip, straight to the host file. (loose was tried: 9p writes dirty
 # pages back one page per round trip, so mkfs' discard — zeroes written where
@@ -230,8 +273,12 @@ fi
 # ------------------------------------------------------------------ verdict
 expected=(setup.tree)
 steps="server_start connect size multiconn fio_verify mkfs write_tree fsck verify_tree disconnect server_stop"
+tls_steps="server_start plain_refused connect size multiconn fio_verify disconnect server_stop stats_json"
 [[ "$SERVER" == nvme-nbd ]] && steps="$steps stats_json"
-for c in $CONFIGS; do for s in $steps; do expected+=("$c.$s"); done; done
+for c in $CONFIGS; do
+    cs="$steps"; [[ "$c" == tls ]] && cs="$tls_steps"
+    for s in $cs; do expected+=("$c.$s"); done
+done
 [[ " $CONFIGS " == *" file "* ]] && expected+=(host.file_fsck host.file_checksums)
 
 pass=0 fail=0
