@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import time
@@ -83,9 +84,19 @@ def run_guest(bench, args, rundir, binary, servers, conns):
               f"{args.runtime:g} s (+{args.ramp:g} s ramp) on {bench.size_arg(args.size)} exports")
     t0 = time.monotonic()
     with open(rundir / "host.log", "w") as f:
-        r = subprocess.run([str(vm / "run-guest.sh"), str(vm / "guest-kernel-bench.sh"), str(timeout)],
-                           env=env, stdout=f, stderr=subprocess.STDOUT, timeout=timeout + 120)
-    return r.returncode, time.monotonic() - t0
+        proc = subprocess.Popen([str(vm / "run-guest.sh"), str(vm / "guest-kernel-bench.sh"), str(timeout)],
+                                env=env, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            rc = proc.wait(timeout + 120)  # run-guest.sh kills QEMU itself at its timeout
+        except BaseException:
+            # SIGTERM lets run-guest.sh kill QEMU (its own process group) before it exits
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    return rc, time.monotonic() - t0
 
 
 def read_json(path):
@@ -251,7 +262,15 @@ def main(bench, args, out):
         raise SystemExit("bench: scripts/vm/build-guest.sh failed (QEMU, kernel package or initramfs)")
     binary = bench.build(args) if any(k.startswith("nvme") for k in servers) else None
     machine = bench.machine_info(args)
-    status, guest_s = run_guest(bench, args, rundir, binary, servers, conns)
+    def on_signal(signum, _frame):
+        raise bench.Aborted(f"signal {signal.Signals(signum).name}")
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    try:
+        status, guest_s = run_guest(bench, args, rundir, binary, servers, conns)
+    except (bench.Aborted, subprocess.TimeoutExpired) as e:
+        bench.log(f"\nbench: interrupted ({e}); the guest was stopped, its files are in {bench.display_path(rundir)}")
+        return 130
     raw, incidents = collect(bench, rundir, servers, conns, args.reps)
     if status != 0:
         incidents.insert(0, f"guest run ended with status {status} (124 = timeout, 125 = no exit status); "

@@ -41,17 +41,11 @@
 set -u
 
 S="${VM_SHARE:?VM_SHARE not set}"
-BIN="${VMB_BIN:-}"
-SERVERS="${VMB_SERVERS:-nvme-on nvme-off nbdkit}"
-CONNS="${VMB_CONNS:-1 2}"
-ROUNDS="${VMB_ROUNDS:-3}"
-RUNTIME="${VMB_RUNTIME:-10}"
-RAMP="${VMB_RAMP:-1}"
-SIZE="${VMB_SIZE:-128M}"
-QUEUES="${VMB_QUEUES:-2}"
-NBDKIT_THREADS="${VMB_NBDKIT_THREADS:-16}"
-DEV=/dev/nbd0
-NBDSYS=/sys/block/nbd0
+: "${VMB_BIN:=}" "${VMB_SERVERS:=nvme-on nvme-off nbdkit}" "${VMB_CONNS:=1 2}" "${VMB_ROUNDS:=3}"
+: "${VMB_RUNTIME:=10}" "${VMB_RAMP:=1}" "${VMB_SIZE:=128M}" "${VMB_QUEUES:=2}" "${VMB_NBDKIT_THREADS:=16}"
+BIN="$VMB_BIN" SERVERS="$VMB_SERVERS" CONNS="$VMB_CONNS" ROUNDS="$VMB_ROUNDS" RUNTIME="$VMB_RUNTIME"
+RAMP="$VMB_RAMP" SIZE="$VMB_SIZE" QUEUES="$VMB_QUEUES" NBDKIT_THREADS="$VMB_NBDKIT_THREADS"
+DEV=/dev/nbd0 NBDSYS=/sys/block/nbd0
 
 # Bounds (seconds); the host's timeout bounds the whole run.
 T_READY=60 T_CONNECT=30 T_DISC=30 T_STATS=15 T_STOP=20 T_PREFILL=300
@@ -63,13 +57,10 @@ if [ -n "${VMB_LD_LIBRARY_PATH:-}" ]; then
 fi
 
 now() { date +%s.%N; }
-since() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.1f", e - s }'; }
-one_line() { tr '\n\t' '  ' | sed -e 's/  */ /g' -e 's/^ //' -e 's/ $//' | cut -c1-300; }
-proc_alive() { # running and not a zombie
-    [ -r "/proc/$1/stat" ] || return 1
-    _st="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
-    [ -n "$_st" ] && [ "$_st" != Z ]
-}
+since() { echo "$1 $(now)" | awk '{ printf "%.1f", $2 - $1 }'; } # seconds since a now() stamp
+last_lines() { tail -n "${2:-3}" "$1" 2>/dev/null | tr -s '\n\t ' '   ' | cut -c1-300; }
+# running and not a zombie (field 3 of /proc/PID/stat; our commands have no space in their names)
+alive() { awk '{ exit ($3 == "Z") }' "/proc/$1/stat" 2>/dev/null; }
 nbd_connected() { [ -e "$NBDSYS/pid" ]; }
 cpu_ticks() { sed -n 's/^cpu  *//p' /proc/stat; } # user nice system idle iowait irq softirq steal ...
 busy_pct() { # busy_pct "TICKS_BEFORE" "TICKS_AFTER": share of all guest CPUs not idle (idle + iowait) in between
@@ -99,12 +90,14 @@ start_server() { # start_server KIND: spawns it; readiness is its pid file
     "$@" >> "$S/$_k.server.log" 2>&1 &
     eval "SPAWNED_$(echo "$_k" | tr - _)=$!"
 }
+spawned() { eval echo "\${SPAWNED_$(echo "$1" | tr - _):-}"; } # pid of start_server KIND
+
 
 wait_ready() { # wait_ready KIND
     _k="$1" _end=$(( $(date +%s) + T_READY ))
-    _spawned="$(eval echo "\$SPAWNED_$(echo "$_k" | tr - _)")"
+    _spawned="$(spawned "$_k")"
     while :; do
-        proc_alive "$_spawned" || { echo "exited before it was ready: $(tail -n 3 "$S/$_k.server.log" | one_line)"; return 1; }
+        alive "$_spawned" || { echo "exited before it was ready: $(last_lines "$S/$_k.server.log")"; return 1; }
         [ -s "/run/kbench-$_k.pid" ] && [ -S "$(sock_of "$_k")" ] && return 0
         [ "$(date +%s)" -ge "$_end" ] && { echo "not ready after ${T_READY}s"; return 1; }
         sleep 0.1
@@ -124,26 +117,25 @@ snapshot() { # snapshot KIND DEST: SIGUSR1, wait for the fresh (atomically writt
     cp "$_st" "$2"
 }
 
-stop_server() { # SIGTERM, bounded wait; writes SERVER.exit
-    _k="$1" _p="$(eval echo "\$SPAWNED_$(echo "$1" | tr - _)")"
-    [ -n "$_p" ] || return 0
-    kill -TERM "$_p" 2>/dev/null
+stop_servers() { # SIGTERM to every server, one bounded wait for all; SERVER.exit: exit status or "killed"
+    for _k in $SERVERS; do [ -n "$(spawned "$_k")" ] && kill -TERM "$(spawned "$_k")" 2>/dev/null; done
     _end=$(( $(date +%s) + T_STOP ))
-    while proc_alive "$_p" && [ "$(date +%s)" -lt "$_end" ]; do sleep 0.1; done
-    if proc_alive "$_p"; then
-        kill -KILL "$_p" 2>/dev/null; wait "$_p" 2>/dev/null
-        echo killed > "$S/$_k.exit"
-    else
-        wait "$_p"; echo "$?" > "$S/$_k.exit"
-    fi
-    is_nvme "$_k" && cp "$(stats_of "$_k")" "$S/$_k.final.json" 2>/dev/null
+    for _k in $SERVERS; do
+        _p="$(spawned "$_k")"
+        [ -n "$_p" ] || continue
+        until ! alive "$_p" || [ "$(date +%s)" -ge "$_end" ]; do sleep 0.1; done
+        if alive "$_p"; then kill -KILL "$_p" 2>/dev/null; wait "$_p" 2>/dev/null; _st=killed
+        else wait "$_p"; _st=$?; fi
+        echo "$_st" > "$S/$_k.exit"
+        is_nvme "$_k" && cp "$(stats_of "$_k")" "$S/$_k.final.json" 2>/dev/null
+    done
 }
 
 # ----------------------------------------------------------------- client
 attach() { # attach KIND CONNS: nbd-client, then wait until the device has the export's size
     if nbd_connected; then echo "$DEV already connected"; return 1; fi
     timeout -k 5 "$T_CONNECT" nbd-client -unix "$(sock_of "$1")" "$DEV" -C "$2" > /tmp/attach.log 2>&1 ||
-        { echo "nbd-client rc=$?: $(one_line < /tmp/attach.log)"; return 1; }
+        { echo "nbd-client rc=$?: $(last_lines /tmp/attach.log)"; return 1; }
     _end=$(( $(date +%s) + T_CONNECT ))
     until nbd_connected && [ "$(blockdev --getsize64 "$DEV" 2>/dev/null)" = "$SIZE_BYTES" ]; do
         [ "$(date +%s)" -ge "$_end" ] && { echo "$DEV not ready (size $(blockdev --getsize64 "$DEV" 2>&1))"; return 1; }
@@ -196,7 +188,7 @@ measure() { # measure ROUND CONNS KIND
         echo "RESULT kbench.$_tag PASS fio ${_tf}s, guest CPU ${_busy}% busy"
     else
         echo "$1 $2 $3 fio_rc_$_rc $(since "$_t0") $_ta $_tf $_busy" >> "$S/runs.txt"
-        echo "RESULT kbench.$_tag FAIL fio rc=$_rc: $(tail -n 3 "$S/$_tag.fio.log" | one_line)"
+        echo "RESULT kbench.$_tag FAIL fio rc=$_rc: $(last_lines "$S/$_tag.fio.log")"
     fi
 }
 
@@ -247,6 +239,6 @@ while [ "$r" -le "$ROUNDS" ]; do
     r=$((r + 1))
 done
 
-for k in $SERVERS; do stop_server "$k"; done
+stop_servers
 echo "TIMING kbench.total $(cut -d' ' -f1 /proc/uptime)"
 exit 0
