@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 import nbd  # python3-libnbd (run with /usr/bin/python3)
