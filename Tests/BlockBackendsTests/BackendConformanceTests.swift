@@ -38,11 +38,11 @@ struct BackendConformanceTests {
                 model.replaceSubrange(offset..<offset + length, with: data)
             case 5:
                 try backend.deallocate(at: UInt64(offset), length: UInt64(length))
-                model.replaceSubrange(offset..<offset + length, with: repeatElement(0, count: length))
+                model.replaceSubrange(offset..<offset + length, with: [UInt8](repeating: 0, count: length))
             case 6:
                 try backend.writeZeroes(
                     at: UInt64(offset), length: UInt64(length), deallocate: Bool.random(using: &rng))
-                model.replaceSubrange(offset..<offset + length, with: repeatElement(0, count: length))
+                model.replaceSubrange(offset..<offset + length, with: [UInt8](repeating: 0, count: length))
             case 7:
                 try backend.flush()
             default:
@@ -275,7 +275,7 @@ struct BackendConformanceTests {
                         let length = Int.random(in: 1...min(9000, region - offset), using: &rng)
                         if Int.random(in: 0..<8, using: &rng) == 0 {
                             try backend.deallocate(at: UInt64(base + offset), length: UInt64(length))
-                            model.replaceSubrange(offset..<offset + length, with: repeatElement(0, count: length))
+                            model.replaceSubrange(offset..<offset + length, with: [UInt8](repeating: 0, count: length))
                         } else {
                             let data = randomBytes(length, using: &rng)
                             try backend.write(data, at: UInt64(base + offset))

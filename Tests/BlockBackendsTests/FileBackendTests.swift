@@ -127,7 +127,7 @@ struct FileBackendTests {
             } else {
                 try backend.deallocate(at: offset, length: length)
             }
-            model.replaceSubrange(Int(offset)..<Int(offset + length), with: repeatElement(0, count: Int(length)))
+            model.replaceSubrange(Int(offset)..<Int(offset + length), with: [UInt8](repeating: 0, count: Int(length)))
             findings.checkBytes(
                 try backend.bytes(at: 0, count: Int(size)), model,
                 "after \(offset)+\(length) \(String(describing: deallocate)), \(seed)")
@@ -397,8 +397,8 @@ struct FileBackendTests {
         try backend.writeZeroes(at: 4096 * 20, length: 4096 * 2, deallocate: false)
         var expected = [UInt8](repeating: 0, count: Int(size))
         expected.replaceSubrange(4096 * 3 + 17..<4096 * 3 + 17 + 100_000, with: pattern(100_000, seed: 4))
-        expected.replaceSubrange(4096 * 4..<4096 * 12, with: repeatElement(0, count: 4096 * 8))
-        expected.replaceSubrange(4096 * 20..<4096 * 22, with: repeatElement(0, count: 4096 * 2))
+        expected.replaceSubrange(4096 * 4..<4096 * 12, with: [UInt8](repeating: 0, count: 4096 * 8))
+        expected.replaceSubrange(4096 * 20..<4096 * 22, with: [UInt8](repeating: 0, count: 4096 * 2))
         expectBytes(try backend.bytes(at: 0, count: Int(size)), expected)
         // Block devices cannot report holes.
         #expect(
