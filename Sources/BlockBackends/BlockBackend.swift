@@ -90,16 +90,18 @@ extension BlockBackend {
 
 /// One run of bytes with the same allocation state.
 public struct AllocationExtent: Equatable, Hashable, Sendable, CustomStringConvertible {
-    public var offset: UInt64
-    public var length: UInt64
+    /// The bytes, `[offset, offset + length)`.
+    public var range: Range<UInt64>
     /// `false`: a hole; it reads as zeroes.
     public var isAllocated: Bool
 
     public init(offset: UInt64, length: UInt64, isAllocated: Bool) {
-        self.offset = offset
-        self.length = length
+        self.range = offset..<(offset + length)
         self.isAllocated = isAllocated
     }
+
+    public var offset: UInt64 { range.lowerBound }
+    public var length: UInt64 { range.upperBound - range.lowerBound }
 
     public var description: String {
         "\(isAllocated ? "data" : "hole")[\(offset)..<\(offset + length)]"

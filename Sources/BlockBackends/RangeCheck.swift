@@ -28,8 +28,8 @@ extension Array where Element == AllocationExtent {
     /// it has the same state and is adjacent. Empty ranges are dropped.
     mutating func appendMerged(start: UInt64, end: UInt64, isAllocated: Bool) {
         guard end > start else { return }
-        if let last = self.last, last.isAllocated == isAllocated, last.offset + last.length == start {
-            self[count - 1].length += end - start
+        if let last = self.last, last.isAllocated == isAllocated, last.range.upperBound == start {
+            self[count - 1].range = last.offset..<end
         } else {
             append(AllocationExtent(offset: start, length: end - start, isAllocated: isAllocated))
         }

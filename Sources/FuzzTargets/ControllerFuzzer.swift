@@ -81,13 +81,13 @@ public enum ControllerFuzzer {
                 }
                 if q == 0 && steer & 4 != 0 {
                     // Make queue-creation commands name the fixed queue memory.
-                    let qid = Int(e.cdw10 & 0x3) + 1
+                    let qid = Int(e.dwords[10] & 0x3) + 1
                     if e.opcode == 0x05 || e.opcode == 0x01 {
-                        e.cdw10 = (e.cdw10 & 0xFFFF_0000) | UInt32(qid)
-                        if steer & 8 != 0 { e.cdw10 = UInt32(queueEntries - 1) << 16 | UInt32(qid) }
+                        e.dwords[10] = (e.dwords[10] & 0xFFFF_0000) | UInt32(qid)
+                        if steer & 8 != 0 { e.dwords[10] = UInt32(queueEntries - 1) << 16 | UInt32(qid) }
                         e.prp1 = queueBase(qid, completion: e.opcode == 0x05)
-                        if e.opcode == 0x01 && steer & 16 != 0 { e.cdw11 = UInt32(qid) << 16 | 1 }
-                        if e.opcode == 0x05 && steer & 16 != 0 { e.cdw11 = UInt32(qid) << 16 | 3 }
+                        if e.opcode == 0x01 && steer & 16 != 0 { e.dwords[11] = UInt32(qid) << 16 | 1 }
+                        if e.opcode == 0x05 && steer & 16 != 0 { e.dwords[11] = UInt32(qid) << 16 | 3 }
                     } else if e.opcode == 0x7C {
                         e.prp1 = shadowPage
                         e.prp2 = eventIndexPage

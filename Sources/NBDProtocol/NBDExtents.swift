@@ -1,18 +1,18 @@
 /// A run of an export's bytes with one allocation state, in bytes: what the
 /// server learns from the namespace's allocation map, independent of NVMe.
 public struct NBDExtent: Hashable, Sendable {
-    public var offset: UInt64
-    public var length: UInt64
+    /// The bytes, `[offset, offset + length)`.
+    public var range: Range<UInt64>
     /// Deallocated: reads as zeroes.
     public var isHole: Bool
 
-    public init(offset: UInt64, length: UInt64, isHole: Bool) {
-        self.offset = offset
-        self.length = length
+    public init(_ range: Range<UInt64>, isHole: Bool) {
+        self.range = range
         self.isHole = isHole
     }
 
-    public var end: UInt64 { offset + length }
+    public var offset: UInt64 { range.lowerBound }
+    public var length: UInt64 { range.upperBound - range.lowerBound }
 }
 
 /// Pure functions from extents to what the replies carry.
@@ -26,17 +26,17 @@ public enum NBDExtents {
         func add(_ a: UInt64, _ b: UInt64, _ hole: Bool) {
             let lo = max(a, start), hi = min(b, end)
             guard hi > lo else { return }
-            if let last = runs.last, last.isHole == hole, last.end == lo {
-                runs[runs.count - 1].length += hi - lo
+            if let last = runs.last, last.isHole == hole, last.range.upperBound == lo {
+                runs[runs.count - 1].range = last.offset..<hi
             } else {
-                runs.append(NBDExtent(offset: lo, length: hi - lo, isHole: hole))
+                runs.append(NBDExtent(lo..<hi, isHole: hole))
             }
         }
         var covered = start
         for x in extents {
             if x.offset > covered { add(covered, x.offset, false) }
-            add(x.offset, x.end, x.isHole)
-            covered = max(covered, x.end)
+            add(x.offset, x.range.upperBound, x.isHole)
+            covered = max(covered, x.range.upperBound)
         }
         if covered < end { add(covered, end, false) }
         return runs
@@ -57,7 +57,7 @@ public enum NBDExtents {
         let maxLength = UInt64(UInt32.max) & ~(granularity - 1)
         for x in extents {
             let a = max(x.offset, position)
-            let b = min(x.end, exportSize)
+            let b = min(x.range.upperBound, exportSize)
             guard b > a else { continue }
             let state: NBDAllocationState = x.isHole ? [.hole, .zero] : []
             let n = min(b - a, maxLength)

@@ -24,8 +24,8 @@ public protocol NBDTransmissionEnvironment {
 /// proto.md, "Transmission", "Request types", "Terminating the transmission
 /// phase", "Error values". Rules (README, "The data path"):
 /// - Requests are validated (``NBDRequestValidation``) before anything is done.
-/// - Back-pressure: past ``Configuration/maximumInFlightRequests`` requests or
-///   ``Configuration/maximumInFlightBytes`` payload bytes in flight, while the
+/// - Back-pressure: past ``maximumInFlightRequests`` requests or
+///   ``maximumInFlightBytes`` payload bytes in flight, while the
 ///   channel is not writable, or when the server-wide budget refuses a request,
 ///   decoded requests wait in order (``deferredCount``) and reading pauses until
 ///   the limits allow again.
@@ -41,18 +41,6 @@ public protocol NBDTransmissionEnvironment {
 /// Every call appends to `actions`, which the caller carries out in order and
 /// then empties (a reused array: no allocation per request).
 public struct NBDTransmission: Sendable {
-    public struct Configuration: Hashable, Sendable {
-        public var limits: NBDRequestLimits
-        public var maximumInFlightRequests: Int
-        public var maximumInFlightBytes: Int
-
-        public init(limits: NBDRequestLimits, maximumInFlightRequests: Int, maximumInFlightBytes: Int) {
-            self.limits = limits
-            self.maximumInFlightRequests = maximumInFlightRequests
-            self.maximumInFlightBytes = maximumInFlightBytes
-        }
-    }
-
     /// Where the connection is.
     public enum State: Hashable, Sendable {
         /// Serving requests.
@@ -85,7 +73,12 @@ public struct NBDTransmission: Sendable {
     /// An error answer: the errno and a message for the client and the log.
     public typealias NBDRejection = NBDRequestRejection
 
-    public let configuration: Configuration
+    /// What a single request may ask (``NBDRequestValidation``).
+    public let limits: NBDRequestLimits
+    /// Back-pressure: requests in flight before reading pauses.
+    public let maximumInFlightRequests: Int
+    /// Back-pressure: bytes in flight (``cost(of:)``) before reading pauses.
+    public let maximumInFlightBytes: Int
     public private(set) var state: State = .active
     /// Requests started and not yet completed.
     public private(set) var inFlight = 0
@@ -96,8 +89,10 @@ public struct NBDTransmission: Sendable {
     private var lingerOver = false
     private var readingPaused = false
 
-    public init(configuration: Configuration) {
-        self.configuration = configuration
+    public init(limits: NBDRequestLimits, maximumInFlightRequests: Int, maximumInFlightBytes: Int) {
+        self.limits = limits
+        self.maximumInFlightRequests = maximumInFlightRequests
+        self.maximumInFlightBytes = maximumInFlightBytes
     }
 
     /// Requests decoded but waiting for the limits to allow them.
@@ -131,7 +126,7 @@ public struct NBDTransmission: Sendable {
                     cookie: request.cookie,
                     NBDRequestRejection(
                         .einval,
-                        "write of \(request.length) bytes exceeds the maximum payload \(configuration.limits.maximumPayload)"
+                        "write of \(request.length) bytes exceeds the maximum payload \(limits.maximumPayload)"
                     )))
         case .unexpectedPayloadLengthFlag(let request):
             actions.append(
@@ -185,7 +180,7 @@ public struct NBDTransmission: Sendable {
     // MARK: Rules
 
     private func overLimits(_ writable: Bool) -> Bool {
-        inFlight >= configuration.maximumInFlightRequests || inFlightBytes >= configuration.maximumInFlightBytes
+        inFlight >= maximumInFlightRequests || inFlightBytes >= maximumInFlightBytes
             || !writable
     }
 
@@ -210,7 +205,7 @@ public struct NBDTransmission: Sendable {
                 actions.append(.reject(cookie: r.cookie, NBDRequestRejection(.eshutdown, "server shutting down")))
                 continue
             }
-            if let rejection = NBDRequestValidation.validate(r, configuration.limits) {
+            if let rejection = NBDRequestValidation.validate(r, limits) {
                 deferred.removeFirst()
                 actions.append(.reject(cookie: r.cookie, rejection))
                 continue

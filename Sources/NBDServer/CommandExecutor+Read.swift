@@ -27,16 +27,16 @@ extension CommandExecutor {
             replies.structured && !r.flags.contains(.dontFragment)
             && Int(r.length) >= limits.holeDetectionThreshold
         guard wantHoles else {
-            queuePair.read(
-                lba: s.lba, blocks: s.blocks, fua: fua, into: buffer, deferDoorbell: batching,
+            queuePair.transfer(
+                .read(into: buffer), lba: s.lba, blocks: s.blocks, fua: fua, deferDoorbell: batching,
                 completion: onLoop { e, result in e.finishRead(r, data, result, map: nil, cost: cost) })
             return noteSubmitted()
         }
         // Large structured reads: ask for the allocation map alongside the data,
         // so deallocated ranges can be answered with OFFSET_HOLE.
         let join = ReadJoin()
-        queuePair.read(
-            lba: s.lba, blocks: s.blocks, fua: fua, into: buffer, deferDoorbell: true,
+        queuePair.transfer(
+            .read(into: buffer), lba: s.lba, blocks: s.blocks, fua: fua, deferDoorbell: true,
             completion: onLoop { e, result in
                 join.data = result
                 if let map = join.map { e.finishRead(r, data, result, map: map, cost: cost) }
@@ -59,7 +59,7 @@ extension CommandExecutor {
         let bytes = data.filled()
         guard case .success = result else { return finish(r, result, cost: cost) }
         export.statistics.add(.bytesRead, UInt64(r.length))
-        var runs = [NBDExtent(offset: r.offset, length: UInt64(r.length), isHole: false)]
+        var runs = [NBDExtent(r.offset..<(r.offset + UInt64(r.length)), isHole: false)]
         if case .success(let m)? = map {
             runs = NBDExtents.readRuns(offset: r.offset, length: UInt64(r.length), extents: extents(m.descriptors))
         }
@@ -93,7 +93,8 @@ extension CommandExecutor {
     func extents(_ descriptors: [AllocationMapDescriptor]) -> [NBDExtent] {
         let shift = UInt64(export.blockShift)
         return descriptors.map {
-            NBDExtent(offset: $0.startingLBA << shift, length: UInt64($0.blockCount) << shift, isHole: $0.deallocated)
+            let start = $0.startingLBA << shift
+            return NBDExtent(start..<(start + UInt64($0.blockCount) << shift), isHole: $0.deallocated)
         }
     }
 }

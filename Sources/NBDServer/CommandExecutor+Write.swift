@@ -32,7 +32,8 @@ extension CommandExecutor {
             buffer?.copyIn(payload)
         }
         guard let buffer else { return }
-        queuePair.write(lba: s.lba, blocks: s.blocks, fua: fua, from: buffer, deferDoorbell: batching) { result in
+        queuePair.transfer(.write(from: buffer), lba: s.lba, blocks: s.blocks, fua: fua, deferDoorbell: batching) {
+            result in
             buffer.release()
             done(result)
         }
@@ -103,7 +104,7 @@ extension CommandExecutor {
         guard let buffer = arenaBuffer(min(s.bytes, chunkBlocks << export.blockShift), for: r, cost: 0) else { return }
         let qp = queuePair
         let steps: [NVMeStep] = nbdChunks(lba: s.lba, blocks: s.blocks, maximum: chunkBlocks).map { chunk in
-            { done in qp.read(lba: chunk.lowerBound, blocks: chunk.count, into: buffer, completion: done) }
+            { done in qp.transfer(.read(into: buffer), lba: chunk.lowerBound, blocks: chunk.count, completion: done) }
         }
         runSequentially(
             steps[...],

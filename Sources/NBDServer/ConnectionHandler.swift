@@ -217,11 +217,11 @@ final class NBDConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let executor = CommandExecutor(
             export: export, eventLoop: context.eventLoop, selection: selection,
             allocator: context.channel.allocator, limits: server.limits, sink: self)
-        let configuration = NBDTransmission.Configuration(
+        let machine = NBDTransmission(
             limits: executor.requestLimits, maximumInFlightRequests: server.limits.maximumInFlightRequests,
             maximumInFlightBytes: server.limits.maximumInFlightBytes)
         session = Session(
-            machine: NBDTransmission(configuration: configuration), executor: executor, export: export,
+            machine: machine, executor: executor, export: export,
             wake: { b.eventLoop.execute { b.value.budgetFreed() } },
             timing: server.observer.map { o in
                 RequestTiming(observer: o, export: server.exports.firstIndex { $0 === export } ?? 0)

@@ -53,14 +53,14 @@ func readModifyWrite(
     completion: @escaping QueuePair.RequestCompletion
 ) {
     gate.acquire {
-        qp.read(lba: s.lba, blocks: s.blocks, into: buffer) { result in
+        qp.transfer(.read(into: buffer), lba: s.lba, blocks: s.blocks) { result in
             if case .failure = result {
                 buffer.release()
                 gate.release()
                 return completion(result)
             }
             fill(buffer)
-            qp.write(lba: s.lba, blocks: s.blocks, fua: fua, from: buffer) { result in
+            qp.transfer(.write(from: buffer), lba: s.lba, blocks: s.blocks, fua: fua) { result in
                 buffer.release()
                 gate.release()
                 completion(result)

@@ -13,22 +13,11 @@ public struct SubmissionQueueEntry: Hashable, Sendable {
     /// Size of an entry on the wire; IOSQES = 6 (2^6).
     public static let size = 64
 
-    public var opcode: UInt8
-    /// CDW0 bits 15:8 (fused operation and PRP/SGL selection). Must be zero here: PRPs only.
-    public var flags: UInt8
-    public var commandIdentifier: UInt16
-    public var namespaceIdentifier: UInt32
-    public var cdw2: UInt32
-    public var cdw3: UInt32
-    public var metadataPointer: UInt64
-    public var prp1: UInt64
-    public var prp2: UInt64
-    public var cdw10: UInt32
-    public var cdw11: UInt32
-    public var cdw12: UInt32
-    public var cdw13: UInt32
-    public var cdw14: UInt32
-    public var cdw15: UInt32
+    /// Command Dwords 0–15 (`dwords[10]` is CDW10), in host byte order. Every
+    /// field below is a view of these: the entry's layout is defined once, by the
+    /// dword and bits each field names. CDW2–3 are reserved for the commands
+    /// here; CDW10–15 are command specific.
+    public var dwords: SIMD16<UInt32>
 
     public init(
         opcode: UInt8, flags: UInt8 = 0, commandIdentifier: UInt16 = 0, namespaceIdentifier: UInt32 = 0,
@@ -36,44 +25,19 @@ public struct SubmissionQueueEntry: Hashable, Sendable {
         cdw10: UInt32 = 0, cdw11: UInt32 = 0, cdw12: UInt32 = 0,
         cdw13: UInt32 = 0, cdw14: UInt32 = 0, cdw15: UInt32 = 0
     ) {
-        self.opcode = opcode
-        self.flags = flags
-        self.commandIdentifier = commandIdentifier
-        self.namespaceIdentifier = namespaceIdentifier
-        self.cdw2 = 0
-        self.cdw3 = 0
-        self.metadataPointer = 0
-        self.prp1 = prp1
-        self.prp2 = prp2
-        self.cdw10 = cdw10
-        self.cdw11 = cdw11
-        self.cdw12 = cdw12
-        self.cdw13 = cdw13
-        self.cdw14 = cdw14
-        self.cdw15 = cdw15
+        dwords = SIMD16(
+            UInt32(opcode) | UInt32(flags) << 8 | UInt32(commandIdentifier) << 16, namespaceIdentifier, 0, 0,
+            0, 0, UInt32(truncatingIfNeeded: prp1), UInt32(truncatingIfNeeded: prp1 >> 32),
+            UInt32(truncatingIfNeeded: prp2), UInt32(truncatingIfNeeded: prp2 >> 32), cdw10, cdw11,
+            cdw12, cdw13, cdw14, cdw15)
     }
 
     /// Decodes an entry from 64 little-endian bytes.
     public init(bytes: UnsafeRawBufferPointer) {
         precondition(bytes.count >= Self.size)
-        func u32(_ o: Int) -> UInt32 { UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
-        func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt64.self)) }
-        let cdw0 = u32(0)
-        opcode = UInt8(truncatingIfNeeded: cdw0)
-        flags = UInt8(truncatingIfNeeded: cdw0 >> 8)
-        commandIdentifier = UInt16(truncatingIfNeeded: cdw0 >> 16)
-        namespaceIdentifier = u32(4)
-        cdw2 = u32(8)
-        cdw3 = u32(12)
-        metadataPointer = u64(16)
-        prp1 = u64(24)
-        prp2 = u64(32)
-        cdw10 = u32(40)
-        cdw11 = u32(44)
-        cdw12 = u32(48)
-        cdw13 = u32(52)
-        cdw14 = u32(56)
-        cdw15 = u32(60)
+        var d = SIMD16<UInt32>()
+        for i in d.indices { d[i] = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
+        dwords = d
     }
 
     /// Decodes an entry from a 64-byte array.
@@ -84,21 +48,7 @@ public struct SubmissionQueueEntry: Hashable, Sendable {
     /// Encodes the entry as 64 little-endian bytes into `out`.
     public func encode(into out: UnsafeMutableRawBufferPointer) {
         precondition(out.count >= Self.size)
-        func put(_ v: UInt32, _ o: Int) { out.storeBytes(of: v.littleEndian, toByteOffset: o, as: UInt32.self) }
-        func put(_ v: UInt64, _ o: Int) { out.storeBytes(of: v.littleEndian, toByteOffset: o, as: UInt64.self) }
-        put(cdw0, 0)
-        put(namespaceIdentifier, 4)
-        put(cdw2, 8)
-        put(cdw3, 12)
-        put(metadataPointer, 16)
-        put(prp1, 24)
-        put(prp2, 32)
-        put(cdw10, 40)
-        put(cdw11, 44)
-        put(cdw12, 48)
-        put(cdw13, 52)
-        put(cdw14, 56)
-        put(cdw15, 60)
+        for i in dwords.indices { out.storeBytes(of: dwords[i].littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
     }
 
     /// The 64 bytes of the entry.
@@ -109,21 +59,61 @@ public struct SubmissionQueueEntry: Hashable, Sendable {
         }
     }
 
-    /// Command Dword 0.
-    public var cdw0: UInt32 {
-        UInt32(opcode) | UInt32(flags) << 8 | UInt32(commandIdentifier) << 16
+    /// Dwords `low` and `low + 1` as one 64-bit field (`low` holds bits 31:0).
+    private subscript(quadword low: Int) -> UInt64 {
+        get { UInt64(dwords[low + 1]) << 32 | UInt64(dwords[low]) }
+        set {
+            dwords[low] = UInt32(truncatingIfNeeded: newValue)
+            dwords[low + 1] = UInt32(truncatingIfNeeded: newValue >> 32)
+        }
     }
 
+    /// Command Dword 0: opcode (7:0), fused operation and PSDT (15:8), command
+    /// identifier (31:16).
+    public var cdw0: UInt32 { dwords[0] }
+    public var opcode: UInt8 {
+        get { UInt8(truncatingIfNeeded: dwords[0]) }
+        set { dwords[0] = dwords[0] & 0xFFFF_FF00 | UInt32(newValue) }
+    }
+    /// CDW0 bits 15:8 (fused operation and PRP/SGL selection). Must be zero here: PRPs only.
+    public var flags: UInt8 {
+        get { UInt8(truncatingIfNeeded: dwords[0] >> 8) }
+        set { dwords[0] = dwords[0] & 0xFFFF_00FF | UInt32(newValue) << 8 }
+    }
+    public var commandIdentifier: UInt16 {
+        get { UInt16(truncatingIfNeeded: dwords[0] >> 16) }
+        set { dwords[0] = dwords[0] & 0x0000_FFFF | UInt32(newValue) << 16 }
+    }
+    /// NSID, dword 1.
+    public var namespaceIdentifier: UInt32 {
+        get { dwords[1] }
+        set { dwords[1] = newValue }
+    }
+    /// MPTR, dwords 5:4.
+    public var metadataPointer: UInt64 {
+        get { self[quadword: 4] }
+        set { self[quadword: 4] = newValue }
+    }
+    /// PRP Entry 1, dwords 7:6.
+    public var prp1: UInt64 {
+        get { self[quadword: 6] }
+        set { self[quadword: 6] = newValue }
+    }
+    /// PRP Entry 2, dwords 9:8.
+    public var prp2: UInt64 {
+        get { self[quadword: 8] }
+        set { self[quadword: 8] = newValue }
+    }
     /// Starting LBA of an NVM command: CDW11:CDW10.
     public var startingLBA: UInt64 {
-        get { UInt64(cdw11) << 32 | UInt64(cdw10) }
-        set { cdw10 = UInt32(truncatingIfNeeded: newValue); cdw11 = UInt32(truncatingIfNeeded: newValue >> 32) }
+        get { self[quadword: 10] }
+        set { self[quadword: 10] = newValue }
     }
 
     /// Number of logical blocks, 0-based: CDW12 bits 15:0.
     public var numberOfLogicalBlocks0: UInt16 {
-        get { UInt16(truncatingIfNeeded: cdw12) }
-        set { cdw12 = (cdw12 & 0xFFFF_0000) | UInt32(newValue) }
+        get { UInt16(truncatingIfNeeded: dwords[12]) }
+        set { dwords[12] = (dwords[12] & 0xFFFF_0000) | UInt32(newValue) }
     }
 
     /// Force Unit Access: CDW12 bit 30 (Read and Write).

@@ -21,11 +21,7 @@ extension ControllerCore {
 
     private func executeAdmin(_ e: SubmissionQueueEntry, on sq: DeviceSubmissionQueue) {
         let cid = e.commandIdentifier
-        guard let op = AdminOpcode(rawValue: e.opcode) else {
-            complete(sq, cid: cid, status: .invalidCommandOpcode)
-            return
-        }
-        switch op {
+        switch AdminOpcode(rawValue: e.opcode) {
         case .identify: complete(sq, cid: cid, status: identify(e))
         case .setFeatures:
             let (s, dw0) = setFeatures(e)
@@ -48,14 +44,14 @@ extension ControllerCore {
             // specification allows): DW0 bit 0 set = "command not aborted" (§5.1).
             complete(sq, cid: cid, status: .success, dw0: 1)
         case .asynchronousEventRequest:
-            guard outstandingAsyncEvents.count <= Int(IdentifyController().asynchronousEventRequestLimit) else {
+            guard outstandingAsyncEvents.count <= Int(IdentifyController()[.aerl]) else {
                 complete(sq, cid: cid, status: .asynchronousEventRequestLimitExceeded)
                 return
             }
             outstandingAsyncEvents.append((cid, sq))
             deliverAsyncEvents()
         case .getLogPage: complete(sq, cid: cid, status: getLogPage(e))
-        case .keepAlive:
+        default:  // Keep Alive (no keep-alive timer here) and unassigned opcodes
             complete(sq, cid: cid, status: .invalidCommandOpcode)
         }
     }
@@ -64,19 +60,18 @@ extension ControllerCore {
 
     func identifyController() -> IdentifyController {
         var id = IdentifyController()
-        id.serialNumber = options.serialNumber
-        id.modelNumber = options.modelNumber
-        id.maximumDataTransferSize = options.maximumDataTransferSize
-        id.controllerID = options.controllerID
+        id[text: .sn] = options.serialNumber
+        id[text: .mn] = options.modelNumber
+        id[.mdts] = UInt64(options.maximumDataTransferSize)
+        id[.cntlid] = UInt64(options.controllerID)
         id.supportsDoorbellBufferConfig = options.doorbellBufferConfig
-        id.numberOfNamespaces = UInt32(namespaces.count)
-        id.volatileWriteCache = namespaces.contains { $0.backend.hasVolatileWriteCache } ? 1 : 0
-        id.maximumOutstandingCommands = 0
+        id[.nn] = UInt64(namespaces.count)
+        id[.vwc] = namespaces.contains { $0.backend.hasVolatileWriteCache } ? 1 : 0
         return id
     }
 
     private func identify(_ e: SubmissionQueueEntry) -> NVMeStatus {
-        let cns = UInt8(truncatingIfNeeded: e.cdw10)
+        let cns = UInt8(truncatingIfNeeded: e.dwords[10])
         var bytes = [UInt8](repeating: 0, count: IdentifyController.size)
         switch IdentifyCNS(rawValue: cns) {
         case .controller:
@@ -108,11 +103,11 @@ extension ControllerCore {
     // MARK: Features (§5.27)
 
     private func setFeatures(_ e: SubmissionQueueEntry) -> (NVMeStatus, UInt32) {
-        if e.cdw10 & (1 << 31) != 0 { return (.featureIdentifierNotSaveable, 0) }
-        switch FeatureIdentifier(rawValue: UInt8(truncatingIfNeeded: e.cdw10)) {
+        if e.dwords[10] & (1 << 31) != 0 { return (.featureIdentifierNotSaveable, 0) }
+        switch FeatureIdentifier(rawValue: UInt8(truncatingIfNeeded: e.dwords[10])) {
         case .numberOfQueues:
-            let nsqr = Int(e.cdw11 & 0xFFFF)
-            let ncqr = Int(e.cdw11 >> 16)
+            let nsqr = Int(e.dwords[11] & 0xFFFF)
+            let ncqr = Int(e.dwords[11] >> 16)
             guard nsqr != 0xFFFF, ncqr != 0xFFFF else { return (.invalidField, 0) }
             // Only during initialization, before any I/O queue exists (§5.27.1.5).
             guard grantedQueues == nil || activeSubmissionQueueIDs.count <= 1 && !hasIOCompletionQueues else {
@@ -124,13 +119,13 @@ extension ControllerCore {
             return (.success, UInt32(granted.completion - 1) << 16 | UInt32(granted.submission - 1))
         case .volatileWriteCache:
             guard namespaces.contains(where: { $0.backend.hasVolatileWriteCache }) else { return (.invalidField, 0) }
-            volatileWriteCacheEnabled = e.cdw11 & 1 != 0
+            volatileWriteCacheEnabled = e.dwords[11] & 1 != 0
             return (.success, 0)
-        case let feature? where StoredFeatures.isStored(feature):
-            storedFeatures.set(feature, e.cdw11)
+        case let feature where StoredFeatures.isStored(feature):
+            storedFeatures.set(feature, e.dwords[11])
             return (.success, 0)
         case .powerManagement:
-            guard e.cdw11 & 0x1F == 0 else { return (.invalidField, 0) }  // one power state
+            guard e.dwords[11] & 0x1F == 0 else { return (.invalidField, 0) }  // one power state
             return (.success, 0)
         default:  // Interrupt Vector Configuration (not settable here), unknown identifiers
             return (.invalidField, 0)
@@ -140,10 +135,10 @@ extension ControllerCore {
     private var hasIOCompletionQueues: Bool { activeCompletionQueues.contains { $0.id != 0 } }
 
     private func getFeatures(_ e: SubmissionQueueEntry) -> (NVMeStatus, UInt32) {
-        let select = (e.cdw10 >> 8) & 0x7
+        let select = (e.dwords[10] >> 8) & 0x7
         guard select <= 3 else { return (.invalidField, 0) }
         if select == 3 { return (.success, 0) }  // capabilities: not saveable, not changeable per namespace
-        switch FeatureIdentifier(rawValue: UInt8(truncatingIfNeeded: e.cdw10)) {
+        switch FeatureIdentifier(rawValue: UInt8(truncatingIfNeeded: e.dwords[10])) {
         case .numberOfQueues:
             let max = options.maximumIOQueuePairs
             let g = (select == 0 ? grantedQueues : nil) ?? (max, max)
@@ -151,11 +146,11 @@ extension ControllerCore {
         case .volatileWriteCache:
             let present = namespaces.contains { $0.backend.hasVolatileWriteCache }
             return (.success, present && (select != 0 || volatileWriteCacheEnabled) ? 1 : 0)
-        case let feature? where StoredFeatures.isStored(feature):
+        case let feature where StoredFeatures.isStored(feature):
             return (.success, select == 0 ? storedFeatures.current(feature) : StoredFeatures.defaultValue(feature))
         case .powerManagement: return (.success, 0)
         case .interruptVectorConfiguration:
-            let iv = e.cdw11 & 0xFFFF
+            let iv = e.dwords[11] & 0xFFFF
             guard Int(iv) < vectors.count else { return (.invalidField, 0) }
             return (.success, iv)
         default: return (.invalidField, 0)  // unknown identifiers (the stored features matched above)
@@ -169,11 +164,11 @@ extension ControllerCore {
     }
 
     private func createCompletionQueue(_ e: SubmissionQueueEntry) -> NVMeStatus {
-        let qid = Int(e.cdw10 & 0xFFFF)
-        let qsize0 = Int(e.cdw10 >> 16)
-        let physicallyContiguous = e.cdw11 & 1 != 0
-        let interruptsEnabled = e.cdw11 & 2 != 0
-        let vector = Int(e.cdw11 >> 16)
+        let qid = Int(e.dwords[10] & 0xFFFF)
+        let qsize0 = Int(e.dwords[10] >> 16)
+        let physicallyContiguous = e.dwords[11] & 1 != 0
+        let interruptsEnabled = e.dwords[11] & 2 != 0
+        let vector = Int(e.dwords[11] >> 16)
         guard qid != 0, qid <= queueLimit.completion, completionQueues[qid] == nil else {
             return .invalidQueueIdentifier
         }
@@ -194,10 +189,10 @@ extension ControllerCore {
     }
 
     private func createSubmissionQueue(_ e: SubmissionQueueEntry) -> NVMeStatus {
-        let qid = Int(e.cdw10 & 0xFFFF)
-        let qsize0 = Int(e.cdw10 >> 16)
-        let physicallyContiguous = e.cdw11 & 1 != 0
-        let cqid = Int(e.cdw11 >> 16)
+        let qid = Int(e.dwords[10] & 0xFFFF)
+        let qsize0 = Int(e.dwords[10] >> 16)
+        let physicallyContiguous = e.dwords[11] & 1 != 0
+        let cqid = Int(e.dwords[11] >> 16)
         guard cqid != 0, cqid < completionQueues.count, let cq = completionQueues[cqid] else {
             return .completionQueueInvalid
         }
@@ -221,7 +216,7 @@ extension ControllerCore {
     }
 
     private func deleteSubmissionQueue(_ e: SubmissionQueueEntry) -> NVMeStatus {
-        let qid = Int(e.cdw10 & 0xFFFF)
+        let qid = Int(e.dwords[10] & 0xFFFF)
         guard qid != 0, qid < submissionQueues.count, let sq = submissionQueues[qid] else {
             return .invalidQueueIdentifier
         }
@@ -242,7 +237,7 @@ extension ControllerCore {
     }
 
     private func deleteCompletionQueue(_ e: SubmissionQueueEntry) -> NVMeStatus {
-        let qid = Int(e.cdw10 & 0xFFFF)
+        let qid = Int(e.dwords[10] & 0xFFFF)
         guard qid != 0, qid < completionQueues.count, let cq = completionQueues[qid] else {
             return .invalidQueueIdentifier
         }
@@ -316,9 +311,9 @@ extension ControllerCore {
     // MARK: Get Log Page (§5.16)
 
     private func getLogPage(_ e: SubmissionQueueEntry) -> NVMeStatus {
-        let lid = UInt8(truncatingIfNeeded: e.cdw10)
-        let numd = Int((e.cdw10 >> 16) | (e.cdw11 & 0xFFFF) << 16) + 1
-        let offset = Int(min(UInt64(e.cdw13) << 32 | UInt64(e.cdw12), UInt64(Int32.max)))
+        let lid = UInt8(truncatingIfNeeded: e.dwords[10])
+        let numd = Int((e.dwords[10] >> 16) | (e.dwords[11] & 0xFFFF) << 16) + 1
+        let offset = Int(min(UInt64(e.dwords[13]) << 32 | UInt64(e.dwords[12]), UInt64(Int32.max)))
         guard offset & 3 == 0 else { return .invalidField }
         var page: [UInt8]
         switch LogPageIdentifier(rawValue: lid) {

@@ -1,13 +1,5 @@
 import ConcurrencyHelpers
 
-/// The controller's event counters, readable from any thread while it runs
-/// (README "Counters"). The controller thread is the only writer of most of them.
-public typealias ControllerCounters = CounterBlock<ControllerCounter>
-
-/// A copy of ``ControllerCounters`` at one moment: one `--stats-json` field per
-/// ``ControllerCounter``.
-public typealias ControllerStatistics = CounterValues<ControllerCounter>
-
 /// Every counter the controller keeps. The case name is the JSON field name.
 public enum ControllerCounter: Int, CounterKey {
     // MARK: Traps: MMIO accesses to BAR0 (NVMe Base Specification 2.0, §3.1.3, Figure 35)
@@ -111,3 +103,11 @@ extension CounterValues where Key == ControllerCounter {
     /// MMIO writes to I/O queue doorbells: the trap count shadow doorbells exist to cut.
     public var mmioIODoorbellWrites: UInt64 { self[.mmioSQTailDoorbellWrites] + self[.mmioCQHeadDoorbellWrites] }
 }
+
+/// The controller's event counters, readable from any thread while it runs
+/// (README "Counters"). The controller thread is the only writer of most of them.
+public typealias ControllerCounters = CounterBlock<ControllerCounter>
+
+/// A copy of ``ControllerCounters`` at one moment: one `--stats-json` field per
+/// ``ControllerCounter``.
+public typealias ControllerStatistics = CounterValues<ControllerCounter>

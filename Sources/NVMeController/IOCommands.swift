@@ -47,7 +47,7 @@ extension ControllerCore {
         guard ns.contains(lba: lba, count: count) else { return .lbaOutOfRange }
         if write && ns.backend.isReadOnly { return .namespaceWriteProtected }
         if let s = mapData(e, length: bytes) { return s }
-        let fua = e.cdw12 & SubmissionQueueEntry.forceUnitAccessBit != 0 || !volatileWriteCacheEnabled
+        let fua = e.dwords[12] & SubmissionQueueEntry.forceUnitAccessBit != 0 || !volatileWriteCacheEnabled
         let offset = lba << UInt64(ns.blockSizeShift)
         var vector = IOVector()
         for seg in segments { vector.append(IOSegment(base: seg.pointer, count: seg.length)) }
@@ -92,9 +92,9 @@ extension ControllerCore {
         }
         let operation = StorageOperation.writeZeroes(
             offset: range.lowerBound, length: range.upperBound - range.lowerBound,
-            deallocate: e.cdw12 & SubmissionQueueEntry.deallocateBit != 0,
-            quickly: e.cdw13 & SubmissionQueueEntry.fastZeroOnlyBit != 0,
-            forceUnitAccess: e.cdw12 & SubmissionQueueEntry.forceUnitAccessBit != 0)
+            deallocate: e.dwords[12] & SubmissionQueueEntry.deallocateBit != 0,
+            quickly: e.dwords[13] & SubmissionQueueEntry.fastZeroOnlyBit != 0,
+            forceUnitAccess: e.dwords[12] & SubmissionQueueEntry.forceUnitAccessBit != 0)
         return run(operation, on: rt, sq: sq, entry: e, accounting: .mutation)
     }
 
@@ -104,7 +104,7 @@ extension ControllerCore {
     private func datasetManagement(_ e: SubmissionQueueEntry, on sq: DeviceSubmissionQueue) -> NVMeStatus? {
         guard let rt = runtime(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
         let ns = rt.namespace
-        let count = Int(e.cdw10 & 0xFF) + 1
+        let count = Int(e.dwords[10] & 0xFF) + 1
         guard let data = copyFromHost(count: count * DatasetManagementRange.size, e) else {
             return mapData(e, length: count * DatasetManagementRange.size) ?? .dataTransferError
         }
@@ -116,7 +116,7 @@ extension ControllerCore {
         for r in ranges where !ns.contains(lba: r.startingLBA, count: UInt64(r.blockCount)) {
             return .lbaOutOfRange
         }
-        guard e.cdw11 & DatasetManagementRange.deallocateAttribute != 0 else { return .success }
+        guard e.dwords[11] & DatasetManagementRange.deallocateAttribute != 0 else { return .success }
         if ns.backend.isReadOnly { return .namespaceWriteProtected }
         let byteRanges = ranges.compactMap { r in
             r.blockCount > 0 ? clipped(lba: r.startingLBA, count: UInt64(r.blockCount), ns) : nil
@@ -130,8 +130,8 @@ extension ControllerCore {
         guard let rt = runtime(e.namespaceIdentifier) else { return .invalidNamespaceOrFormat }
         let ns = rt.namespace
         let lba = e.startingLBA
-        let count = UInt64(e.cdw12)
-        let bufferBytes = Int(e.cdw13)
+        let count = UInt64(e.dwords[12])
+        let bufferBytes = Int(e.dwords[13])
         guard count > 0, bufferBytes >= 32, bufferBytes % 16 == 0,
             bufferBytes <= options.maximumTransferBytes
         else { return .invalidField }
@@ -162,8 +162,8 @@ extension ControllerCore {
     {
         let ns = rt.namespace
         let lba = e.startingLBA
-        let count = UInt64(e.cdw12)
-        let bufferBytes = Int(e.cdw13)
+        let count = UInt64(e.dwords[12])
+        let bufferBytes = Int(e.dwords[13])
         let shift = UInt64(ns.blockSizeShift)
         var extents = extents
         let covered = extents.last.map { $0.offset + $0.length } ?? (lba << shift)

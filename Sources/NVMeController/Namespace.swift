@@ -67,19 +67,19 @@ public final class Namespace: Sendable {
     /// The Identify Namespace structure this namespace answers with.
     public func identify(allocatedBytes: UInt64?) -> IdentifyNamespace {
         var id = IdentifyNamespace()
-        id.size = blockCount
-        id.capacity = blockCount
-        id.utilization = allocatedBytes.map { ($0 + UInt64(blockSize) - 1) >> UInt64(blockSizeShift) } ?? blockCount
-        id.features = allocatedBytes == nil ? 0 : 1
+        id[.nsze] = blockCount
+        id[.ncap] = blockCount
+        id[.nuse] = allocatedBytes.map { ($0 + UInt64(blockSize) - 1) >> UInt64(blockSizeShift) } ?? blockCount
+        id[.nsfeat] = allocatedBytes == nil ? 0 : 1
         id.lbaDataSizeShift = blockSizeShift
-        id.attributes = backend.isReadOnly ? 1 : 0
+        id[.nsattr] = backend.isReadOnly ? 1 : 0
         // DLFEAT bits 2:0: 001b deallocated blocks read as zeroes, 000b not reported;
         // bit 3: Write Zeroes honours DEAC.
-        id.deallocateLogicalBlockFeatures = backend.deallocatedReadsZeroes ? 0b1001 : 0b1000
-        id.ieeeExtendedUniqueIdentifier = 0x5254_0000_0000_0000 | UInt64(self.id)
-        var nguid = [UInt8](repeating: 0, count: 16)
-        nguid[0] = 0x52; nguid[1] = 0x54; nguid[15] = UInt8(truncatingIfNeeded: self.id)
-        id.namespaceGloballyUniqueIdentifier = nguid
+        id[.dlfeat] = backend.deallocatedReadsZeroes ? 0b1001 : 0b1000
+        // EUI64 52-54-00-00-00-00-00-NN and NGUID 5254…NN: QEMU's OUI and the NSID.
+        let nsid = UInt8(truncatingIfNeeded: self.id)
+        id[identifier: .eui64] = [0x52, 0x54, 0, 0, 0, 0, 0, nsid]
+        id[identifier: .nguid] = [0x52, 0x54] + [UInt8](repeating: 0, count: 13) + [nsid]
         return id
     }
 

@@ -1,12 +1,5 @@
 import ConcurrencyHelpers
 
-/// The host driver's counters for one queue pair, readable while it runs.
-public typealias HostCounters = CounterBlock<HostCounter>
-
-/// A copy of host counters (one queue pair, or the sum over all of them with `+`):
-/// one `--stats-json` field per ``HostCounter``.
-public typealias HostStatistics = CounterValues<HostCounter>
-
 /// Every counter the host driver keeps per queue pair. The case name is the JSON
 /// field name.
 public enum HostCounter: Int, CounterKey {
@@ -56,3 +49,10 @@ extension CounterValues where Key == HostCounter {
         return commands == 0 ? 0 : Double(traps) / Double(commands)
     }
 }
+
+/// The host driver's counters for one queue pair, readable while it runs.
+public typealias HostCounters = CounterBlock<HostCounter>
+
+/// A copy of host counters (one queue pair, or the sum over all of them with `+`):
+/// one `--stats-json` field per ``HostCounter``.
+public typealias HostStatistics = CounterValues<HostCounter>

@@ -131,7 +131,7 @@ public final class NVMeDriver: @unchecked Sendable {
             SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, cdw10: UInt32(IdentifyCNS.controller.rawValue)),
             data: QueuePair.DataPages(buffer: idBuffer, first: 0, count: 1), operation: "Identify Controller")
         let identify = IdentifyController(decoding: idBuffer.bytes())
-        let limits = TransferLimits(mdts: identify.maximumDataTransferSize)
+        let limits = TransferLimits(mdts: UInt8(truncatingIfNeeded: identify[.mdts]))
         _ = try adminCommand(
             SubmissionQueueEntry(
                 opcode: AdminOpcode.identify.rawValue, namespaceIdentifier: 0,
@@ -214,12 +214,13 @@ public final class NVMeDriver: @unchecked Sendable {
                 SubmissionQueueEntry(
                     opcode: AdminOpcode.createIOCompletionQueue.rawValue, prp1: qp.cq.address,
                     cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
-                    cdw11: UInt32(qp.interrupt.vector) << 16 | 0b11), operation: "Create I/O CQ \(qp.id)")
+                    cdw11: UInt32(qp.interrupt.vector) << 16 | 0b11),
+                operation: "\(AdminOpcode.createIOCompletionQueue) \(qp.id)")
             _ = try adminCommand(
                 SubmissionQueueEntry(
                     opcode: AdminOpcode.createIOSubmissionQueue.rawValue, prp1: qp.sq.address,
                     cdw10: UInt32(qp.depth - 1) << 16 | UInt32(qp.id),
-                    cdw11: UInt32(qp.id) << 16 | 0b1), operation: "Create I/O SQ \(qp.id)")
+                    cdw11: UInt32(qp.id) << 16 | 0b1), operation: "\(AdminOpcode.createIOSubmissionQueue) \(qp.id)")
         }
 
         // Doorbell Buffer Config, after the queues exist (the controller copies their
@@ -345,7 +346,7 @@ public final class NVMeDriver: @unchecked Sendable {
     ) throws(NVMeError) -> CompletionQueueEntry {
         let name =
             operation
-            ?? (AdminOpcode(rawValue: entry.opcode)?.description ?? "admin opcode 0x\(String(entry.opcode, radix: 16))")
+            ?? AdminOpcode(rawValue: entry.opcode).description
         guard let admin else { throw NVMeError(.aborted(reason: "driver not started"), operation: name) }
         adminLock.lock()
         defer { adminLock.unlock() }

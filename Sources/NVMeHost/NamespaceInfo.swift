@@ -22,11 +22,11 @@ public struct NamespaceInfo: Hashable, Sendable {
     public init(id: UInt32, identify: IdentifyNamespace) {
         self.id = id
         blockSizeShift = identify.lbaDataSizeShift
-        blockCount = identify.size
+        blockCount = identify[.nsze]
         isWriteProtected = identify.isWriteProtected
-        deallocatedReadsZeroes = identify.deallocateLogicalBlockFeatures & 0x7 == 1
-        writeZeroesDeallocates = identify.deallocateLogicalBlockFeatures & 0x8 != 0
-        utilization = identify.utilization
+        deallocatedReadsZeroes = identify[.dlfeat] & 0x7 == 1
+        writeZeroesDeallocates = identify[.dlfeat] & 0x8 != 0
+        utilization = identify[.nuse]
     }
 
     public var blockSize: Int { 1 << Int(blockSizeShift) }

@@ -10,7 +10,7 @@ extension QueuePair {
     ) async throws(NVMeError) {
         let bytes = try byteCount(nsid, blocks, destination.count, "Read")
         let buffer = try stagingBuffer(bytes, "Read")
-        try await result { read(namespace: nsid, lba: lba, blocks: blocks, into: buffer, completion: $0) }
+        try await result { transfer(.read(into: buffer), namespace: nsid, lba: lba, blocks: blocks, completion: $0) }
         buffer.copyOut(to: UnsafeMutableRawBufferPointer(rebasing: destination[0..<bytes]))
     }
 
@@ -18,7 +18,7 @@ extension QueuePair {
     public func read(namespace nsid: UInt32 = 1, lba: UInt64, blocks: Int) async throws(NVMeError) -> [UInt8] {
         let bytes = try byteCount(nsid, blocks, Int.max, "Read")
         let buffer = try stagingBuffer(bytes, "Read")
-        try await result { read(namespace: nsid, lba: lba, blocks: blocks, into: buffer, completion: $0) }
+        try await result { transfer(.read(into: buffer), namespace: nsid, lba: lba, blocks: blocks, completion: $0) }
         return buffer.bytes()
     }
 
@@ -30,7 +30,9 @@ extension QueuePair {
         let bytes = try byteCount(nsid, blocks, source.count, "Write")
         let buffer = try stagingBuffer(bytes, "Write")
         buffer.copyIn(from: UnsafeRawBufferPointer(rebasing: source[0..<bytes]))
-        try await result { write(namespace: nsid, lba: lba, blocks: blocks, fua: fua, from: buffer, completion: $0) }
+        try await result {
+            transfer(.write(from: buffer), namespace: nsid, lba: lba, blocks: blocks, fua: fua, completion: $0)
+        }
     }
 
     public func write(namespace nsid: UInt32 = 1, lba: UInt64, _ data: [UInt8], fua: Bool = false)
@@ -45,7 +47,9 @@ extension QueuePair {
         let buffer = try stagingBuffer(data.count, "Write")
         data.withUnsafeBytes { buffer.copyIn(from: $0) }
         try await result {
-            write(namespace: nsid, lba: lba, blocks: data.count / blockSize, fua: fua, from: buffer, completion: $0)
+            transfer(
+                .write(from: buffer), namespace: nsid, lba: lba, blocks: data.count / blockSize, fua: fua,
+                completion: $0)
         }
     }
 
@@ -86,7 +90,8 @@ extension QueuePair {
             let page = try r.get()
             guard page.nextLBA > next else {
                 throw NVMeError(
-                    .invalidRequest("allocation map made no progress at lba \(next)"), operation: "Get Allocation Map")
+                    .invalidRequest("allocation map made no progress at lba \(next)"),
+                    operation: IOOpcode.getAllocationMap.specName)
             }
             out.append(contentsOf: page.descriptors)
             next = page.nextLBA

@@ -9,39 +9,23 @@ import NVMe
 extension QueuePair {
     public typealias RequestCompletion = @Sendable (Result<Void, NVMeError>) -> Void
 
-    /// Reads `blocks` blocks at `lba` into `buffer` (which must hold them).
-    public func read(
-        namespace nsid: UInt32 = 1, lba: UInt64, blocks: Int, fua: Bool = false, into buffer: DMABuffer,
+    /// A Read (02h) or Write (01h) of `blocks` blocks at `lba` (NVM Command Set
+    /// Specification 1.0, §3.2.4, §3.2.6), with Force Unit Access when `fua`;
+    /// the buffer must hold the blocks.
+    public func transfer(
+        _ direction: BlockTransfer, namespace nsid: UInt32 = 1, lba: UInt64, blocks: Int, fua: Bool = false,
         deferDoorbell: Bool = false, completion: @escaping RequestCompletion
     ) {
-        transfer(
-            opcode: .read, nsid: nsid, lba: lba, blocks: blocks, fua: fua, buffer: buffer,
-            deferDoorbell: deferDoorbell, completion: completion)
-    }
-
-    /// Writes `blocks` blocks at `lba` from `buffer`.
-    public func write(
-        namespace nsid: UInt32 = 1, lba: UInt64, blocks: Int, fua: Bool = false, from buffer: DMABuffer,
-        deferDoorbell: Bool = false, completion: @escaping RequestCompletion
-    ) {
-        transfer(
-            opcode: .write, nsid: nsid, lba: lba, blocks: blocks, fua: fua, buffer: buffer,
-            deferDoorbell: deferDoorbell, completion: completion)
-    }
-
-    private func transfer(
-        opcode: IOOpcode, nsid: UInt32, lba: UInt64, blocks: Int, fua: Bool, buffer: DMABuffer,
-        deferDoorbell: Bool, completion: @escaping RequestCompletion
-    ) {
+        let (opcode, buffer) = direction.command
         guard let ns = namespaces.first(where: { $0.id == nsid }) else {
-            return completion(.failure(NVMeError(.invalidRequest("no namespace \(nsid)"), operation: "\(opcode)")))
+            return completion(.failure(NVMeError(.invalidRequest("no namespace \(nsid)"), operation: opcode.specName)))
         }
         guard blocks > 0, blocks << Int(ns.blockSizeShift) <= buffer.byteCount else {
             return completion(
                 .failure(
                     NVMeError(
                         .invalidRequest("\(blocks) blocks do not fit a \(buffer.byteCount)-byte buffer"),
-                        operation: "\(opcode)")))
+                        operation: opcode.specName)))
         }
         let perCommand = limits.maximumBlocks(ns)
         let pagesPerBlockShift = Int(ns.blockSizeShift)
@@ -49,7 +33,7 @@ extension QueuePair {
         func command(_ start: Int, _ n: Int) -> (SubmissionQueueEntry, DataPages) {
             var e = SubmissionQueueEntry(opcode: opcode.rawValue, namespaceIdentifier: nsid)
             e.startingLBA = lba + UInt64(start)
-            e.cdw12 = UInt32(n - 1) | fuaBit
+            e.dwords[12] = UInt32(n - 1) | fuaBit
             let range = buffer.pageRange(offset: start << pagesPerBlockShift, count: n << pagesPerBlockShift)
             return (e, DataPages(buffer: buffer, first: range.first, count: range.count, offset: range.offsetInFirst))
         }
@@ -60,7 +44,9 @@ extension QueuePair {
                     cqe.status.isSuccess
                         ? .success(())
                         : .failure(
-                            NVMeError(.status(cqe.status), operation: "\(opcode) nsid \(nsid) lba \(lba)+\(blocks)")))
+                            NVMeError(
+                                .status(cqe.status), operation: "\(opcode.specName) nsid \(nsid) lba \(lba)+\(blocks)"))
+                )
             }
             return
         }
@@ -76,7 +62,8 @@ extension QueuePair {
                 tracker.finish(
                     cqe.status.isSuccess
                         ? nil
-                        : NVMeError(.status(cqe.status), operation: "\(opcode) nsid \(nsid) lba \(first)+\(n)"))
+                        : NVMeError(.status(cqe.status), operation: "\(opcode.specName) nsid \(nsid) lba \(first)+\(n)")
+                )
             }
             start += n
         }
@@ -114,10 +101,10 @@ extension QueuePair {
             let n = min(per, blocks - start)
             var e = SubmissionQueueEntry(opcode: IOOpcode.writeZeroes.rawValue, namespaceIdentifier: nsid)
             e.startingLBA = lba + start
-            e.cdw12 =
+            e.dwords[12] =
                 UInt32(n - 1) | (deallocate ? SubmissionQueueEntry.deallocateBit : 0)
                 | (fua ? SubmissionQueueEntry.forceUnitAccessBit : 0)
-            e.cdw13 = fastOnly ? SubmissionQueueEntry.fastZeroOnlyBit : 0
+            e.dwords[13] = fastOnly ? SubmissionQueueEntry.fastZeroOnlyBit : 0
             let first = lba + start
             submit(e, deferDoorbell: deferDoorbell || start + n < blocks) { cqe in
                 tracker.finish(
@@ -160,8 +147,8 @@ extension QueuePair {
                 }
             }
             var e = SubmissionQueueEntry(opcode: IOOpcode.datasetManagement.rawValue, namespaceIdentifier: nsid)
-            e.cdw10 = UInt32(chunk.count - 1)
-            e.cdw11 = DatasetManagementRange.deallocateAttribute
+            e.dwords[10] = UInt32(chunk.count - 1)
+            e.dwords[11] = DatasetManagementRange.deallocateAttribute
             submit(
                 e, data: DataPages(buffer: buffer, first: 0, count: 1), deferDoorbell: deferDoorbell || p + 1 < parts
             ) { cqe in
@@ -183,18 +170,20 @@ extension QueuePair {
             @escaping @Sendable (Result<(descriptors: [AllocationMapDescriptor], nextLBA: UInt64), NVMeError>) -> Void
     ) {
         guard let buffer = DMABuffer(memory: memory, byteCount: 4096) else {
-            return completion(.failure(NVMeError(.outOfDMAMemory(bytes: 4096), operation: "Get Allocation Map")))
+            return completion(
+                .failure(NVMeError(.outOfDMAMemory(bytes: 4096), operation: IOOpcode.getAllocationMap.specName)))
         }
         var e = SubmissionQueueEntry(opcode: IOOpcode.getAllocationMap.rawValue, namespaceIdentifier: nsid)
         e.startingLBA = lba
-        e.cdw12 = blocks
-        e.cdw13 = 4096
+        e.dwords[12] = blocks
+        e.dwords[13] = 4096
         submit(e, data: DataPages(buffer: buffer, first: 0, count: 1), deferDoorbell: deferDoorbell) { cqe in
             guard cqe.status.isSuccess else {
                 return completion(
                     .failure(
                         NVMeError(
-                            .status(cqe.status), operation: "Get Allocation Map nsid \(nsid) lba \(lba)+\(blocks)")))
+                            .status(cqe.status),
+                            operation: "\(IOOpcode.getAllocationMap.specName) nsid \(nsid) lba \(lba)+\(blocks)")))
             }
             var result: (descriptors: [AllocationMapDescriptor], nextLBA: UInt64)?
             buffer.forEachSegment(count: 4096) { segment, _ in
@@ -202,7 +191,10 @@ extension QueuePair {
             }
             guard let result else {
                 return completion(
-                    .failure(NVMeError(.invalidRequest("malformed allocation map"), operation: "Get Allocation Map")))
+                    .failure(
+                        NVMeError(
+                            .invalidRequest("malformed allocation map"), operation: IOOpcode.getAllocationMap.specName))
+                )
             }
             completion(.success(result))
         }

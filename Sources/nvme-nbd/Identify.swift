@@ -40,22 +40,8 @@ enum IdentifyReport {
         try driver.adminCommand(SubmissionQueueEntry(opcode: AdminOpcode.identify.rawValue, cdw10: 1), data: data)
         let c = buffer.bytes()
         let id = IdentifyController(decoding: c)
-        func hex<T: BinaryInteger>(_ v: T) -> String { "0x" + String(v, radix: 16) }
         var out = "NVME Identify Controller:\n"
-        let rows: [(String, String)] = [
-            ("vid", hex(id.pciVendorID)), ("ssvid", hex(id.subsystemVendorID)), ("sn", id.serialNumber),
-            ("mn", id.modelNumber), ("fr", id.firmwareRevision), ("rab", "\(id.recommendedArbitrationBurst)"),
-            ("ieee", String(format: "%06x", id.ieeeOUI)), ("cmic", "0"), ("mdts", "\(id.maximumDataTransferSize)"),
-            ("cntlid", hex(id.controllerID)), ("ver", hex(id.version.raw)),
-            ("oacs", hex(id.optionalAdminCommandSupport)),
-            ("acl", "\(id.abortCommandLimit)"), ("aerl", "\(id.asynchronousEventRequestLimit)"), ("frmw", "0"),
-            ("lpa", hex(id.logPageAttributes)), ("sqes", hex(id.submissionQueueEntrySize)),
-            ("cqes", hex(id.completionQueueEntrySize)), ("maxcmd", "\(id.maximumOutstandingCommands)"),
-            ("nn", "\(id.numberOfNamespaces)"), ("oncs", hex(id.optionalNVMCommandSupport)), ("fuses", "0"),
-            ("fna", "0"), ("vwc", hex(id.volatileWriteCache)), ("sgls", hex(id.sglSupport)),
-            ("subnqn", id.subsystemNQN),
-        ]
-        for (k, v) in rows { out += k.padding(toLength: 10, withPad: " ", startingAt: 0) + ": " + v + "\n" }
+        for (k, v) in id.report { out += k.padding(toLength: 10, withPad: " ", startingAt: 0) + ": " + v + "\n" }
         out +=
             "  oacs bit 8 (Doorbell Buffer Config): \(id.supportsDoorbellBufferConfig ? "supported" : "not supported")\n"
         for ns in driver.namespaces {
@@ -64,15 +50,7 @@ enum IdentifyReport {
                 data: data)
             let n = IdentifyNamespace(decoding: buffer.bytes())
             out += "\nNVME Identify Namespace \(ns.id):\n"
-            let nrows: [(String, String)] = [
-                ("nsze", hex(n.size)), ("ncap", hex(n.capacity)), ("nuse", hex(n.utilization)),
-                ("nsfeat", hex(n.features)), ("nlbaf", "\(n.numberOfLBAFormats0)"), ("flbas", hex(n.formattedLBASize)),
-                ("nmic", "\(n.multipathCapabilities)"), ("dlfeat", "\(n.deallocateLogicalBlockFeatures)"),
-                ("nsattr", "\(n.attributes)"),
-                ("nguid", n.namespaceGloballyUniqueIdentifier.map { String(format: "%02x", $0) }.joined()),
-                ("eui64", String(format: "%016llx", n.ieeeExtendedUniqueIdentifier)),
-            ]
-            for (k, v) in nrows { out += k.padding(toLength: 8, withPad: " ", startingAt: 0) + ": " + v + "\n" }
+            for (k, v) in n.report { out += k.padding(toLength: 8, withPad: " ", startingAt: 0) + ": " + v + "\n" }
             out += "lbaf  0 : ms:0   lbads:\(n.lbaDataSizeShift)  rp:0 (in use)\n"
         }
         buffer.release()

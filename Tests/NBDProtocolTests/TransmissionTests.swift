@@ -34,11 +34,10 @@ struct TransmissionTests {
 
         init(maxRequests: Int = 8, maxBytes: Int = 1 << 30, size: UInt64 = 1 << 30, readOnly: Bool = false) {
             machine = NBDTransmission(
-                configuration: .init(
-                    limits: NBDRequestLimits(
-                        exportSize: size, readOnly: readOnly, structuredReplies: true,
-                        metaContextNegotiated: true, maximumPayload: 1 << 20),
-                    maximumInFlightRequests: maxRequests, maximumInFlightBytes: maxBytes))
+                limits: NBDRequestLimits(
+                    exportSize: size, readOnly: readOnly, structuredReplies: true,
+                    metaContextNegotiated: true, maximumPayload: 1 << 20),
+                maximumInFlightRequests: maxRequests, maximumInFlightBytes: maxBytes)
         }
 
         /// Feeds the wire bytes of `requests` (writes carry `length` payload bytes).

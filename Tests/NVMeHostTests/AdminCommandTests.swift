@@ -15,9 +15,9 @@ import Testing
         let rig = try Rig(c)
         defer { rig.close() }
         let id = rig.driver.identify
-        #expect(id.maximumDataTransferSize == 7)
+        #expect(id[.mdts] == 7)
         #expect(id.supportsDoorbellBufferConfig)
-        #expect(id.numberOfNamespaces == 2)
+        #expect(id[.nn] == 2)
         #expect(id.version == .v1_3)
         #expect(rig.driver.namespaces.map(\.id) == [1, 2])
         #expect(rig.driver.namespaces[0].blockSize == 4096)
@@ -54,7 +54,7 @@ import Testing
         try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x06, namespaceIdentifier: 1, cdw10: 2), data: data)
         #expect(buf.bytes()[0..<4] == [0, 0, 0, 0])  // no NSID above 1
         try rig.driver.adminCommand(SubmissionQueueEntry(opcode: 0x06, namespaceIdentifier: 1, cdw10: 0), data: data)
-        #expect(IdentifyNamespace(decoding: buf.bytes()).size == (64 << 20) / 512)
+        #expect(IdentifyNamespace(decoding: buf.bytes())[.nsze] == (64 << 20) / 512)
         #expect(
             adminStatus(rig, SubmissionQueueEntry(opcode: 0x06, namespaceIdentifier: 9, cdw10: 0), data: data)
                 == .invalidNamespaceOrFormat)

@@ -162,7 +162,7 @@ import Testing
             try await qp.write(lba: 0, randomBytes(4096, seed: 2))
             let read = Shared<[UInt8]?>(nil)
             let buffer = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
-            qp.read(lba: 0, blocks: 8, into: buffer) { r in
+            qp.transfer(.read(into: buffer), lba: 0, blocks: 8) { r in
                 if case .success = r { read.withLock { $0 = buffer.bytes() } }
             }
             #expect(gate.waitUntilHolding(1))
@@ -367,7 +367,7 @@ import Testing
         for i in 0..<pages {
             let b = try #require(DMABuffer(memory: memory, byteCount: 4096))
             buffers.append(b)
-            qp.read(lba: UInt64(i * 8), blocks: 8, into: b) { r in
+            qp.transfer(.read(into: b), lba: UInt64(i * 8), blocks: 8) { r in
                 if case .failure = r { failures.withLock { $0 += 1 } }
                 done.withLock { $0 += 1 }
             }

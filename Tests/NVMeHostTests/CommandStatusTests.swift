@@ -58,7 +58,7 @@ import Testing
             func read(nsid: UInt32 = 1, lba: UInt64, blocks: Int) -> SubmissionQueueEntry {
                 var e = SubmissionQueueEntry(opcode: IOOpcode.read.rawValue, namespaceIdentifier: nsid)
                 e.startingLBA = lba
-                e.cdw12 = UInt32(blocks - 1)
+                e.dwords[12] = UInt32(blocks - 1)
                 return e
             }
             // Above MDTS: 4 MiB + one block.
@@ -142,7 +142,7 @@ import Testing
             let buffer = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
             DatasetManagementRange(startingLBA: 0, blockCount: 64).bytes16.withUnsafeBytes { buffer.copyIn(from: $0) }
             var e = SubmissionQueueEntry(opcode: IOOpcode.datasetManagement.rawValue, namespaceIdentifier: 1)
-            e.cdw10 = 0
+            e.dwords[10] = 0
             #expect(await rawCommand(qp, e, data: .init(buffer: buffer, first: 0, count: 1)).status == .success)
             expectBytes(try await qp.read(lba: 0, blocks: 64), data)
         }

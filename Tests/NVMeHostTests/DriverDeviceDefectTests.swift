@@ -83,7 +83,7 @@ import Testing
             while !stop.value {
                 n += rig.driver.namespaces.count + Int(rig.driver.limits.maximumTransferBytes & 1)
                 n += rig.driver.shadowDoorbellsEnabled ? 1 : 0
-                n += Int(rig.driver.identify.maximumDataTransferSize)
+                n += Int(rig.driver.identify[.mdts])
                 _ = rig.driver.doorbellBufferAddresses
             }
             return n
@@ -147,7 +147,7 @@ import Testing
             let qp = rig.qp
             for i in 0..<3 {
                 var e = SubmissionQueueEntry(opcode: IOOpcode.flush.rawValue, namespaceIdentifier: 1)
-                e.cdw10 = UInt32(i)
+                e.dwords[10] = UInt32(i)
                 qp.submit(e, deferDoorbell: true) { _ in done.withLock { $0 += 1 } }
             }
             // No slot is free: this one waits, and nothing else will ring.

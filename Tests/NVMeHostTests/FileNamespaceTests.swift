@@ -21,7 +21,7 @@ import Testing
         try await guarded(rig) {
             let qp = rig.qp
             let backend = try #require(rig.backends[0] as? FileBackend)
-            #expect(rig.driver.identify.volatileWriteCache == 1, "a file has a volatile cache (the page cache)")
+            #expect(rig.driver.identify[.vwc] == 1, "a file has a volatile cache (the page cache)")
             let zeroes = [UInt8](repeating: 0, count: 1 << 20)
 
             // Written and flushed through NVMe: in the file.

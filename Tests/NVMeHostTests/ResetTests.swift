@@ -24,7 +24,7 @@ import Testing
             let b = try #require(DMABuffer(memory: rig.memory, byteCount: 4096))
             pattern(lba: UInt64(i * 8), count: 4096, version: 1).withUnsafeBytes { b.copyIn(from: $0) }
             buffers.append(b)
-            qp.write(lba: UInt64(i * 8), blocks: 8, from: b) { r in
+            qp.transfer(.write(from: b), lba: UInt64(i * 8), blocks: 8) { r in
                 done.withLock { $0[i] = (try? r.get()) != nil ? .success : .internalError }
             }
         }
@@ -42,7 +42,7 @@ import Testing
         #expect(qp.outstandingCount == 0)
         let readBack = try #require(DMABuffer(memory: rig.memory, byteCount: n * 4096))
         let ok = Shared(false)
-        qp.read(lba: 0, blocks: n * 8, into: readBack) { r in ok.withLock { $0 = (try? r.get()) != nil } }
+        qp.transfer(.read(into: readBack), lba: 0, blocks: n * 8) { r in ok.withLock { $0 = (try? r.get()) != nil } }
         rig.controller.runUntilIdle()
         qp.processCompletions()
         #expect(ok.value)
@@ -324,7 +324,7 @@ final class RequestStream: @unchecked Sendable {
         let lba = Self.lba(chain: chain, index: index)
         let b = buffers[chain]
         pattern(lba: lba, count: 512, version: 7).withUnsafeBytes { b.copyIn(from: $0) }
-        qp.write(lba: lba, blocks: 1, from: b) { [self] r in
+        qp.transfer(.write(from: b), lba: lba, blocks: 1) { [self] r in
             state.withLock {
                 $0.finished += 1
                 if (try? r.get()) == nil { $0.failures += 1 }
@@ -360,7 +360,7 @@ final class WriteBatch: @unchecked Sendable {
         for t in 0..<threads {
             _ = OwnThread { [self] in
                 for i in stride(from: t, to: count, by: threads) {
-                    qp.write(lba: UInt64(i * 8), blocks: 8, from: buffers[i]) { [self] r in
+                    qp.transfer(.write(from: buffers[i]), lba: UInt64(i * 8), blocks: 8) { [self] r in
                         let error: NVMeError?
                         switch r {
                         case .success: error = nil

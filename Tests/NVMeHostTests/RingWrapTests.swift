@@ -43,9 +43,9 @@ final class WrapWorkload: @unchecked Sendable {
         let expected = pattern(lba: lba, count: 512, version: UInt64(op))
         let w = writeBuffers[chain], r = readBuffers[chain]
         expected.withUnsafeBytes { w.copyIn(from: $0) }
-        qp.write(lba: lba, blocks: 1, from: w) { [self] result in
+        qp.transfer(.write(from: w), lba: lba, blocks: 1) { [self] result in
             guard (try? result.get()) != nil else { return finish(op, ok: false, same: true) }
-            qp.read(lba: lba, blocks: 1, into: r) { [self] result in
+            qp.transfer(.read(into: r), lba: lba, blocks: 1) { [self] result in
                 guard (try? result.get()) != nil else { return finish(op, ok: false, same: true) }
                 let same = r.bytes() == expected
                 finish(op, ok: true, same: same)

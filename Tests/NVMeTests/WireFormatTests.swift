@@ -27,17 +27,17 @@ import Testing
         e.flags = UInt8.random(in: 0...255, using: &rng)
         e.commandIdentifier = UInt16.random(in: 0...UInt16.max, using: &rng)
         e.namespaceIdentifier = UInt32.random(in: 0...UInt32.max, using: &rng)
-        e.cdw2 = UInt32.random(in: 0...UInt32.max, using: &rng)
-        e.cdw3 = UInt32.random(in: 0...UInt32.max, using: &rng)
+        e.dwords[2] = UInt32.random(in: 0...UInt32.max, using: &rng)
+        e.dwords[3] = UInt32.random(in: 0...UInt32.max, using: &rng)
         e.metadataPointer = rng.next()
         e.prp1 = rng.next()
         e.prp2 = rng.next()
-        e.cdw10 = UInt32.random(in: 0...UInt32.max, using: &rng)
-        e.cdw11 = UInt32.random(in: 0...UInt32.max, using: &rng)
-        e.cdw12 = UInt32.random(in: 0...UInt32.max, using: &rng)
-        e.cdw13 = UInt32.random(in: 0...UInt32.max, using: &rng)
-        e.cdw14 = UInt32.random(in: 0...UInt32.max, using: &rng)
-        e.cdw15 = UInt32.random(in: 0...UInt32.max, using: &rng)
+        e.dwords[10] = UInt32.random(in: 0...UInt32.max, using: &rng)
+        e.dwords[11] = UInt32.random(in: 0...UInt32.max, using: &rng)
+        e.dwords[12] = UInt32.random(in: 0...UInt32.max, using: &rng)
+        e.dwords[13] = UInt32.random(in: 0...UInt32.max, using: &rng)
+        e.dwords[14] = UInt32.random(in: 0...UInt32.max, using: &rng)
+        e.dwords[15] = UInt32.random(in: 0...UInt32.max, using: &rng)
         #expect(SubmissionQueueEntry(e.bytes) == e, "\(seed)")
     }
 
@@ -70,32 +70,35 @@ import Testing
 
     @Test func identifyControllerRoundTrip() {
         var id = IdentifyController()
-        id.serialNumber = "SN123"
-        id.maximumDataTransferSize = 5
+        id[text: .sn] = "SN123"
+        id[.mdts] = 5
         id.supportsDoorbellBufferConfig = false
-        id.numberOfNamespaces = 3
+        id[.nn] = 3
         let b = id.encode()
         #expect(b.count == 4096)
         #expect(b[77] == 5)
         #expect(b[256] & 0 == 0 && b[257] & 1 == 0)  // OACS bit 8 clear
         #expect(Array(b[4..<9]) == Array("SN123".utf8))
         #expect(b[9] == 0x20)  // space padded
-        #expect(IdentifyController(decoding: b) == id)
+        let d = IdentifyController(decoding: b)
+        #expect(d == id && d[text: .sn] == "SN123" && d[.nn] == 3 && d[.vid] == 0x1B36)
+        #expect(d[text: .subnqn] == "nqn.2026-11.io.nvme-nbd:controller" && b[768 + 34] == 0)  // NUL padded
         id.supportsDoorbellBufferConfig = true
         #expect(id.encode()[257] & 1 == 1)
     }
 
     @Test func identifyNamespaceRoundTrip() {
         var ns = IdentifyNamespace()
-        ns.size = 1 << 21
-        ns.capacity = 1 << 21
-        ns.utilization = 77
+        ns[.nsze] = 1 << 21
+        ns[.ncap] = 1 << 21
+        ns[.nuse] = 77
         ns.lbaDataSizeShift = 12
         let b = ns.encode()
         #expect(b[130] == 12)  // LBAF0.LBADS
         #expect(b[33] == 0b1001)  // DLFEAT: zeroes + Write Zeroes deallocate
         let d = IdentifyNamespace(decoding: b)
-        #expect(d.size == ns.size && d.utilization == 77 && d.blockSize == 4096)
+        #expect(d[.nsze] == 1 << 21 && d[.nuse] == 77 && d.blockSize == 4096)
+        #expect(Array(b[0..<8]) == [0, 0, 0x20, 0, 0, 0, 0, 0])  // NSZE little endian
     }
 
     @Test func doorbellOffsets() {

@@ -129,11 +129,11 @@ func run(shadow: Bool, settings: Settings) throws {
                 let lba = UInt64(block * lbasPerBlock)
                 if phase == "write" {
                     pattern(block, blockBytes).withUnsafeBytes { buffer.copyIn(from: $0) }
-                    pump.qp.write(lba: lba, blocks: lbasPerBlock, from: buffer) { r in
+                    pump.qp.transfer(.write(from: buffer), lba: lba, blocks: lbasPerBlock) { r in
                         if case .failure(let e) = r { pump.finished("\(e)") } else { pump.finished(nil) }
                     }
                 } else {
-                    pump.qp.read(lba: lba, blocks: lbasPerBlock, into: buffer) { r in
+                    pump.qp.transfer(.read(into: buffer), lba: lba, blocks: lbasPerBlock) { r in
                         if case .failure(let e) = r { pump.finished("\(e)"); return }
                         pump.finished(buffer.bytes() == pattern(block, blockBytes) ? nil : "block \(block) differs")
                     }
