@@ -151,8 +151,8 @@ extension Serve {
             }
         }
 
-        let nbd = NBDServerService(server: server, logger: logger)
-        let metricsService = metricsEndpoint.map { MetricsEndpointService(endpoint: $0) }
+        let nbd = StoppedAtShutdown.nbdServer(server, logger: logger)
+        let metricsService = metricsEndpoint.map { StoppedAtShutdown.metricsEndpoint($0) }
         let captive = runCommand.map {
             CaptiveCommandService(
                 command: $0,

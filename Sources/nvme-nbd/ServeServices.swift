@@ -21,40 +21,37 @@ func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
     }
 }
 
-/// The NBD server. It listens before the group starts (the pid file, READY=1
-/// and `--run` need its addresses); on graceful shutdown or cancellation it
-/// stops accepting, tells the service manager STOPPING=1 (sd_notify(3)), lets
-/// requests in flight finish (new ones get ESHUTDOWN) and flushes the exports.
-struct NBDServerService: Service, CustomStringConvertible {
-    let server: NBDServer
-    let logger: Logger
-    var description: String { "NBDServer" }
+/// A resource that lives until graceful shutdown (or cancellation), then is
+/// stopped by a blocking call on a thread of its own (``onOwnThread(_:)``).
+struct StoppedAtShutdown: Service, CustomStringConvertible {
+    let description: String
+    let stopResource: @Sendable () -> Void
 
     func run() async {
-        // Returns on graceful shutdown, throws CancellationError on cancellation: both stop the server.
+        // Returns on graceful shutdown, throws CancellationError on cancellation: both stop it.
         try? await gracefulShutdown()
         await stop()
     }
 
-    func stop() async {
-        logger.info("shutting down")
-        do { try ServiceNotify.notify("STOPPING=1") } catch { logger.warning("\(error)") }
-        await onOwnThread { server.shutdown() }
-    }
-}
+    func stop() async { await onOwnThread(stopResource) }
 
-/// The `--metrics` endpoint: closed after the NBD server has drained, so the
-/// last scrape can still see the final counters.
-struct MetricsEndpointService: Service, CustomStringConvertible {
-    let endpoint: MetricsEndpoint
-    var description: String { "MetricsEndpoint" }
-
-    func run() async {
-        try? await gracefulShutdown()
-        await stop()
+    /// The NBD server. It listens before the group starts (the pid file, READY=1
+    /// and `--run` need its addresses); when stopped it stops accepting, tells the
+    /// service manager STOPPING=1 (sd_notify(3)), lets requests in flight finish
+    /// (new ones get ESHUTDOWN) and flushes the exports.
+    static func nbdServer(_ server: NBDServer, logger: Logger) -> StoppedAtShutdown {
+        StoppedAtShutdown(description: "NBDServer") {
+            logger.info("shutting down")
+            do { try ServiceNotify.notify("STOPPING=1") } catch { logger.warning("\(error)") }
+            server.shutdown()
+        }
     }
 
-    func stop() async { await onOwnThread { endpoint.close() } }
+    /// The `--metrics` endpoint: closed after the NBD server has drained, so the
+    /// last scrape can still see the final counters.
+    static func metricsEndpoint(_ endpoint: MetricsEndpoint) -> StoppedAtShutdown {
+        StoppedAtShutdown(description: "MetricsEndpoint") { endpoint.close() }
+    }
 }
 
 /// SIGUSR1: writes `--stats-json` without stopping, until graceful shutdown.
