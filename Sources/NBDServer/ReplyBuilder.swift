@@ -57,6 +57,22 @@ struct ReplyBuilder {
         if header.readableBytes > 0 { emit(header) }
     }
 
+    /// Room for the header ``writeReadHeader(_:offset:length:into:)`` writes
+    /// (16 bytes simple, 28 structured), rounded up to keep the data behind it
+    /// 16-byte aligned.
+    static let readHeaderRoom = 32
+    /// The largest read whose reply header goes into its data buffer.
+    static let headerFirstLimit = 32 << 10
+
+    /// Writes the header of a successful read reply that goes out in one piece —
+    /// a simple reply, or a single `OFFSET_DATA` chunk flagged done — so that the
+    /// `length` bytes of data can follow in the same buffer. Returns its size.
+    @discardableResult
+    func writeReadHeader(_ cookie: UInt64, offset: UInt64, length: Int, into b: inout ByteBuffer) -> Int {
+        guard structured else { return b.writeNBDSimpleReplyHeader(error: .success, cookie: cookie) }
+        return b.writeNBDOffsetDataChunkHeader(flags: .done, cookie: cookie, offset: offset, dataLength: length)
+    }
+
     /// An `NBD_REPLY_TYPE_BLOCK_STATUS` chunk (structured replies only).
     func blockStatus(_ cookie: UInt64, contextID: UInt32, _ descriptors: [NBDBlockStatusDescriptor]) -> ByteBuffer {
         var b = allocator.buffer(capacity: 32 + 8 * descriptors.count)
