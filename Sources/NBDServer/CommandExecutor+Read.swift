@@ -35,7 +35,7 @@ extension CommandExecutor {
         let mapped = DMABuffer.mapping(writableSpaceOf: &reply, count: s.bytes, memory: export.memory)
         guard let buffer = mapped ?? arenaBuffer(s.bytes, for: r, cost: cost) else { return }
         let data = ReadData(
-            reply: reply, buffer: buffer, bounced: mapped == nil, span: s, length: Int(r.length),
+            reply: reply, buffer: buffer, span: s, length: Int(r.length),
             headerLength: headerLength)
         let fua = r.flags.contains(.fua)
         guard wantHoles else {
@@ -120,7 +120,6 @@ extension CommandExecutor {
 struct ReadData: Sendable {
     let reply: ByteBuffer
     let buffer: DMABuffer
-    let bounced: Bool
     let span: NBDBlockSpan
     let length: Int
     /// Bytes of reply header written ahead of the data (0: none; the data
@@ -132,7 +131,7 @@ struct ReadData: Sendable {
     /// the bounce pages first when the reply could not be mapped).
     func filled() -> ByteBuffer {
         var b = reply
-        if bounced {
+        if !buffer.isMapping {
             b.writeBytes(from: buffer, count: span.bytes)
         } else {
             buffer.release()

@@ -24,6 +24,10 @@ public final class DMABuffer: @unchecked Sendable {
     /// storage); dropped on ``release()``.
     private var owner: AnyObject?
 
+    /// Whether the buffer maps memory the caller owns (the DMA lands there), rather
+    /// than pages taken from the host memory's arena.
+    public var isMapping: Bool { mapping != nil }
+
     /// `nil` when the host memory has no `byteCount` bytes of pages left.
     public init?(memory: HostMemory, byteCount: Int) {
         precondition(byteCount >= 0)
