@@ -104,7 +104,7 @@ public struct AllocationExtent: Equatable, Hashable, Sendable, CustomStringConve
     public var length: UInt64 { range.upperBound - range.lowerBound }
 
     public var description: String {
-        "\(isAllocated ? "data" : "hole")[\(offset)..<\(offset + length)]"
+        "\(isAllocated ? "data" : "hole")[\(range)]"
     }
 }
 

@@ -131,11 +131,10 @@ struct ReadData: Sendable {
     /// the bounce pages first when the reply could not be mapped).
     func filled() -> ByteBuffer {
         var b = reply
-        if !buffer.isMapping {
-            b.writeBytes(from: buffer, count: span.bytes)
-        } else {
-            buffer.release()
+        if buffer.isMapping {
             b.moveWriterIndex(forwardBy: span.bytes)
+        } else {
+            b.writeBytes(from: buffer, count: span.bytes)
         }
         buffer.release()
         // With a header, span.head is 0 and the header starts at the reader index.

@@ -57,9 +57,9 @@ struct ReplyBuilder {
         if header.readableBytes > 0 { emit(header) }
     }
 
-    /// Room for the header ``writeReadHeader(_:offset:length:into:)`` writes
-    /// (16 bytes simple, 28 structured), rounded up to keep the data behind it
-    /// 16-byte aligned.
+    /// Capacity reserved for the header ``writeReadHeader(_:offset:length:into:)``
+    /// writes (16 bytes simple, 28 structured); the data follows the header
+    /// directly, at a dword-aligned offset as a PRP entry needs.
     static let readHeaderRoom = 32
     /// The largest read whose reply header goes into its data buffer.
     static let headerFirstLimit = 32 << 10

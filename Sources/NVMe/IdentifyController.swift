@@ -75,11 +75,6 @@ public struct IdentifyController: IdentifyStructure {
         self[text: .subnqn] = "nqn.2026-11.io.nvme-nbd:controller"
     }
 
-    public init(decoding b: [UInt8]) {
-        precondition(b.count >= Self.size)
-        bytes = Array(b.prefix(Self.size))
-    }
-
     /// OACS bit 8.
     public var supportsDoorbellBufferConfig: Bool {
         get { self[.oacs] & (1 << 8) != 0 }

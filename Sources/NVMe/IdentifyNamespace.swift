@@ -44,16 +44,13 @@ public struct IdentifyNamespace: IdentifyStructure {
         lbaDataSizeShift = 9
     }
 
-    public init(decoding b: [UInt8]) {
-        precondition(b.count >= Self.size)
-        bytes = Array(b.prefix(Self.size))
-    }
-
     /// LBADS of the format FLBAS selects: log2 of the logical block size.
     public var lbaDataSizeShift: UInt8 {
-        get { bytes[128 + 4 * Int(self[.flbas] & 0xF) + 2] }
-        set { bytes[128 + 4 * Int(self[.flbas] & 0xF) + 2] = newValue }
+        get { bytes[lbadsOffset] }
+        set { bytes[lbadsOffset] = newValue }
     }
+    /// LBADS is bits 23:16 of the selected LBA Format descriptor (4 bytes each from byte 128).
+    private var lbadsOffset: Int { Field.lbaf0.bytes.lowerBound + 4 * Int(self[.flbas] & 0xF) + 2 }
     public var blockSize: Int { 1 << Int(lbaDataSizeShift) }
     public var isWriteProtected: Bool { self[.nsattr] & 1 != 0 }
 }

@@ -28,6 +28,8 @@ public protocol IdentifyStructure: Hashable, Sendable {
     associatedtype Field: IdentifyFieldKey
     /// The structure as the controller returns it.
     var bytes: [UInt8] { get set }
+    /// This device's values.
+    init()
 }
 
 extension IdentifyStructure {
@@ -59,16 +61,22 @@ extension IdentifyStructure {
         set { bytes.replaceSubrange(field.bytes, with: newValue.prefix(field.bytes.count)) }
     }
 
+    /// The structure as received: the first ``size`` bytes of `b`.
+    public init(decoding b: [UInt8]) {
+        precondition(b.count >= Self.size)
+        self.init()
+        bytes = Array(b.prefix(Self.size))
+    }
+
     public func encode() -> [UInt8] { bytes }
 
     /// Every field as nvme-cli prints it: its name and its value.
     public var report: [(name: String, value: String)] {
         Field.allCases.map { f in
-            let v = self[f]
-            return switch f.format {
-            case .decimal: (f.rawValue, "\(v)")
-            case .hexadecimal: (f.rawValue, "0x" + String(v, radix: 16))
-            case .hexadecimalDigits(let n): (f.rawValue, Self.padded(String(v, radix: 16), n))
+            switch f.format {
+            case .decimal: (f.rawValue, "\(self[f])")
+            case .hexadecimal: (f.rawValue, "0x" + String(self[f], radix: 16))
+            case .hexadecimalDigits(let n): (f.rawValue, Self.padded(String(self[f], radix: 16), n))
             case .text: (f.rawValue, self[text: f])
             case .identifier: (f.rawValue, self[identifier: f].map { Self.padded(String($0, radix: 16), 2) }.joined())
             }

@@ -40,7 +40,7 @@ public struct AdminOpcode: RawRepresentable, Hashable, Sendable, CustomStringCon
 
 /// NVM Command Set I/O opcodes (NVM Command Set Specification 1.0, §3, Figure 19),
 /// plus this device's one vendor-specific command.
-public enum IOOpcode: UInt8, Sendable, NamedByCase {
+public enum IOOpcode: UInt8, Sendable, CustomStringConvertible {
     /// §3.2.2: make volatile writes durable.
     case flush = 0x00
     /// §3.2.6, with Force Unit Access (CDW12 bit 30).
@@ -55,6 +55,18 @@ public enum IOOpcode: UInt8, Sendable, NamedByCase {
     /// Map**. Data direction controller-to-host (opcode bits 1:0 = 10b).
     /// See ``AllocationMapDescriptor`` for the command and data layout.
     case getAllocationMap = 0x82
+
+    /// Figure 19's name of the command.
+    public var description: String {
+        switch self {
+        case .flush: "Flush"
+        case .write: "Write"
+        case .read: "Read"
+        case .writeZeroes: "Write Zeroes"
+        case .datasetManagement: "Dataset Management"
+        case .getAllocationMap: "Get Allocation Map"
+        }
+    }
 }
 
 /// Feature identifiers for Get/Set Features (NVMe Base Specification 2.0, §5.27.1,

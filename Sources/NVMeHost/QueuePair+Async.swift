@@ -91,7 +91,7 @@ extension QueuePair {
             guard page.nextLBA > next else {
                 throw NVMeError(
                     .invalidRequest("allocation map made no progress at lba \(next)"),
-                    operation: IOOpcode.getAllocationMap.specName)
+                    operation: "\(IOOpcode.getAllocationMap)")
             }
             out.append(contentsOf: page.descriptors)
             next = page.nextLBA

@@ -18,14 +18,14 @@ extension QueuePair {
     ) {
         let (opcode, buffer) = direction.command
         guard let ns = namespaces.first(where: { $0.id == nsid }) else {
-            return completion(.failure(NVMeError(.invalidRequest("no namespace \(nsid)"), operation: opcode.specName)))
+            return completion(.failure(NVMeError(.invalidRequest("no namespace \(nsid)"), operation: "\(opcode)")))
         }
         guard blocks > 0, blocks << Int(ns.blockSizeShift) <= buffer.byteCount else {
             return completion(
                 .failure(
                     NVMeError(
                         .invalidRequest("\(blocks) blocks do not fit a \(buffer.byteCount)-byte buffer"),
-                        operation: opcode.specName)))
+                        operation: "\(opcode)")))
         }
         let perCommand = limits.maximumBlocks(ns)
         let pagesPerBlockShift = Int(ns.blockSizeShift)
@@ -45,7 +45,7 @@ extension QueuePair {
                         ? .success(())
                         : .failure(
                             NVMeError(
-                                .status(cqe.status), operation: "\(opcode.specName) nsid \(nsid) lba \(lba)+\(blocks)"))
+                                .status(cqe.status), operation: "\(opcode) nsid \(nsid) lba \(lba)+\(blocks)"))
                 )
             }
             return
@@ -62,7 +62,7 @@ extension QueuePair {
                 tracker.finish(
                     cqe.status.isSuccess
                         ? nil
-                        : NVMeError(.status(cqe.status), operation: "\(opcode.specName) nsid \(nsid) lba \(first)+\(n)")
+                        : NVMeError(.status(cqe.status), operation: "\(opcode) nsid \(nsid) lba \(first)+\(n)")
                 )
             }
             start += n
@@ -171,7 +171,7 @@ extension QueuePair {
     ) {
         guard let buffer = DMABuffer(memory: memory, byteCount: 4096) else {
             return completion(
-                .failure(NVMeError(.outOfDMAMemory(bytes: 4096), operation: IOOpcode.getAllocationMap.specName)))
+                .failure(NVMeError(.outOfDMAMemory(bytes: 4096), operation: "\(IOOpcode.getAllocationMap)")))
         }
         var e = SubmissionQueueEntry(opcode: IOOpcode.getAllocationMap.rawValue, namespaceIdentifier: nsid)
         e.startingLBA = lba
@@ -183,7 +183,7 @@ extension QueuePair {
                     .failure(
                         NVMeError(
                             .status(cqe.status),
-                            operation: "\(IOOpcode.getAllocationMap.specName) nsid \(nsid) lba \(lba)+\(blocks)")))
+                            operation: "\(IOOpcode.getAllocationMap) nsid \(nsid) lba \(lba)+\(blocks)")))
             }
             var result: (descriptors: [AllocationMapDescriptor], nextLBA: UInt64)?
             buffer.forEachSegment(count: 4096) { segment, _ in
@@ -193,7 +193,7 @@ extension QueuePair {
                 return completion(
                     .failure(
                         NVMeError(
-                            .invalidRequest("malformed allocation map"), operation: IOOpcode.getAllocationMap.specName))
+                            .invalidRequest("malformed allocation map"), operation: "\(IOOpcode.getAllocationMap)"))
                 )
             }
             completion(.success(result))
